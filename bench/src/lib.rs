@@ -1,0 +1,1 @@
+//! qmp-bench (under construction).

@@ -1,0 +1,217 @@
+//! The public vocabulary of the sans-IO server: ids, time, inputs, outputs, results, options.
+//!
+//! `Input` is at once the trace format, the fuzzers' input and the simulator's vocabulary, so
+//! every type here is serialisable and carries no behaviour.
+
+use serde::{Deserialize, Serialize};
+
+use crate::json::{Object, Value};
+
+/// A monotonic instant: nanoseconds since an arbitrary origin chosen by the driver.
+/// The core never reads a clock; every input comes with one of these, never going backwards.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Instant(pub u64);
+
+impl Instant {
+    /// `self + ns`, saturating.
+    pub fn plus_nanos(self, ns: u64) -> Instant {
+        Instant(self.0.saturating_add(ns))
+    }
+}
+
+/// Wall-clock time of an event, as QEMU puts it in `"timestamp"`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Timestamp {
+    /// Whole seconds since the Unix epoch.
+    pub seconds: i64,
+    /// Microsecond remainder, 0..=999_999.
+    pub microseconds: i64,
+}
+
+/// A connection ("monitor"), named by the driver when it opens it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MonitorId(pub u64);
+
+/// A handler invocation, numbered by the core.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CallId(pub u64);
+
+/// An opaque file descriptor handle: the driver owns the real descriptor.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FdId(pub u64);
+
+/// Which lane a call runs on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Lane {
+    /// In-band: run on the dispatcher, one at a time.
+    InBand,
+    /// Out-of-band: run at once on the IO side; must not block.
+    OutOfBand,
+}
+
+/// QAPI error classes (`QapiErrorClass`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorClass {
+    /// `GenericError`
+    GenericError,
+    /// `CommandNotFound`
+    CommandNotFound,
+    /// `DeviceNotActive`
+    DeviceNotActive,
+    /// `DeviceNotFound`
+    DeviceNotFound,
+    /// `KVMMissingCap`
+    KVMMissingCap,
+}
+
+/// What a command handler produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CallResult {
+    /// Success: the `"return"` value (`{}` for commands that return nothing).
+    Return(Value),
+    /// Failure: an error reply.
+    Error {
+        /// The error class.
+        class: ErrorClass,
+        /// The human-readable description.
+        desc: String,
+    },
+}
+
+/// Per-monitor options, fixed when it is opened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MonitorOptions {
+    /// The transport can run in the IO thread, so `"oob"` is offered (QEMU 7.2), or, in the
+    /// 2.12 dialect, the monitor was configured with `x-oob=on`.
+    pub oob_capable: bool,
+    /// `pretty=on`: replies, events and the greeting are pretty-printed.
+    pub pretty: bool,
+}
+
+/// The VM run state, as far as the monitor core cares (preconfig checks, fd-set cleanup).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RunState {
+    /// `--preconfig`: only `allow-preconfig` commands run.
+    Preconfig,
+    /// Running.
+    #[default]
+    Running,
+    /// Stopped/paused (after `stop`).
+    Paused,
+}
+
+/// Everything that can happen to the server. One enum, serialisable: a trace is a list of these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// A client connected; the greeting is queued (QEMU: CHR_EVENT_OPENED).
+    Open {
+        /// The driver's name for the connection; must not be in use.
+        monitor: MonitorId,
+        /// Options fixed for this monitor.
+        options: MonitorOptions,
+    },
+    /// Bytes read from the connection (any chunking), with descriptors passed alongside.
+    Receive {
+        /// The connection.
+        monitor: MonitorId,
+        /// The bytes read.
+        bytes: Vec<u8>,
+        /// Descriptors received with these bytes (SCM_RIGHTS).
+        fds: Vec<FdId>,
+    },
+    /// The driver wrote `n` bytes of the monitor's pending output.
+    Written {
+        /// The connection.
+        monitor: MonitorId,
+        /// Bytes written from the front of the pending output.
+        n: usize,
+    },
+    /// The peer went away or the driver closed it (QEMU: CHR_EVENT_CLOSED).
+    Close {
+        /// The connection.
+        monitor: MonitorId,
+    },
+    /// Time advanced: fire due timers. Early ticks are harmless.
+    Tick,
+    /// The dispatcher is ready for the next in-band request.
+    NextInBand,
+    /// A handler finished.
+    Complete {
+        /// The call, as given in [`Output::Call`].
+        call: CallId,
+        /// What it produced.
+        result: CallResult,
+    },
+    /// Something in the machine produced an event.
+    Event {
+        /// Event name, e.g. `"STOP"`.
+        name: String,
+        /// Event data; an empty object means no `"data"` member.
+        data: Object,
+        /// Wall-clock time the event was built.
+        timestamp: Timestamp,
+    },
+    /// Another subsystem pauses reading from this monitor (nests).
+    Suspend {
+        /// The connection.
+        monitor: MonitorId,
+    },
+    /// Undo one [`Input::Suspend`].
+    Resume {
+        /// The connection.
+        monitor: MonitorId,
+    },
+    /// The VM run state changed.
+    SetRunState(RunState),
+}
+
+/// Why the core gave up on a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisconnectReason {
+    /// Pending output grew past `Config::output_limit` (a client that does not read).
+    OutputLimit {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// Buffered unprocessed input grew past `Config::input_buffer_limit` (the driver kept
+    /// reading while `wants_read` was false).
+    InputLimit {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+}
+
+/// Everything the server wants done. Drained with `Server::poll_output` after every input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    /// Run a handler. Out-of-band calls must be run at once on the IO side; in-band calls on the
+    /// dispatcher. Complete it with [`Input::Complete`].
+    Call(Call),
+    /// The monitor has pending output: write `Server::pending_output` and report
+    /// [`Input::Written`].
+    Transmit(MonitorId),
+    /// Close this descriptor (outside any lock): the core no longer holds it.
+    CloseFd(FdId),
+    /// The core gave up on this client: close the connection, then report [`Input::Close`].
+    Disconnect {
+        /// The connection.
+        monitor: MonitorId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+/// A handler invocation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// Names this call in [`Input::Complete`].
+    pub id: CallId,
+    /// The monitor the request came from.
+    pub monitor: MonitorId,
+    /// Where it must run.
+    pub lane: Lane,
+    /// The command name.
+    pub command: String,
+    /// Arguments, already checked against the command's schema.
+    pub arguments: Object,
+}

@@ -1,0 +1,1 @@
+//! qmp-io: sockets and threads around qmp-core (under construction).

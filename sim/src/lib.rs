@@ -1,0 +1,1 @@
+//! qmp-sim: deterministic simulation of qmp-core (under construction).
