@@ -31,3 +31,31 @@ lint:
 
 test-rust:
 	$(CARGO) test --workspace
+
+# --- areas (each script is owned by its area; see README) ---
+deps:
+	bash scripts/deps.sh
+
+test-clients: deps
+	bash tests/clients/run.sh
+
+compat: deps
+	bash tests/compat/run.sh
+
+sim:
+	$(CARGO) run --release -p qmp-sim -- run --seed $${SEED:-0} --runs $(SEEDS)
+
+fuzz:
+	bash fuzz/run.sh $(T) $(S)
+
+fuzz-smoke:
+	bash fuzz/smoke.sh
+
+loom:
+	bash loom-tests/run.sh
+
+bench: deps
+	bash bench/run.sh
+
+bench-core:
+	$(CARGO) bench -p qmp-core
