@@ -1,0 +1,366 @@
+//! qmpd's demo machine: the commands of QEMU 7.2 `-machine none` that qmpd implements, with
+//! QEMU's reply shapes, events and error texts, plus the test-only `x-oob-test` and
+//! `x-emit-event`.
+//!
+//! The fd commands (`getfd`, `closefd`, `add-fd`, `remove-fd`, `query-fdsets`), `qmp_capabilities`,
+//! `query-version` and `query-commands` are built into qmp-core and need nothing here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use qmp_core::json::{Object, Value};
+use qmp_core::server::{ArgType, CallResult, CommandSpec, ErrorClass, Member, RunState};
+use qmp_io::{CallContext, QmpServerBuilder};
+
+use crate::hmp;
+
+/// The machine's state, shared by every handler.
+pub struct Machine {
+    running: Mutex<bool>,
+    /// `x-oob-test`'s semaphore: in-band `lock: true` waits for it, out-of-band `lock: false`
+    /// posts it (QEMU 2.12's `qemu_sem_wait`/`qemu_sem_post`).
+    oob_test: (Mutex<u64>, Condvar),
+    /// Set at shutdown so a blocked `x-oob-test` lets the dispatcher go.
+    stopping: AtomicBool,
+    /// `info version` text: `<major>.<minor>.<micro><package>`.
+    version_text: String,
+}
+
+fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Member>) -> CommandSpec {
+    CommandSpec {
+        name: name.into(),
+        allow_oob,
+        allow_preconfig,
+        success_response: true,
+        arguments,
+    }
+}
+
+fn member(name: &str, ty: ArgType, optional: bool) -> Member {
+    Member {
+        name: name.into(),
+        ty,
+        optional,
+    }
+}
+
+fn empty() -> CallResult {
+    CallResult::Return(Value::Object(Object::new()))
+}
+
+fn generic(desc: impl Into<String>) -> CallResult {
+    CallResult::Error {
+        class: ErrorClass::GenericError,
+        desc: desc.into(),
+    }
+}
+
+fn obj(members: &[(&str, Value)]) -> Object {
+    let mut o = Object::new();
+    for (k, v) in members {
+        o.insert(*k, v.clone());
+    }
+    o
+}
+
+impl Machine {
+    /// A running machine whose `info version` reads from `version` (`query-version`'s object).
+    pub fn new(version: &Value) -> Arc<Self> {
+        Arc::new(Machine {
+            running: Mutex::new(true),
+            oob_test: (Mutex::new(0), Condvar::new()),
+            stopping: AtomicBool::new(false),
+            version_text: version_text(version),
+        })
+    }
+
+    /// Whether the VM runs.
+    pub fn is_running(&self) -> bool {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `info version`'s text.
+    pub fn version_text(&self) -> &str {
+        &self.version_text
+    }
+
+    /// `stop`: QEMU emits STOP only when the VM was running.
+    pub fn stop(&self, ctx: &CallContext<'_>) {
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if *r {
+            *r = false;
+            drop(r);
+            ctx.set_run_state(RunState::Paused);
+            ctx.emit_event("STOP", Object::new());
+        }
+    }
+
+    /// `cont`: RESUME only when the VM was stopped (QEMU 7.2 answers a plain `{}` otherwise).
+    pub fn cont(&self, ctx: &CallContext<'_>) {
+        let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !*r {
+            *r = true;
+            drop(r);
+            ctx.set_run_state(RunState::Running);
+            ctx.emit_event("RESUME", Object::new());
+        }
+    }
+
+    /// `system_powerdown`: POWERDOWN (no guest to react in `-machine none`).
+    pub fn powerdown(&self, ctx: &CallContext<'_>) {
+        ctx.emit_event("POWERDOWN", Object::new());
+    }
+
+    /// `quit`: SHUTDOWN, then (once the reply is out) the server stops.
+    pub fn quit(&self, ctx: &CallContext<'_>) {
+        ctx.emit_event(
+            "SHUTDOWN",
+            obj(&[
+                ("guest", Value::Bool(false)),
+                ("reason", Value::string("host-qmp-quit")),
+            ]),
+        );
+        ctx.request_shutdown();
+    }
+
+    /// Release anything a handler blocks on (called at shutdown).
+    pub fn release(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.oob_test.1.notify_all();
+    }
+
+    fn oob_test(&self, lock: bool) {
+        let (m, cv) = &self.oob_test;
+        let mut count = m.lock().unwrap_or_else(|p| p.into_inner());
+        if lock {
+            while *count == 0 && !self.stopping.load(Ordering::SeqCst) {
+                count = cv.wait(count).unwrap_or_else(|p| p.into_inner());
+            }
+            *count = count.saturating_sub(1);
+        } else {
+            *count = count.saturating_add(1);
+            cv.notify_all();
+        }
+    }
+
+    /// Register every command of the demo machine.
+    pub fn register(self: &Arc<Self>, b: QmpServerBuilder) -> QmpServerBuilder {
+        let m = self.clone();
+        let b = b.command_with_context(spec("query-status", false, true, vec![]), move |_, _| {
+            let running = m.is_running();
+            CallResult::Return(Value::Object(obj(&[
+                (
+                    "status",
+                    Value::string(if running { "running" } else { "paused" }),
+                ),
+                ("singlestep", Value::Bool(false)),
+                ("running", Value::Bool(running)),
+            ])))
+        });
+        let b = b.command(spec("query-name", false, true, vec![]), |_| empty());
+        let m = self.clone();
+        let b = b.command_with_context(spec("stop", false, false, vec![]), move |ctx, _| {
+            m.stop(ctx);
+            empty()
+        });
+        let m = self.clone();
+        let b = b.command_with_context(spec("cont", false, true, vec![]), move |ctx, _| {
+            m.cont(ctx);
+            empty()
+        });
+        let m = self.clone();
+        let b = b.command_with_context(
+            spec("system_powerdown", false, false, vec![]),
+            move |ctx, _| {
+                m.powerdown(ctx);
+                empty()
+            },
+        );
+        let m = self.clone();
+        let b = b.command_with_context(spec("quit", false, true, vec![]), move |ctx, _| {
+            m.quit(ctx);
+            empty()
+        });
+        let b = b.command_with_context(spec("query-yank", true, false, vec![]), |ctx, _| {
+            let list = ctx
+                .chardevs()
+                .iter()
+                .map(|id| {
+                    Value::Object(obj(&[
+                        ("type", Value::string("chardev")),
+                        ("id", Value::string(id.as_str())),
+                    ]))
+                })
+                .collect();
+            CallResult::Return(Value::Array(list))
+        });
+        let instance = ArgType::Object(vec![
+            member(
+                "type",
+                ArgType::Enum(vec![
+                    "block-node".into(),
+                    "chardev".into(),
+                    "migration".into(),
+                ]),
+                false,
+            ),
+            member("node-name", ArgType::String, true),
+            member("id", ArgType::String, true),
+        ]);
+        let b = b.command_with_context(
+            spec(
+                "yank",
+                true,
+                false,
+                vec![member(
+                    "instances",
+                    ArgType::List(Box::new(instance)),
+                    false,
+                )],
+            ),
+            yank,
+        );
+        let b = b.command(spec("migrate-pause", true, false, vec![]), |_| {
+            generic("migrate-pause is currently only supported during postcopy-active state")
+        });
+        let m = self.clone();
+        let b = b.command(
+            spec(
+                "x-oob-test",
+                true,
+                false,
+                vec![member("lock", ArgType::Bool, false)],
+            ),
+            move |args| {
+                m.oob_test(args.get("lock").and_then(Value::as_bool).unwrap_or(false));
+                empty()
+            },
+        );
+        let m = self.clone();
+        let b = b.command_with_context(
+            spec(
+                "human-monitor-command",
+                false,
+                false,
+                vec![
+                    member("command-line", ArgType::String, false),
+                    member("cpu-index", ArgType::Int, true),
+                ],
+            ),
+            move |ctx, args| {
+                if let Some(i) = args.get("cpu-index").and_then(Value::as_i64) {
+                    // `-machine none` has no CPU at all, so every index is bad.
+                    let _ = i;
+                    return generic("Parameter 'cpu-index' expects a CPU number");
+                }
+                let line = args
+                    .get("command-line")
+                    .and_then(Value::as_json_string)
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default();
+                CallResult::Return(Value::string(hmp::run(&m, ctx, &line)))
+            },
+        );
+        b.command_with_context(
+            spec(
+                "x-emit-event",
+                false,
+                false,
+                vec![
+                    member("event", ArgType::String, false),
+                    member("data", ArgType::Any, true),
+                ],
+            ),
+            |ctx, args| {
+                let name = args
+                    .get("event")
+                    .and_then(Value::as_json_string)
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default();
+                let data = match args.get("data") {
+                    None => Object::new(),
+                    Some(Value::Object(o)) => o.clone(),
+                    Some(_) => {
+                        return generic("Invalid parameter type for 'data', expected: object")
+                    }
+                };
+                ctx.emit_event(&name, data);
+                empty()
+            },
+        )
+    }
+}
+
+/// `yank`: the schema checks the shape; the union's per-variant members are checked here with
+/// the marshaller's texts. Only chardev instances exist (the listeners); yanking one drops its
+/// clients, as QEMU's chardev yank shuts the socket down.
+fn yank(ctx: &CallContext<'_>, args: &Object) -> CallResult {
+    let Some(list) = args.get("instances").and_then(Value::as_array) else {
+        return empty();
+    };
+    let mut targets = Vec::new();
+    for (i, inst) in list.iter().enumerate() {
+        let Some(o) = inst.as_object() else {
+            continue;
+        };
+        let ty = o.get("type").and_then(Value::as_str).unwrap_or_default();
+        let (required, other) = match ty {
+            "chardev" => (Some("id"), "node-name"),
+            "block-node" => (Some("node-name"), "id"),
+            _ => (None, ""),
+        };
+        for unexpected in ["id", "node-name"] {
+            if o.contains_key(unexpected) && (required.is_none() || unexpected == other) {
+                return generic(format!(
+                    "Parameter 'instances[{i}].{unexpected}' is unexpected"
+                ));
+            }
+        }
+        if let Some(r) = required {
+            if !o.contains_key(r) {
+                return generic(format!("Parameter 'instances[{i}].{r}' is missing"));
+            }
+        }
+        match ty {
+            "chardev" => {
+                let id = o.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !ctx.chardevs().iter().any(|c| c == id) {
+                    return not_found();
+                }
+                targets.push(id.to_owned());
+            }
+            _ => return not_found(),
+        }
+    }
+    for id in targets {
+        ctx.yank_chardev(&id);
+    }
+    empty()
+}
+
+fn not_found() -> CallResult {
+    CallResult::Error {
+        class: ErrorClass::DeviceNotFound,
+        desc: "Instance not found".into(),
+    }
+}
+
+/// `<major>.<minor>.<micro><package>`, as QEMU's `info version` prints it.
+fn version_text(v: &Value) -> String {
+    let q = v
+        .as_object()
+        .and_then(|o| o.get("qemu"))
+        .and_then(Value::as_object);
+    let n = |k: &str| {
+        q.and_then(|q| q.get(k))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let package = v
+        .as_object()
+        .and_then(|o| o.get("package"))
+        .and_then(Value::as_json_string)
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    format!("{}.{}.{}{}", n("major"), n("minor"), n("micro"), package)
+}

@@ -1,0 +1,166 @@
+//! qmpd: a demo QMP daemon on qmp-core, mirroring QEMU 7.2 `-machine none` for every command
+//! it implements.
+
+#![forbid(unsafe_code)]
+
+mod hmp;
+mod machine;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use qmp_core::json::{Object, Value};
+use qmp_core::server::{Config, Dialect};
+use qmp_io::{ListenSpec, QmpServerBuilder};
+
+/// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
+/// with a small machine behind it (`-machine none`).
+#[derive(Parser, Debug)]
+#[command(name = "qmpd", version, about, long_about = None)]
+struct Args {
+    /// Where to listen (repeatable): `unix:PATH` or `tcp:HOST:PORT`, followed by options:
+    /// `,oob=on|off` offer the oob capability (default: on for qemu-7.2, off for qemu-2.12,
+    /// where on means QEMU's x-oob=on); `,pretty=on` pretty-print replies, events and the
+    /// greeting; `,clients=N` serve N clients at once (default 1: like a QEMU socket chardev,
+    /// the next client waits unanswered in the backlog until the current one leaves).
+    /// Unix sockets are created with mode 0600; TCP must be loopback unless --allow-remote.
+    #[arg(long = "listen", value_name = "SPEC", required = true, value_parser = ListenSpec::parse)]
+    listen: Vec<ListenSpec>,
+
+    /// Which QEMU to behave like: qemu-7.2 (exec-oob, suspend on a full queue) or qemu-2.12
+    /// (control.run-oob, id required with OOB, COMMAND_DROPPED on a full queue).
+    #[arg(long, value_name = "DIALECT", default_value = "qemu-7.2", value_parser = parse_dialect)]
+    dialect: Dialect,
+
+    /// Record the session as a qmp-core trace in FILE (JSON lines), replayable with
+    /// `qmp-sim replay FILE` to the same digest.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+
+    /// Log level: off, error, warn, info (one summary line per connection), debug, trace.
+    /// Logs go to stderr.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: tracing::level_filters::LevelFilter,
+
+    /// Accept TCP listeners on non-loopback addresses (QMP has no authentication).
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Most connections open at once across all listeners; further clients wait in the backlog.
+    #[arg(long, value_name = "N", default_value_t = qmp_io::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// Report this QEMU version (MAJOR.MINOR.MICRO) in the greeting, query-version and
+    /// `info version` instead of qmpd's own (for byte-for-byte comparisons with QEMU).
+    #[arg(long, value_name = "X.Y.Z", value_parser = parse_version)]
+    qemu_version: Option<(i64, i64, i64)>,
+
+    /// The `package` string to report with the version (default: "qmpd", or "" with
+    /// --qemu-version).
+    #[arg(long, value_name = "STR")]
+    package: Option<String>,
+
+    /// The whole version object as JSON (overrides --qemu-version and --package), e.g.
+    /// '{"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}'.
+    #[arg(long, value_name = "JSON")]
+    version_object: Option<String>,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    match s {
+        "qemu-7.2" | "7.2" => Ok(Dialect::Qemu72),
+        "qemu-2.12" | "2.12" => Ok(Dialect::Qemu212),
+        _ => Err(format!("unknown dialect '{s}' (qemu-7.2 or qemu-2.12)")),
+    }
+}
+
+fn parse_version(s: &str) -> Result<(i64, i64, i64), String> {
+    let parts: Vec<i64> = s
+        .split('.')
+        .map(|p| p.parse::<i64>().map_err(|_| format!("bad version '{s}'")))
+        .collect::<Result<_, _>>()?;
+    match parts[..] {
+        [a, b, c] => Ok((a, b, c)),
+        _ => Err(format!("bad version '{s}' (expected MAJOR.MINOR.MICRO)")),
+    }
+}
+
+fn version_value(args: &Args) -> Result<Value, String> {
+    if let Some(json) = &args.version_object {
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("--version-object: {e}"))?;
+        return Ok(Value::from_serde(&v));
+    }
+    let ((major, minor, micro), default_package) = match args.qemu_version {
+        Some(v) => (v, ""),
+        None => {
+            let n = |s: &str| s.parse::<i64>().unwrap_or(0);
+            (
+                (
+                    n(env!("CARGO_PKG_VERSION_MAJOR")),
+                    n(env!("CARGO_PKG_VERSION_MINOR")),
+                    n(env!("CARGO_PKG_VERSION_PATCH")),
+                ),
+                "qmpd",
+            )
+        }
+    };
+    let mut qemu = Object::new();
+    qemu.insert("micro", Value::Int(micro));
+    qemu.insert("minor", Value::Int(minor));
+    qemu.insert("major", Value::Int(major));
+    let mut v = Object::new();
+    v.insert("qemu", Value::Object(qemu));
+    v.insert(
+        "package",
+        Value::string(args.package.as_deref().unwrap_or(default_package)),
+    );
+    Ok(Value::Object(v))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let version = version_value(&args)?;
+    let config = Config {
+        dialect: args.dialect,
+        version: version.clone(),
+        ..Config::default()
+    };
+    let machine = machine::Machine::new(&version);
+    let mut builder = QmpServerBuilder::new(config)
+        .allow_remote(args.allow_remote)
+        .max_connections(args.max_connections)
+        .handle_signals(true);
+    for l in &args.listen {
+        builder = builder.listen(l.clone());
+    }
+    builder = machine.register(builder);
+    let m = machine.clone();
+    builder = builder.on_shutdown(move || m.release());
+    if let Some(path) = &args.record {
+        let sink = qmp_io::record::file_sink(path, builder.config(), builder.specs())
+            .map_err(|e| format!("--record {}: {e}", path.display()))?;
+        builder = builder.record(sink);
+    }
+    let server = builder.build().map_err(|e| e.to_string())?;
+    for a in server.addresses() {
+        tracing::info!(address = %a, "listening");
+    }
+    server.run().map_err(|e| e.to_string())
+}

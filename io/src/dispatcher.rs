@@ -1,0 +1,16 @@
+//! The dispatcher thread: runs in-band handlers one at a time, in the order the core hands them
+//! out (round robin across monitors, spec §5.3), never under the server lock.
+
+use crate::registry::Registry;
+use crate::shared::Shared;
+use crate::sync::Arc;
+
+/// The dispatcher's loop: take the next in-band call, run it unlocked, complete it (which wakes
+/// the IO thread). Returns when the shim stops.
+pub fn run(shared: Arc<Shared>, registry: Arc<Registry>) {
+    while let Some(call) = shared.next_in_band() {
+        tracing::debug!(monitor = call.monitor.0, command = %call.command, "in-band call");
+        let result = registry.run(&shared, &call);
+        shared.complete_in_band(call.id, result);
+    }
+}

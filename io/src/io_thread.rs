@@ -1,0 +1,555 @@
+//! The IO thread: owns every socket (mio), accepts clients, reads while the core wants input,
+//! runs out-of-band handlers at once, writes pending output, ticks the core's timers, and
+//! carries out disconnects, yanks and shutdown.
+//!
+//! It never blocks on a socket (everything is non-blocking) and never runs an in-band handler.
+//! The core is only touched under the [`Shared`] lock, and descriptors are closed after the
+//! lock is released.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant as StdInstant};
+
+use mio::{Events, Interest, Poll, Token};
+use qmp_core::server::{Input, MonitorId, MonitorOptions};
+
+use crate::conn::{Conn, Stream};
+use crate::listen::{BoundListener, ListenSpec};
+use crate::registry::Registry;
+use crate::shared::{Shared, ShutdownState};
+use crate::sync::Arc;
+
+/// Token of the waker that other threads use to wake the IO thread.
+pub const WAKER_TOKEN: Token = Token(0);
+/// Token of the signal self-pipe.
+pub const SIGNAL_TOKEN: Token = Token(1);
+/// Listener `i` has token `LISTENER_BASE + i`.
+const LISTENER_BASE: usize = 16;
+/// Connection of monitor `m` has token `CONN_BASE + m`.
+const CONN_BASE: usize = 1 << 20;
+
+/// Bytes asked for per read. The core may stop mid-chunk when a request suspends the monitor
+/// and keeps the rest buffered; this bounds what it keeps beyond the suspension point.
+pub const READ_CHUNK: usize = 32 * 1024;
+/// Reads per connection per pass, so one busy client cannot starve the others.
+pub const READS_PER_PASS: usize = 8;
+/// Bytes handed to one `write` call.
+pub const WRITE_CHUNK: usize = 256 * 1024;
+/// Writes per connection per pass.
+pub const WRITES_PER_PASS: usize = 16;
+/// Events taken per poll.
+pub const EVENTS_CAPACITY: usize = 256;
+/// How long shutdown waits for the last replies (the `quit` return) to be written.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// One listening socket and its clients.
+pub(crate) struct ListenerSlot {
+    pub bound: BoundListener,
+    pub spec: ListenSpec,
+    pub chardev: String,
+    pub options: MonitorOptions,
+    /// Clients attached now.
+    pub active: usize,
+    /// A connection may be waiting in the backlog (edge-triggered: set by a readable event,
+    /// cleared when accept says EAGAIN).
+    pub backlog: bool,
+}
+
+/// The IO thread's state; everything here is touched by the IO thread only.
+pub(crate) struct IoLoop {
+    pub poll: Poll,
+    pub shared: Arc<Shared>,
+    pub registry: Arc<Registry>,
+    pub listeners: Vec<ListenerSlot>,
+    pub conns: BTreeMap<MonitorId, Conn>,
+    pub next_monitor: u64,
+    /// Global cap on open connections across listeners.
+    pub max_connections: usize,
+    pub signals: Option<mio::net::UnixStream>,
+    buf: Vec<u8>,
+}
+
+impl IoLoop {
+    pub fn new(
+        poll: Poll,
+        shared: Arc<Shared>,
+        registry: Arc<Registry>,
+        listeners: Vec<ListenerSlot>,
+        max_connections: usize,
+        signals: Option<mio::net::UnixStream>,
+    ) -> io::Result<Self> {
+        let mut this = IoLoop {
+            poll,
+            shared,
+            registry,
+            listeners,
+            conns: BTreeMap::new(),
+            next_monitor: 0,
+            max_connections,
+            signals,
+            buf: vec![0; READ_CHUNK],
+        };
+        for (i, l) in this.listeners.iter_mut().enumerate() {
+            let token = Token(LISTENER_BASE + i);
+            match &mut l.bound {
+                BoundListener::Unix(s, _) => {
+                    this.poll
+                        .registry()
+                        .register(s, token, Interest::READABLE)?
+                }
+                BoundListener::Tcp(s) => {
+                    this.poll
+                        .registry()
+                        .register(s, token, Interest::READABLE)?
+                }
+            }
+        }
+        if let Some(s) = this.signals.as_mut() {
+            this.poll
+                .registry()
+                .register(s, SIGNAL_TOKEN, Interest::READABLE)?;
+        }
+        Ok(this)
+    }
+
+    /// Serve until shutdown is requested, then flush and close everything.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            self.service();
+            if self.shared.lock().shutdown != ShutdownState::Running {
+                break;
+            }
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in events.iter() {
+                self.on_event(ev);
+            }
+        }
+        self.shutdown(&mut events);
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: &mio::event::Event) {
+        let t = ev.token().0;
+        if ev.token() == SIGNAL_TOKEN {
+            self.drain_signal_pipe();
+            tracing::info!("signal received, shutting down");
+            self.shared.request_shutdown();
+        } else if (LISTENER_BASE..CONN_BASE).contains(&t) {
+            if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
+                l.backlog = true;
+            }
+        } else if t >= CONN_BASE {
+            let m = MonitorId((t - CONN_BASE) as u64);
+            if let Some(c) = self.conns.get_mut(&m) {
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    c.read_ready = true;
+                }
+                if ev.is_writable() || ev.is_write_closed() {
+                    c.write_blocked = false;
+                    self.shared.lock().transmit.insert(m);
+                }
+            }
+        }
+        // WAKER_TOKEN: nothing to record; `service` looks at the shared state anyway.
+    }
+
+    fn drain_signal_pipe(&mut self) {
+        if let Some(s) = self.signals.as_mut() {
+            let mut b = [0u8; 64];
+            while let Ok(n) = io::Read::read(s, &mut b) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// How long the next poll may sleep: until the core's next timer, or not at all when a
+    /// connection still has readable bytes the core now wants or other work is queued.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let st = self.shared.lock();
+        if st.io_work_pending() {
+            return Some(Duration::ZERO);
+        }
+        if self
+            .conns
+            .values()
+            .any(|c| c.read_ready && st.server.wants_read(c.monitor))
+        {
+            return Some(Duration::ZERO);
+        }
+        if self
+            .listeners
+            .iter()
+            .any(|l| l.backlog && self.can_accept(l))
+        {
+            return Some(Duration::ZERO);
+        }
+        let deadline = st.server.poll_timeout()?;
+        let now = self.shared.now();
+        Some(Duration::from_nanos(deadline.0.saturating_sub(now.0)))
+    }
+
+    fn can_accept(&self, l: &ListenerSlot) -> bool {
+        l.active < l.spec.clients && self.conns.len() < self.max_connections
+    }
+
+    /// One round of work: timers, accepts, disconnects, yanks, reads, out-of-band calls,
+    /// writes. Bounded: each connection gets at most `READS_PER_PASS` reads.
+    pub fn service(&mut self) {
+        self.tick_if_due();
+        self.accept_all();
+        self.handle_disconnects_and_yanks();
+        let readable: Vec<MonitorId> = self
+            .conns
+            .values()
+            .filter(|c| c.read_ready)
+            .map(|c| c.monitor)
+            .collect();
+        for m in readable {
+            self.read_some(m);
+        }
+        self.run_oob_calls();
+        self.flush_all();
+        self.handle_disconnects_and_yanks();
+    }
+
+    fn tick_if_due(&mut self) {
+        let now = self.shared.now();
+        let close = {
+            let mut st = self.shared.lock();
+            match st.server.poll_timeout() {
+                Some(t) if t <= now => st.apply_locked(now, Input::Tick),
+                _ => return,
+            }
+        };
+        drop(close);
+    }
+
+    fn accept_all(&mut self) {
+        for i in 0..self.listeners.len() {
+            while self.listeners[i].backlog && self.can_accept(&self.listeners[i]) {
+                let accepted = match &self.listeners[i].bound {
+                    BoundListener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                    BoundListener::Tcp(l) => l.accept().map(|(s, _)| {
+                        let _ = s.set_nodelay(true);
+                        Stream::Tcp(s)
+                    }),
+                };
+                match accepted {
+                    Ok(stream) => self.open(i, stream),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.listeners[i].backlog = false
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // ECONNABORTED, EMFILE...: leave the backlog flag set only if it may
+                        // clear by itself; stop this round either way.
+                        tracing::warn!(listener = i, error = %e, "accept failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, listener: usize, mut stream: Stream) {
+        let monitor = MonitorId(self.next_monitor);
+        self.next_monitor += 1;
+        let token = Token(CONN_BASE + monitor.0 as usize);
+        if let Err(e) = self.poll.registry().register(
+            stream.source(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(error = %e, "cannot register a new connection");
+            return;
+        }
+        let l = &mut self.listeners[listener];
+        l.active += 1;
+        let options = l.options;
+        tracing::info!(monitor = monitor.0, listener = %l.spec.address, "client connected");
+        self.conns
+            .insert(monitor, Conn::new(monitor, listener, stream));
+        let close = {
+            let mut st = self.shared.lock();
+            st.apply_locked(self.shared.now(), Input::Open { monitor, options })
+        };
+        drop(close);
+        self.flush(monitor);
+    }
+
+    /// Close a connection: deregister it, shut the socket, tell the core, log the summary.
+    fn close(&mut self, m: MonitorId, why: &str) {
+        let Some(mut conn) = self.conns.remove(&m) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(conn.stream.source());
+        conn.shutdown();
+        let (close, dispatch) = {
+            let mut st = self.shared.lock();
+            let close = st.apply_locked(self.shared.now(), Input::Close { monitor: m });
+            conn.calls = st.calls.remove(&m).unwrap_or(0);
+            st.transmit.remove(&m);
+            (close, st.server.dispatcher_ready())
+        };
+        drop(close);
+        if dispatch {
+            self.shared.notify_dispatcher();
+        }
+        if let Some(l) = self.listeners.get_mut(conn.listener) {
+            l.active = l.active.saturating_sub(1);
+            // The next client may have been waiting in the backlog all along (edge-triggered:
+            // its readiness event may be long gone).
+            l.backlog = true;
+        }
+        conn.log_summary(why);
+    }
+
+    fn handle_disconnects_and_yanks(&mut self) {
+        let (disconnects, yanks) = {
+            let mut st = self.shared.lock();
+            (
+                std::mem::take(&mut st.disconnects),
+                std::mem::take(&mut st.yanks),
+            )
+        };
+        for (m, reason) in disconnects {
+            tracing::warn!(monitor = m.0, ?reason, "core disconnected a client");
+            self.flush(m);
+            self.close(m, "disconnected by the core");
+        }
+        for id in yanks {
+            let victims: Vec<MonitorId> = self
+                .conns
+                .values()
+                .filter(|c| {
+                    self.listeners
+                        .get(c.listener)
+                        .is_some_and(|l| l.chardev == id)
+                })
+                .map(|c| c.monitor)
+                .collect();
+            for m in victims {
+                self.close(m, "yanked");
+            }
+        }
+    }
+
+    /// Read from `m` while the core wants input, up to `READS_PER_PASS` chunks.
+    fn read_some(&mut self, m: MonitorId) {
+        for _ in 0..READS_PER_PASS {
+            {
+                let st = self.shared.lock();
+                if !st.server.wants_read(m) || st.shutdown != ShutdownState::Running {
+                    return;
+                }
+            }
+            let Some(conn) = self.conns.get_mut(&m) else {
+                return;
+            };
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            match conn.read(&mut self.buf, &mut fds) {
+                Ok(0) => {
+                    drop(fds);
+                    self.close(m, "peer closed");
+                    return;
+                }
+                Ok(n) => {
+                    let bytes = self.buf[..n].to_vec();
+                    let (close, refused, dispatch) = {
+                        let mut st = self.shared.lock();
+                        let (ids, refused) = st.adopt_fds(fds);
+                        let close = st.apply_locked(
+                            self.shared.now(),
+                            Input::Receive {
+                                monitor: m,
+                                bytes,
+                                fds: ids,
+                            },
+                        );
+                        (close, refused, st.server.dispatcher_ready())
+                    };
+                    drop(close);
+                    drop(refused);
+                    if dispatch {
+                        self.shared.notify_dispatcher();
+                    }
+                    // Out-of-band requests must run before any later byte is looked at.
+                    self.run_oob_calls();
+                    self.flush(m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.read_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(monitor = m.0, error = %e, "read failed");
+                    self.close(m, "read error");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Run every queued out-of-band call now, on this thread, without the lock.
+    fn run_oob_calls(&mut self) {
+        loop {
+            let call = {
+                let mut st = self.shared.lock();
+                match st.oob_calls.pop_front() {
+                    Some(c) => c,
+                    None => return,
+                }
+            };
+            let result = self.registry.run(&self.shared, &call);
+            let now = self.shared.now();
+            let (close, dispatch) = {
+                let mut st = self.shared.lock();
+                let close = st.apply_locked(
+                    now,
+                    Input::Complete {
+                        call: call.id,
+                        result,
+                    },
+                );
+                (close, st.server.dispatcher_ready())
+            };
+            drop(close);
+            if dispatch {
+                self.shared.notify_dispatcher();
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let dirty: Vec<MonitorId> = {
+            let mut st = self.shared.lock();
+            std::mem::take(&mut st.transmit).into_iter().collect()
+        };
+        for m in dirty {
+            self.flush(m);
+        }
+    }
+
+    /// Write `m`'s pending output until it is empty or the socket is full. The write happens
+    /// under the lock (it is non-blocking) so the pending slice need not be copied.
+    fn flush(&mut self, m: MonitorId) {
+        let Some(conn) = self.conns.get_mut(&m) else {
+            return;
+        };
+        if conn.write_blocked {
+            return;
+        }
+        let mut failed = None;
+        for _ in 0..WRITES_PER_PASS {
+            let mut st = self.shared.lock();
+            let out = st.server.pending_output(m);
+            if out.is_empty() {
+                st.transmit.remove(&m);
+                break;
+            }
+            let chunk = &out[..out.len().min(WRITE_CHUNK)];
+            match conn.write(chunk) {
+                Ok(n) => {
+                    let close =
+                        st.apply_locked(self.shared.now(), Input::Written { monitor: m, n });
+                    drop(st);
+                    drop(close);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.write_blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            tracing::debug!(monitor = m.0, error = %e, "write failed");
+            self.close(m, "write error");
+        } else if let Some(conn) = self.conns.get(&m) {
+            if !conn.write_blocked {
+                // More than WRITES_PER_PASS chunks: come back on the next pass.
+                let st_pending = !self.shared.lock().server.pending_output(m).is_empty();
+                if st_pending {
+                    self.shared.lock().transmit.insert(m);
+                }
+            }
+        }
+    }
+
+    /// Shutdown: stop accepting and reading, let the in-band call in progress finish and its
+    /// reply be written (bounded by `SHUTDOWN_FLUSH`), then close every connection.
+    fn shutdown(&mut self, events: &mut Events) {
+        for l in &mut self.listeners {
+            match &mut l.bound {
+                BoundListener::Unix(s, path) => {
+                    let _ = self.poll.registry().deregister(s);
+                    let _ = std::fs::remove_file(path);
+                }
+                BoundListener::Tcp(s) => {
+                    let _ = self.poll.registry().deregister(s);
+                }
+            }
+        }
+        let deadline = StdInstant::now() + SHUTDOWN_FLUSH;
+        loop {
+            self.run_oob_calls();
+            self.flush_all();
+            let done = {
+                let st = self.shared.lock();
+                st.inband_running.is_none()
+                    && st.inband_call.is_none()
+                    && self
+                        .conns
+                        .keys()
+                        .all(|m| st.server.pending_output(*m).is_empty())
+            };
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if done || left.is_zero() {
+                break;
+            }
+            // Woken by writability or by the dispatcher completing its call.
+            let _ = self
+                .poll
+                .poll(events, Some(left.min(Duration::from_millis(50))));
+            for ev in events.iter() {
+                if ev.token().0 >= CONN_BASE {
+                    let m = MonitorId((ev.token().0 - CONN_BASE) as u64);
+                    if let Some(c) = self.conns.get_mut(&m) {
+                        if ev.is_writable() {
+                            c.write_blocked = false;
+                            self.shared.lock().transmit.insert(m);
+                        }
+                    }
+                }
+            }
+        }
+        let open: Vec<MonitorId> = self.conns.keys().copied().collect();
+        for m in open {
+            self.close(m, "server shutdown");
+        }
+        self.shared.stop();
+        let leftover = {
+            let mut st = self.shared.lock();
+            if let Some(rec) = st.recorder.as_mut() {
+                rec.finish();
+            }
+            st.fds.drain()
+        };
+        drop(leftover);
+    }
+}

@@ -1,0 +1,220 @@
+//! Listener specifications (`unix:PATH[,oob=off][,pretty=on][,clients=N]`,
+//! `tcp:HOST:PORT[,...]`) and binding them.
+//!
+//! A listener behaves like a QEMU socket chardev: by default it serves one client at a time and
+//! leaves the next one waiting, unanswered, in the kernel's backlog until the first leaves
+//! (spec §1.1); `clients=N` lets N in at once, each its own monitor.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+
+/// Most clients one listener may serve at once (`clients=N`).
+pub const MAX_CLIENTS_PER_LISTENER: usize = 1024;
+
+/// Where a listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A Unix socket path (created with mode 0600).
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// One `--listen` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// The address.
+    pub address: Address,
+    /// Offer the `oob` capability to clients (QEMU 7.2 does on every socket chardev; in the
+    /// 2.12 dialect this is `x-oob=on`). `None`: the dialect's default.
+    pub oob: Option<bool>,
+    /// `pretty=on`: pretty-printed replies, events and greeting.
+    pub pretty: bool,
+    /// Clients served at once (1 like a QEMU socket chardev).
+    pub clients: usize,
+}
+
+impl ListenSpec {
+    /// A Unix listener with QEMU's defaults.
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        ListenSpec {
+            address: Address::Unix(path.into()),
+            oob: None,
+            pretty: false,
+            clients: 1,
+        }
+    }
+
+    /// A TCP listener with QEMU's defaults.
+    pub fn tcp(addr: SocketAddr) -> Self {
+        ListenSpec {
+            address: Address::Tcp(addr),
+            oob: None,
+            pretty: false,
+            clients: 1,
+        }
+    }
+
+    /// Parse `unix:PATH[,opt=val...]` or `tcp:HOST:PORT[,opt=val...]`.
+    pub fn parse(s: &str) -> Result<ListenSpec, String> {
+        let mut parts = s.split(',');
+        let addr = parts.next().unwrap_or_default();
+        let mut spec = if let Some(path) = addr.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a path".into());
+            }
+            ListenSpec::unix(path)
+        } else if let Some(hp) = addr.strip_prefix("tcp:") {
+            let sa: SocketAddr = hp
+                .parse()
+                .or_else(|_| {
+                    // Accept `localhost:PORT` as QEMU does.
+                    hp.strip_prefix("localhost:")
+                        .ok_or(())
+                        .and_then(|p| p.parse::<u16>().map_err(|_| ()))
+                        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+                })
+                .map_err(|_| format!("bad TCP address '{hp}' (expected HOST:PORT)"))?;
+            ListenSpec::tcp(sa)
+        } else {
+            return Err(format!(
+                "bad listen address '{addr}' (expected unix:PATH or tcp:HOST:PORT)"
+            ));
+        };
+        for opt in parts {
+            let (k, v) = opt.split_once('=').unwrap_or((opt, "on"));
+            match k {
+                "oob" => spec.oob = Some(parse_on_off(k, v)?),
+                "pretty" => spec.pretty = parse_on_off(k, v)?,
+                "clients" => {
+                    let n: usize = v
+                        .parse()
+                        .map_err(|_| format!("clients={v}: not a number"))?;
+                    if n == 0 || n > MAX_CLIENTS_PER_LISTENER {
+                        return Err(format!(
+                            "clients={v}: must be 1..={MAX_CLIENTS_PER_LISTENER}"
+                        ));
+                    }
+                    spec.clients = n;
+                }
+                _ => return Err(format!("unknown listen option '{k}'")),
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn parse_on_off(k: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{k}={v}: expected on or off")),
+    }
+}
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum BoundListener {
+    /// Unix.
+    Unix(mio::net::UnixListener, PathBuf),
+    /// TCP.
+    Tcp(mio::net::TcpListener),
+}
+
+impl BoundListener {
+    /// The address actually bound (a TCP port 0 becomes the real port).
+    pub fn local_address(&self) -> io::Result<Address> {
+        match self {
+            BoundListener::Unix(_, p) => Ok(Address::Unix(p.clone())),
+            BoundListener::Tcp(l) => Ok(Address::Tcp(l.local_addr()?)),
+        }
+    }
+}
+
+/// Bind `spec`. TCP addresses must be loopback unless `allow_remote`; a Unix socket replaces a
+/// stale socket file at the same path (QEMU unlinks it too) and gets mode 0600.
+pub fn bind(spec: &ListenSpec, allow_remote: bool) -> io::Result<BoundListener> {
+    match &spec.address {
+        Address::Unix(path) => {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.file_type().is_socket() {
+                    std::fs::remove_file(path)?;
+                }
+            }
+            let l = mio::net::UnixListener::bind(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            Ok(BoundListener::Unix(l, path.clone()))
+        }
+        Address::Tcp(sa) => {
+            if !sa.ip().is_loopback() && !allow_remote {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "refusing to listen on non-loopback address {sa} (QMP has no \
+                         authentication); pass --allow-remote to do it anyway"
+                    ),
+                ));
+            }
+            Ok(BoundListener::Tcp(mio::net::TcpListener::bind(*sa)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_unix_with_options() {
+        let s = ListenSpec::parse("unix:/tmp/x.sock,oob=off,pretty=on,clients=3").unwrap();
+        assert_eq!(s.address, Address::Unix("/tmp/x.sock".into()));
+        assert_eq!(s.oob, Some(false));
+        assert!(s.pretty);
+        assert_eq!(s.clients, 3);
+    }
+
+    #[test]
+    fn parses_tcp() {
+        let s = ListenSpec::parse("tcp:127.0.0.1:4444").unwrap();
+        assert_eq!(s.address, Address::Tcp("127.0.0.1:4444".parse().unwrap()));
+        assert_eq!(s.clients, 1);
+        assert_eq!(s.oob, None);
+        let l = ListenSpec::parse("tcp:localhost:5").unwrap();
+        assert_eq!(l.address, Address::Tcp("127.0.0.1:5".parse().unwrap()));
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        for bad in [
+            "",
+            "unix:",
+            "udp:1",
+            "tcp:nohost",
+            "unix:/x,clients=0",
+            "unix:/x,clients=z",
+            "unix:/x,pretty=maybe",
+            "unix:/x,frob=on",
+        ] {
+            assert!(ListenSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_remote_tcp_by_default() {
+        let spec = ListenSpec::parse("tcp:0.0.0.0:0").unwrap();
+        let err = bind(&spec, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    }
+}

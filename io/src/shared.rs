@@ -1,0 +1,367 @@
+//! The state shared by the IO thread, the dispatcher thread and event emitters, and the small
+//! functions that implement the shim's locking and wake-up protocol.
+//!
+//! # Locks and who touches what
+//!
+//! * [`Shared::state`] (the one lock) protects the [`Server`] and everything that must change in
+//!   the same step as it: the fd table, the outputs sorted by who must act on them, the recorder
+//!   and the shutdown state. Every thread takes it briefly; **no handler runs while it is held**
+//!   and no descriptor is closed while it is held.
+//! * [`Shared::dispatcher_cv`] is paired with `state`. It is signalled whenever an input may have
+//!   made `Server::dispatcher_ready()` true, and at shutdown. Only the dispatcher thread waits on
+//!   it, and it re-checks the predicate under the lock, so a signal given before it waits is not
+//!   lost.
+//! * The IO thread sleeps in `poll` and is woken through [`Wake`] (a mio `Waker` in production).
+//!   Whoever leaves work for the IO thread in `state` (output to write, an out-of-band call to
+//!   run, a disconnect, a yank) calls [`Wake::wake`] *after* putting the work there and releasing
+//!   the lock; the IO thread looks at `state` after every wake-up, so the work is seen either by
+//!   the pass that is already running or by the next one. Wakes coalesce; none is needed twice.
+//!
+//! Thread by field of [`CoreState`]: `server`, `fds`, `recorder`, `last_now`: any thread, under
+//! the lock. `oob_calls`, `transmit`, `disconnects`, `yanks`: filled by any thread, emptied by the
+//! IO thread. `inband_call`: filled by whoever applied `NextInBand` (the dispatcher), emptied by
+//! the dispatcher. `shutdown`: set by anyone, acted on by the IO thread (which stops the
+//! dispatcher).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::fd::OwnedFd;
+
+use qmp_core::json::Object;
+use qmp_core::server::{
+    Call, CallId, CallResult, DisconnectReason, FdId, Input, Instant, Lane, MonitorId, Output,
+    RunState, Server,
+};
+
+use crate::clock::Clock;
+use crate::fds::FdTable;
+use crate::record::TraceSink;
+use crate::sync::{self, Condvar, Mutex, MutexGuard};
+
+/// Something that wakes the IO thread out of its poll (a mio `Waker` in production, a flag in
+/// loom models). Must be cheap, non-blocking, and callable from any thread.
+pub trait Wake: Send + Sync {
+    /// Make the IO thread's current or next poll return.
+    fn wake(&self);
+}
+
+/// How far shutdown has gone.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum ShutdownState {
+    /// Serving.
+    #[default]
+    Running,
+    /// Someone asked to stop (signal, `quit`, the embedder). The IO thread flushes pending
+    /// output and closes every connection.
+    Requested,
+    /// The IO thread has stopped; the dispatcher must return.
+    Stopped,
+}
+
+/// Everything behind the one lock. See the module docs for which thread touches which field.
+pub struct CoreState {
+    /// The sans-IO core.
+    pub server: Server,
+    /// The latest `now` given to the core; inputs from different threads read the clock at
+    /// slightly different moments, and the core requires time never to go backwards.
+    last_now: Instant,
+    /// Real descriptors behind the core's fd ids.
+    pub fds: FdTable,
+    /// Out-of-band calls the IO thread must run at once. Bounded by what one input can produce
+    /// (the core emits at most one call per request it parses from one chunk).
+    pub oob_calls: VecDeque<Call>,
+    /// The in-band call the dispatcher must run next (at most one: the core hands out one
+    /// in-band call at a time).
+    pub inband_call: Option<Call>,
+    /// Monitors with pending output for the IO thread to write. Bounded by the number of open
+    /// monitors.
+    pub transmit: BTreeSet<MonitorId>,
+    /// Monitors the core gave up on; the IO thread closes them.
+    pub disconnects: Vec<(MonitorId, DisconnectReason)>,
+    /// Chardev ids whose clients the IO thread must drop (the `yank` command).
+    pub yanks: Vec<String>,
+    /// The in-band call the dispatcher is running now (taken, not yet completed).
+    pub inband_running: Option<CallId>,
+    /// Handler calls per open monitor, for the connection summary line.
+    pub calls: BTreeMap<MonitorId, u64>,
+    /// Shutdown progress.
+    pub shutdown: ShutdownState,
+    /// Where inputs are recorded, if anywhere.
+    pub recorder: Option<Box<dyn TraceSink>>,
+    /// Misuse errors the core reported (a shim bug if ever non-zero; logged at the time).
+    pub misuse_count: u64,
+}
+
+impl CoreState {
+    /// A state around `server`.
+    pub fn new(server: Server) -> Self {
+        CoreState {
+            server,
+            last_now: Instant(0),
+            fds: FdTable::new(),
+            oob_calls: VecDeque::new(),
+            inband_call: None,
+            transmit: BTreeSet::new(),
+            disconnects: Vec::new(),
+            yanks: Vec::new(),
+            inband_running: None,
+            calls: BTreeMap::new(),
+            shutdown: ShutdownState::Running,
+            recorder: None,
+            misuse_count: 0,
+        }
+    }
+
+    /// Apply one input at `now` (clamped so it never goes backwards), record it, and drain the
+    /// core's outputs into the per-thread queues. Descriptors the core gave back are returned
+    /// for the caller to drop **after** releasing the lock.
+    #[must_use = "the returned descriptors must be dropped outside the lock"]
+    pub fn apply_locked(&mut self, now: Instant, input: Input) -> Vec<OwnedFd> {
+        let now = now.max(self.last_now);
+        self.last_now = now;
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.input(now, &input);
+        }
+        if let Err(e) = self.server.handle(now, input) {
+            self.misuse_count += 1;
+            tracing::error!(error = ?e, "qmp-core rejected an input (shim bug)");
+        }
+        self.drain_locked()
+    }
+
+    /// Drain every output of the core into the queues; returns descriptors to close.
+    fn drain_locked(&mut self) -> Vec<OwnedFd> {
+        let mut close = Vec::new();
+        while let Some(out) = self.server.poll_output() {
+            if let Some(rec) = self.recorder.as_mut() {
+                rec.output(&out);
+            }
+            if let Output::Call(call) = &out {
+                *self.calls.entry(call.monitor).or_insert(0) += 1;
+            }
+            match out {
+                Output::Call(call) => match call.lane {
+                    Lane::OutOfBand => self.oob_calls.push_back(call),
+                    Lane::InBand => {
+                        if let Some(old) = self.inband_call.replace(call) {
+                            // The core promises one in-band call at a time; keep the newest and
+                            // fail the other rather than losing it silently.
+                            tracing::error!(call = old.id.0, "two in-band calls outstanding");
+                        }
+                    }
+                },
+                Output::Transmit(m) => {
+                    self.transmit.insert(m);
+                }
+                Output::CloseFd(id) => {
+                    if let Some(fd) = self.fds.take(id) {
+                        close.push(fd);
+                    } else {
+                        tracing::warn!(fd = id.0, "core closed an fd the shim does not hold");
+                    }
+                }
+                Output::Disconnect { monitor, reason } => self.disconnects.push((monitor, reason)),
+            }
+        }
+        close
+    }
+
+    /// Hand `fds` to the fd table, returning their ids (descriptors the table refuses are
+    /// returned in the second vector, to be closed outside the lock).
+    pub fn adopt_fds(&mut self, fds: Vec<OwnedFd>) -> (Vec<FdId>, Vec<OwnedFd>) {
+        let mut ids = Vec::with_capacity(fds.len());
+        let mut refused = Vec::new();
+        for fd in fds {
+            match self.fds.insert(fd) {
+                Ok(id) => ids.push(id),
+                Err(fd) => refused.push(fd),
+            }
+        }
+        (ids, refused)
+    }
+
+    /// True when the IO thread has something to do.
+    pub fn io_work_pending(&self) -> bool {
+        !self.oob_calls.is_empty()
+            || !self.transmit.is_empty()
+            || !self.disconnects.is_empty()
+            || !self.yanks.is_empty()
+            || self.shutdown != ShutdownState::Running
+    }
+}
+
+/// The shared half of the shim: the locked core state, the dispatcher's condition variable, the
+/// IO thread's waker and the clock.
+pub struct Shared {
+    /// The one lock (see the module docs).
+    state: Mutex<CoreState>,
+    /// Signalled when the dispatcher may have work, or at shutdown.
+    dispatcher_cv: Condvar,
+    waker: Box<dyn Wake>,
+    clock: Box<dyn Clock>,
+    /// Chardev ids of the listeners, in order (immutable after start; `query-yank`).
+    chardevs: Vec<String>,
+}
+
+impl Shared {
+    /// Shared state around `server`.
+    pub fn new(
+        server: Server,
+        waker: Box<dyn Wake>,
+        clock: Box<dyn Clock>,
+        chardevs: Vec<String>,
+    ) -> Self {
+        Shared {
+            state: Mutex::new(CoreState::new(server)),
+            dispatcher_cv: Condvar::new(),
+            waker,
+            clock,
+            chardevs,
+        }
+    }
+
+    /// Take the one lock. Callers must not run handlers or close descriptors while holding it.
+    pub fn lock(&self) -> MutexGuard<'_, CoreState> {
+        sync::lock(&self.state)
+    }
+
+    /// The monotonic clock reading to pass with the next input.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// The chardev ids of the listeners (`query-yank`).
+    pub fn chardevs(&self) -> &[String] {
+        &self.chardevs
+    }
+
+    /// Wake the IO thread.
+    pub fn wake_io(&self) {
+        self.waker.wake();
+    }
+
+    /// Tell the dispatcher to look at the state again. Call after any input that may have
+    /// queued an in-band request, with or without the lock held.
+    pub fn notify_dispatcher(&self) {
+        self.dispatcher_cv.notify_one();
+    }
+
+    /// Apply `input` from a thread other than the IO thread: lock, apply, unlock, close the
+    /// descriptors the core returned, then wake whoever has work.
+    pub fn apply(&self, input: Input) {
+        let now = self.clock.now();
+        let (close, io_work, dispatch) = {
+            let mut st = self.lock();
+            let close = st.apply_locked(now, input);
+            (close, st.io_work_pending(), st.server.dispatcher_ready())
+        };
+        drop(close);
+        if dispatch {
+            self.notify_dispatcher();
+        }
+        if io_work {
+            self.wake_io();
+        }
+    }
+
+    /// Emit an event from any thread (QEMU's `qapi_event_send_*`): stamped with the wall clock
+    /// now, throttled and broadcast by the core, written by the IO thread.
+    pub fn emit_event(&self, name: &str, data: Object) {
+        let timestamp = self.clock.wall();
+        self.apply(Input::Event {
+            name: name.to_owned(),
+            data,
+            timestamp,
+        });
+    }
+
+    /// Change the VM run state the core knows about.
+    pub fn set_run_state(&self, state: RunState) {
+        self.apply(Input::SetRunState(state));
+    }
+
+    /// Ask for shutdown; the IO thread flushes output, closes every connection and stops the
+    /// dispatcher.
+    pub fn request_shutdown(&self) {
+        {
+            let mut st = self.lock();
+            if st.shutdown == ShutdownState::Running {
+                st.shutdown = ShutdownState::Requested;
+            }
+        }
+        self.wake_io();
+    }
+
+    /// Ask the IO thread to drop the clients of chardev `id`. False when there is no such
+    /// chardev.
+    pub fn yank(&self, id: &str) -> bool {
+        if !self.chardevs.iter().any(|c| c == id) {
+            return false;
+        }
+        self.lock().yanks.push(id.to_owned());
+        self.wake_io();
+        true
+    }
+
+    /// The dispatcher's wait: block until an in-band call is ready to run, feeding
+    /// `NextInBand` to the core whenever it has work. Requests the core answers by itself
+    /// (built-in commands, queued errors) are handled here without returning. `None` once the
+    /// shim has stopped.
+    pub fn next_in_band(&self) -> Option<Call> {
+        let mut st = self.lock();
+        loop {
+            if st.shutdown == ShutdownState::Stopped {
+                return None;
+            }
+            if let Some(call) = st.inband_call.take() {
+                st.inband_running = Some(call.id);
+                return Some(call);
+            }
+            // At shutdown the dispatcher takes no new requests; queued ones get no reply, as
+            // in QEMU (spec §5.5).
+            if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
+                let now = self.clock.now();
+                let close = st.apply_locked(now, Input::NextInBand);
+                let call = st.inband_call.take();
+                st.inband_running = call.as_ref().map(|c| c.id);
+                let io_work = st.io_work_pending();
+                drop(st);
+                drop(close);
+                if io_work {
+                    self.wake_io();
+                }
+                if call.is_some() {
+                    return call;
+                }
+                st = self.lock();
+                continue;
+            }
+            st = sync::wait(&self.dispatcher_cv, st);
+        }
+    }
+
+    /// Report an in-band call's result: apply `Complete`, then wake the IO thread so the reply
+    /// is written and a monitor the queue had suspended resumes reading.
+    pub fn complete_in_band(&self, call: CallId, result: CallResult) {
+        let now = self.clock.now();
+        let (close, dispatch) = {
+            let mut st = self.lock();
+            if st.inband_running == Some(call) {
+                st.inband_running = None;
+            }
+            let close = st.apply_locked(now, Input::Complete { call, result });
+            (close, st.server.dispatcher_ready())
+        };
+        drop(close);
+        if dispatch {
+            self.notify_dispatcher();
+        }
+        // Always: the reply is output, and a monitor the queue suspended may read again.
+        self.wake_io();
+    }
+
+    /// Mark the shim stopped and release the dispatcher.
+    pub fn stop(&self) {
+        self.lock().shutdown = ShutdownState::Stopped;
+        self.dispatcher_cv.notify_all();
+    }
+}
