@@ -88,7 +88,9 @@ pub struct Object {
 impl Object {
     /// An empty object.
     pub fn new() -> Self {
-        Object { entries: Vec::new() }
+        Object {
+            entries: Vec::new(),
+        }
     }
 
     /// An empty object with room for `n` members.
@@ -398,32 +400,4 @@ impl From<Vec<Value>> for Value {
     }
 }
 
-// Provisional serde support (lossy, through serde_json::Value); the JSON layer replaces it with
-// an exact form based on QEMU's own text so traces round-trip every value.
-impl serde::Serialize for Value {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_serde().serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Value {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Value::from_serde(&v))
-    }
-}
-
-impl serde::Serialize for Object {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Value::Object(self.clone()).serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Object {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Object(o) => Ok(o),
-            _ => Err(serde::de::Error::custom("expected a JSON object")),
-        }
-    }
-}
+// serde: see `exact.rs` (lossless text or tagged form).

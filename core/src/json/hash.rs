@@ -1,0 +1,130 @@
+//! QEMU's dictionary iteration order: `qdict.c` keeps members in 512 hash buckets chosen by the
+//! tdb hash, walks buckets in ascending order, and inserts at the head of a bucket, so within a
+//! bucket the newest member comes first. The writer and the server's request validation both
+//! follow this order.
+
+use super::value::Object;
+
+/// Number of buckets of a QEMU `QDict` (`QDICT_BUCKET_MAX`).
+pub const BUCKETS: usize = 512;
+
+/// QEMU's `tdb_hash` of a key. Keys are C strings there: bytes after a NUL do not count.
+#[inline]
+pub fn tdb_hash(key: &[u8]) -> u32 {
+    let key = match memchr::memchr(0, key) {
+        Some(n) => &key[..n],
+        None => key,
+    };
+    let mut value: u32 = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
+    for (i, &b) in key.iter().enumerate() {
+        let shift = ((i as u64 * 5) % 24) as u32;
+        value = value.wrapping_add(u32::from(b) << shift);
+    }
+    1_103_515_243u32.wrapping_mul(value).wrapping_add(12345)
+}
+
+/// The bucket (0..512) of a key.
+#[inline]
+pub fn bucket(key: &[u8]) -> usize {
+    tdb_hash(key) as usize % BUCKETS
+}
+
+/// Objects up to this many members are ordered on the stack without allocating.
+const SMALL_OBJECT: usize = 16;
+
+/// Call `f` with the index (into `o.entries()`) of each member in QEMU's iteration order.
+#[inline]
+pub(crate) fn for_each_in_bucket_order(o: &Object, mut f: impl FnMut(usize)) {
+    let entries = o.entries();
+    let n = entries.len();
+    if n <= 1 {
+        if n == 1 {
+            f(0);
+        }
+        return;
+    }
+    if n <= SMALL_OBJECT {
+        // Sort key: bucket ascending, then insertion index descending (newest first).
+        let mut keys = [0u32; SMALL_OBJECT];
+        for (i, (k, _)) in entries.iter().enumerate() {
+            keys[i] = ((bucket(k.as_bytes()) as u32) << 16) | (0xFFFF - i as u32);
+        }
+        let keys = &mut keys[..n];
+        keys.sort_unstable();
+        for &k in keys.iter() {
+            f((0xFFFF - (k & 0xFFFF)) as usize);
+        }
+        return;
+    }
+    for i in bucket_order(o) {
+        f(i);
+    }
+}
+
+/// The indices into `o.entries()` in QEMU's iteration order (ascending bucket, newest first
+/// within a bucket). The server's request validation walks members in this order.
+pub fn bucket_order(o: &Object) -> Vec<usize> {
+    let mut keyed: Vec<(usize, std::cmp::Reverse<usize>)> = o
+        .entries()
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (bucket(k.as_bytes()), std::cmp::Reverse(i)))
+        .collect();
+    keyed.sort_unstable();
+    keyed
+        .into_iter()
+        .map(|(_, std::cmp::Reverse(i))| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::Value;
+
+    #[test]
+    fn appendix_b_buckets() {
+        // Spec Appendix B (hash values computed from QEMU's formula, confirmed by live output).
+        let table: &[(&str, u32, usize)] = &[
+            ("seconds", 0x091D1205, 5),
+            ("timestamp", 0x6446CA1A, 26),
+            ("QMP", 0x1DEB2A63, 99),
+            ("exec-oob", 0xBE8AECA2, 162),
+            ("status", 0xD02062CA, 202),
+            ("singlestep", 0x7C2DCCCA, 202),
+            ("class", 0xC38690D3, 211),
+            ("minor", 0x6F4FF4E1, 225),
+            ("micro", 0x1B6610E1, 225),
+            ("execute", 0x54B7B52B, 299),
+            ("desc", 0x0C47CD79, 377),
+            ("return", 0xFB353F91, 401),
+            ("arguments", 0x512F3BBF, 447),
+            ("id", 0x6377ABE6, 486),
+            ("error", 0xC51C69E9, 489),
+            ("data", 0xF3EF43F9, 505),
+        ];
+        for &(k, h, b) in table {
+            assert_eq!(tdb_hash(k.as_bytes()), h, "{k}");
+            assert_eq!(bucket(k.as_bytes()), b, "{k}");
+        }
+    }
+
+    #[test]
+    fn order_of_p1() {
+        let mut o = Object::new();
+        for (i, k) in ["b", "a", "c", "zz", "id", "return", "error"]
+            .iter()
+            .enumerate()
+        {
+            o.insert(*k, Value::Int(i as i64));
+        }
+        let order: Vec<&str> = bucket_order(&o)
+            .into_iter()
+            .map(|i| o.entries()[i].0.as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["a", "zz", "b", "return", "c", "id", "error"]);
+        let mut small = Vec::new();
+        for_each_in_bucket_order(&o, |i| small.push(i));
+        assert_eq!(small, bucket_order(&o));
+    }
+}

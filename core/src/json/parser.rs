@@ -1,0 +1,345 @@
+//! QEMU's JSON parser (`json-parser.c`): turns the tokens of one complete message into a value
+//! or the first error's message.
+//!
+//! The C parser is recursive; this one keeps an explicit stack so that a configured nesting limit
+//! far above QEMU's 1024 cannot exhaust the native stack, but it raises exactly the error the
+//! recursive one raises first (later errors are ignored there, so the first one wins).
+//! Duplicate keys are found with a linear scan in small objects and an ordered index in big ones,
+//! so a 1M-member object is not quadratic.
+
+use std::collections::BTreeSet;
+
+use super::number::{float_value, integer_value};
+use super::utf8;
+use super::value::{JsonString, Object, Value};
+
+/// Token kinds the streamer stores (error tokens are never stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokKind {
+    LCurly,
+    RCurly,
+    LSquare,
+    RSquare,
+    Colon,
+    Comma,
+    Integer,
+    Float,
+    Keyword,
+    String,
+}
+
+/// One stored token; text tokens (numbers, keywords, strings) span `text[start..end]` of the
+/// streamer's message buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tok {
+    pub kind: TokKind,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Objects with more members than this get an ordered key index for duplicate detection.
+const LINEAR_DUP_SCAN: usize = 16;
+
+enum Frame {
+    Array(Vec<Value>),
+    /// Waiting for a member's key (`index` is built once the object is big).
+    ObjectKey(Object, Option<BTreeSet<JsonString>>),
+    /// Waiting for the value of `key`.
+    ObjectValue(Object, Option<BTreeSet<JsonString>>, JsonString),
+}
+
+/// The parser's error messages (the part after `JSON parse error, `).
+type Msg = Vec<u8>;
+
+fn msg(s: &str) -> Msg {
+    s.as_bytes().to_vec()
+}
+
+/// Parse the tokens of one message. `Err` holds the first error's message, uncut.
+pub(crate) fn parse(text: &[u8], toks: &[Tok]) -> Result<Value, Msg> {
+    let mut pos = 0usize;
+    let mut stack: Vec<Frame> = Vec::new();
+    let peek = |pos: usize| toks.get(pos).copied();
+    'value: loop {
+        // parse_value: a token must start a value.
+        let Some(t) = peek(pos) else {
+            return Err(msg("premature EOI"));
+        };
+        let mut v = match t.kind {
+            TokKind::LCurly => {
+                pos += 1;
+                match peek(pos) {
+                    None => return Err(msg("premature EOI")),
+                    Some(p) if p.kind == TokKind::RCurly => {
+                        pos += 1;
+                        Value::Object(Object::new())
+                    }
+                    Some(_) => {
+                        stack.push(Frame::ObjectKey(Object::new(), None));
+                        continue 'value;
+                    }
+                }
+            }
+            TokKind::LSquare => {
+                pos += 1;
+                match peek(pos) {
+                    None => return Err(msg("premature EOI")),
+                    Some(p) if p.kind == TokKind::RSquare => {
+                        pos += 1;
+                        Value::Array(Vec::new())
+                    }
+                    Some(_) => {
+                        stack.push(Frame::Array(Vec::new()));
+                        continue 'value;
+                    }
+                }
+            }
+            TokKind::Integer => {
+                pos += 1;
+                integer_value(&text[t.start..t.end])
+            }
+            TokKind::Float => {
+                pos += 1;
+                Value::Double(float_value(&text[t.start..t.end]))
+            }
+            TokKind::String => {
+                pos += 1;
+                Value::String(parse_string(&text[t.start..t.end])?)
+            }
+            TokKind::Keyword => {
+                pos += 1;
+                match &text[t.start..t.end] {
+                    b"true" => Value::Bool(true),
+                    b"false" => Value::Bool(false),
+                    b"null" => Value::Null,
+                    word => {
+                        let mut m = msg("invalid keyword '");
+                        m.extend_from_slice(word);
+                        m.push(b'\'');
+                        return Err(m);
+                    }
+                }
+            }
+            TokKind::RCurly | TokKind::RSquare | TokKind::Colon | TokKind::Comma => {
+                return Err(msg("expecting value"));
+            }
+        };
+        // Hand the finished value to the enclosing container, closing containers as they end.
+        loop {
+            match stack.pop() {
+                None => return Ok(v),
+                Some(Frame::Array(mut items)) => {
+                    items.push(v);
+                    match peek(pos) {
+                        None => return Err(msg("premature EOI")),
+                        Some(t) => {
+                            pos += 1;
+                            match t.kind {
+                                TokKind::RSquare => v = Value::Array(items),
+                                TokKind::Comma => {
+                                    stack.push(Frame::Array(items));
+                                    continue 'value;
+                                }
+                                _ => return Err(msg("expected separator in list")),
+                            }
+                        }
+                    }
+                }
+                Some(Frame::ObjectKey(obj, index)) => {
+                    let Value::String(key) = v else {
+                        return Err(msg("key is not a string in object"));
+                    };
+                    match peek(pos) {
+                        None => return Err(msg("premature EOI")),
+                        Some(t) => {
+                            pos += 1;
+                            if t.kind != TokKind::Colon {
+                                return Err(msg("missing : in object pair"));
+                            }
+                        }
+                    }
+                    stack.push(Frame::ObjectValue(obj, index, key));
+                    continue 'value;
+                }
+                Some(Frame::ObjectValue(mut obj, mut index, key)) => {
+                    let duplicate = match &mut index {
+                        Some(set) => !set.insert(key.clone()),
+                        None => obj.entries().iter().any(|(k, _)| *k == key),
+                    };
+                    if duplicate {
+                        return Err(msg("duplicate key"));
+                    }
+                    obj.push_unchecked(key, v);
+                    if index.is_none() && obj.len() > LINEAR_DUP_SCAN {
+                        index = Some(obj.keys().cloned().collect());
+                    }
+                    match peek(pos) {
+                        None => return Err(msg("premature EOI")),
+                        Some(t) => {
+                            pos += 1;
+                            match t.kind {
+                                TokKind::RCurly => v = Value::Object(obj),
+                                TokKind::Comma => {
+                                    stack.push(Frame::ObjectKey(obj, index));
+                                    continue 'value;
+                                }
+                                _ => return Err(msg("expected separator in dict")),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `cvt4hex`: four hex digits, or -1 at the first non-hex byte (the token's end reads as NUL).
+fn cvt4hex(s: &[u8], at: usize) -> i64 {
+    let mut cp = 0i64;
+    for i in 0..4 {
+        let d = match s.get(at + i) {
+            Some(c @ b'0'..=b'9') => c - b'0',
+            Some(c @ b'a'..=b'f') => c - b'a' + 10,
+            Some(c @ b'A'..=b'F') => c - b'A' + 10,
+            _ => return -1,
+        };
+        cp = (cp << 4) | i64::from(d);
+    }
+    cp
+}
+
+/// `parse_string` on a complete string token (quotes included).
+pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
+    let Some(&quote) = tok.first() else {
+        return Ok(JsonString::default());
+    };
+    let mut out = Vec::with_capacity(tok.len().saturating_sub(2));
+    let mut i = 1;
+    loop {
+        // Plain run: everything up to the next backslash or quote, validated as modified UTF-8.
+        let rest = &tok[i.min(tok.len())..];
+        let run = rest
+            .iter()
+            .position(|&c| c == b'\\' || c == quote)
+            .unwrap_or(rest.len());
+        copy_validated(&tok[i..i + run], &mut out)?;
+        i += run;
+        match tok.get(i) {
+            None => break,
+            Some(&c) if c == quote => break,
+            Some(_) => {}
+        }
+        // A backslash escape.
+        let beg = i;
+        i += 1;
+        let c = tok.get(i).copied();
+        i += 1;
+        match c {
+            Some(b'"') => out.push(b'"'),
+            Some(b'\'') => out.push(b'\''),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'/') => out.push(b'/'),
+            Some(b'b') => out.push(0x08),
+            Some(b'f') => out.push(0x0C),
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'u') => {
+                let mut cp = cvt4hex(tok, i);
+                i += 4;
+                if (0xD800..=0xDBFF).contains(&cp)
+                    && tok.get(i) == Some(&b'\\')
+                    && tok.get(i + 1) == Some(&b'u')
+                {
+                    cp = 0x10000 + ((cp & 0x3FF) << 10);
+                    let trailing = cvt4hex(tok, i + 2);
+                    if (0xDC00..=0xDFFF).contains(&trailing) {
+                        cp |= trailing & 0x3FF;
+                        i += 6;
+                    } else {
+                        cp = -1;
+                    }
+                }
+                if !utf8::encode(cp, &mut out) {
+                    // "%.*s" of the escape text; the C string ends with the token.
+                    let end = i.min(tok.len());
+                    let mut m = tok[beg..end].to_vec();
+                    m.extend_from_slice(b" is not a valid Unicode character");
+                    return Err(m);
+                }
+            }
+            _ => return Err(msg("invalid escape sequence in string")),
+        }
+    }
+    Ok(JsonString(out))
+}
+
+/// Copy raw string bytes, checking them as modified UTF-8 like `mod_utf8_codepoint`.
+fn copy_validated(seg: &[u8], out: &mut Vec<u8>) -> Result<(), Msg> {
+    let mut i = 0;
+    while i < seg.len() {
+        let a = utf8::ascii_prefix_len(&seg[i..]);
+        out.extend_from_slice(&seg[i..i + a]);
+        i += a;
+        if i >= seg.len() {
+            break;
+        }
+        // The segment ends at a backslash or quote (or the token's end), none of which is a
+        // continuation byte, so decoding within it equals decoding the rest of the token.
+        let (cp, n) = utf8::decode(&seg[i..]);
+        if cp < 0 {
+            return Err(msg("invalid UTF-8 sequence in string"));
+        }
+        // A valid sequence re-encodes to the same bytes (C0 80 included).
+        out.extend_from_slice(&seg[i..i + n]);
+        i += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ps(t: &[u8]) -> Result<Vec<u8>, String> {
+        parse_string(t)
+            .map(|s| s.0)
+            .map_err(|m| String::from_utf8(m).unwrap())
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(ps(br#""\u0000x""#).unwrap(), b"\xC0\x80x");
+        assert_eq!(ps(br#""\u12345""#).unwrap(), "\u{1234}5".as_bytes());
+        assert_eq!(ps(br#""\uD834\uDD1E""#).unwrap(), "𝄞".as_bytes());
+        assert_eq!(ps(br#"'\'"'"#).unwrap(), b"'\"");
+        assert_eq!(
+            ps(br#""\u1""#).unwrap_err(),
+            r#"\u1" is not a valid Unicode character"#
+        );
+        assert_eq!(
+            ps(br#""\u""#).unwrap_err(),
+            r#"\u" is not a valid Unicode character"#
+        );
+        assert_eq!(
+            ps(br#""\uD800x""#).unwrap_err(),
+            r#"\uD800 is not a valid Unicode character"#
+        );
+        assert_eq!(
+            ps(br#""\uDBFF\uDFFF""#).unwrap_err(),
+            r#"\uDBFF\uDFFF is not a valid Unicode character"#
+        );
+        assert_eq!(
+            ps(br#""\uD800\u0041""#).unwrap_err(),
+            r#"\uD800 is not a valid Unicode character"#
+        );
+        assert_eq!(
+            ps(br#""\z""#).unwrap_err(),
+            "invalid escape sequence in string"
+        );
+        assert_eq!(
+            ps(b"\"\xC3(\"").unwrap_err(),
+            "invalid UTF-8 sequence in string"
+        );
+    }
+}
