@@ -1,79 +1,652 @@
-//! The sans-IO QMP monitor state machine (under construction: see issue 3).
+//! The sans-IO QMP monitor state machine: every connection ("monitor"), the in-band queues and
+//! their round-robin dispatcher, out-of-band execution, suspend counts, the event throttle,
+//! named fds and fd sets of one process, as one deterministic value.
 //!
-//! The public surface below is the contract the simulator and the io/ shim build against;
-//! bodies are being filled in.
+//! Four kinds of method (as in quinn-proto): getters (`&self`), [`Server::handle`] for every
+//! input, the mutator [`Server::register`], and [`Server::poll_output`] /
+//! [`Server::poll_timeout`] for what the server wants done. The run-loop contract is in the
+//! crate docs. Protocol rules are split by concern: `intake.rs` (bytes → queue or OOB),
+//! `dispatch.rs` (checks, execution, replies), `builtins.rs`, `events.rs`, `fdsets.rs`,
+//! `throttle.rs`, `args.rs`; this file owns the server value, input validation and outputs.
 
+/// True when the given planted bug is configured (always false without `planted-bugs`).
+macro_rules! planted {
+    ($self:expr, $bug:ident) => {{
+        #[cfg(feature = "planted-bugs")]
+        let on = $self.config.planted_bug == Some($crate::server::PlantedBug::$bug);
+        #[cfg(not(feature = "planted-bugs"))]
+        let on = {
+            let _ = &$self.config.planted_bug;
+            false
+        };
+        on
+    }};
+}
+
+mod args;
+mod builtins;
+pub mod config;
+mod digest;
+mod dispatch;
+mod events;
+mod fdsets;
+mod intake;
+mod misuse;
+mod monitor;
+mod probes;
+mod registry;
+pub mod schema;
+mod throttle;
+pub mod trace;
 pub mod types;
 
+pub use config::{
+    qemu72_version, version_info, CompatPolicy, Config, Dialect, PlantedBug, ThrottleRule,
+    DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
+};
+pub use digest::Digest;
+pub use misuse::ApiMisuse;
+pub use probes::Probes;
+pub use schema::{ArgType, CommandSpec, FlatUnion, Member, Variant};
 pub use types::*;
 
-use crate::json::Value;
+use std::collections::{BTreeMap, VecDeque};
 
-/// Which QEMU the server behaves like.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum Dialect {
-    /// QEMU 7.2 (default): `exec-oob`, suspend when the queue is full.
-    #[default]
-    Qemu72,
-    /// QEMU 2.12 (the 2018 design): `control.run-oob`, id required with OOB, drop +
-    /// `COMMAND_DROPPED` when the queue is full, immediate validation errors.
-    Qemu212,
-}
+use crate::json::{JsonStreamer, Value};
+use fdsets::{Cleanup, FdSets};
+use monitor::Monitor;
+use registry::Registry;
+use throttle::Throttle;
 
-/// The type of a command argument, from which the core checks arguments with QEMU's texts.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum ArgType {
-    /// `str`
-    String,
-    /// `int` (int64)
-    Int,
-    /// `uint64` (`Parameter '<path>' expects uint64`)
-    UInt,
-    /// `number` (any number kind)
-    Number,
-    /// `bool`
-    Bool,
-    /// `any`
-    Any,
-    /// An enum with its values.
-    Enum(Vec<String>),
-    /// A list of T.
-    List(Box<ArgType>),
-    /// An object with named members.
-    Object(Vec<Member>),
-}
-
-/// A named member of an object argument type.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Member {
-    /// Member name.
-    pub name: String,
-    /// Its type.
-    pub ty: ArgType,
-    /// May be left out.
-    pub optional: bool,
-}
-
-/// A command the embedder registers.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CommandSpec {
+/// An issued call that has not been completed yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutstandingCall {
+    /// The call.
+    pub id: CallId,
+    /// The monitor it came from (it may have closed since).
+    pub monitor: MonitorId,
+    /// Where it runs.
+    pub lane: Lane,
     /// The command name.
-    pub name: String,
-    /// `allow-oob`
-    pub allow_oob: bool,
-    /// `allow-preconfig`
-    pub allow_preconfig: bool,
-    /// False for commands flagged "no success response" (no reply on success).
-    pub success_response: bool,
-    /// Members of the `arguments` object.
-    pub arguments: Vec<Member>,
+    pub command: String,
 }
 
-/// The server's configuration; every limit is named here with its default.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Config {
-    /// Which QEMU to behave like.
-    pub dialect: Dialect,
-    /// The `version` object of the greeting and `query-version`.
-    pub version: Value,
+#[derive(Debug)]
+struct PendingCall {
+    info: OutstandingCall,
+    request_id: Option<Value>,
+    success_response: bool,
+    /// OOB was off when the dispatcher took the request: resume the monitor once answered.
+    resume_on_complete: bool,
+}
+
+/// The whole monitor subsystem of one process. See the crate docs for the run loop.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    registry: Registry,
+    monitors: BTreeMap<MonitorId, Monitor>,
+    /// Dispatcher order (QEMU's `mon_list`): new monitors at the head, a served one moves to
+    /// the tail. Holds exactly the keys of `monitors`.
+    rr: Vec<MonitorId>,
+    calls: BTreeMap<CallId, PendingCall>,
+    next_call: u64,
+    /// The in-band call being run by the dispatcher, if any (at most one).
+    inband_call: Option<CallId>,
+    /// Sum of all queue lengths.
+    queued_total: usize,
+    /// Outputs not polled yet. Bounded by the work of one input: a few entries per monitor.
+    outputs: VecDeque<Output>,
+    now: Instant,
+    run_state: RunState,
+    throttle: Throttle,
+    fdsets: FdSets,
+    /// QEMU's `mon_refcount`: open connections.
+    open_monitors: usize,
+    probes: Probes,
+    digest: Digest,
+    /// Monitors whose buffered input must be lexed before the current input returns.
+    to_pump: Vec<MonitorId>,
+}
+
+impl Server {
+    /// A server with the built-in commands and no monitors.
+    pub fn new(config: Config) -> Server {
+        Server {
+            registry: Registry::new(),
+            monitors: BTreeMap::new(),
+            rr: Vec::new(),
+            calls: BTreeMap::new(),
+            next_call: 1,
+            inband_call: None,
+            queued_total: 0,
+            outputs: VecDeque::new(),
+            now: Instant(0),
+            run_state: config.run_state,
+            throttle: Throttle::new(config.throttle.clone()),
+            fdsets: FdSets::default(),
+            open_monitors: 0,
+            probes: Probes::default(),
+            digest: Digest::default(),
+            to_pump: Vec::new(),
+            config,
+        }
+    }
+
+    /// Add a command the embedder runs. Allowed at any time; a name already in the table
+    /// (built-ins included) is refused.
+    pub fn register(&mut self, spec: CommandSpec) -> Result<(), ApiMisuse> {
+        self.registry.register(spec)
+    }
+
+    /// Apply one input at `now` (never going backwards). Due throttle timers fire first, so
+    /// [`Input::Tick`] is only needed when nothing else happens. On `Err` nothing changed.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Result<(), ApiMisuse> {
+        if now < self.now {
+            return Err(ApiMisuse::TimeWentBackwards {
+                now,
+                last: self.now,
+            });
+        }
+        self.check_misuse(&input)?;
+        self.now = now;
+        self.fire_timers();
+        match input {
+            Input::Open { monitor, options } => self.open(monitor, options),
+            Input::Receive {
+                monitor,
+                bytes,
+                fds,
+            } => self.receive(monitor, bytes, fds),
+            Input::Written { monitor, n } => {
+                if let Some(m) = self.monitors.get_mut(&monitor) {
+                    if n < m.out.len() {
+                        self.probes.partial_write += 1;
+                    }
+                    m.out.written(n);
+                }
+            }
+            Input::Close { monitor } => self.close(monitor),
+            Input::Tick => {}
+            Input::NextInBand => self.dispatch_next(),
+            Input::Complete { call, result } => self.complete(call, result),
+            Input::Event {
+                name,
+                data,
+                timestamp,
+            } => self.event(throttle::Event {
+                name,
+                data,
+                timestamp,
+            }),
+            Input::Suspend { monitor } => {
+                if let Some(m) = self.monitors.get_mut(&monitor) {
+                    m.ext_suspends += 1;
+                    self.suspend(monitor);
+                }
+            }
+            Input::Resume { monitor } => {
+                if let Some(m) = self.monitors.get_mut(&monitor) {
+                    m.ext_suspends -= 1;
+                    self.resume(monitor);
+                }
+            }
+            Input::SetRunState(rs) => self.run_state = rs,
+        }
+        self.pump_all();
+        Ok(())
+    }
+
+    fn check_misuse(&self, input: &Input) -> Result<(), ApiMisuse> {
+        let known = |m: &MonitorId| {
+            self.monitors
+                .get(m)
+                .ok_or(ApiMisuse::UnknownMonitor(*m))
+        };
+        match input {
+            Input::Open { monitor, .. } => {
+                if self.monitors.contains_key(monitor) {
+                    return Err(ApiMisuse::MonitorExists(*monitor));
+                }
+            }
+            Input::Receive { monitor, .. } | Input::Close { monitor } => {
+                known(monitor)?;
+            }
+            Input::Written { monitor, n } => {
+                let m = known(monitor)?;
+                if *n > m.out.len() {
+                    return Err(ApiMisuse::WrittenTooMuch {
+                        monitor: *monitor,
+                        n: *n,
+                        pending: m.out.len(),
+                    });
+                }
+            }
+            Input::Suspend { monitor } => {
+                let m = known(monitor)?;
+                if m.ext_suspends == u32::MAX || m.suspend_count == u32::MAX {
+                    return Err(ApiMisuse::SuspendOverflow(*monitor));
+                }
+            }
+            Input::Resume { monitor } => {
+                if known(monitor)?.ext_suspends == 0 {
+                    return Err(ApiMisuse::NotSuspended(*monitor));
+                }
+            }
+            Input::Complete { call, .. } => {
+                if !self.calls.contains_key(call) {
+                    return Err(ApiMisuse::UnknownCall(*call));
+                }
+            }
+            Input::NextInBand => {
+                if self.inband_call.is_some() {
+                    return Err(ApiMisuse::DispatcherBusy);
+                }
+            }
+            Input::Tick | Input::Event { .. } | Input::SetRunState(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The next thing the server wants done, or `None` when nothing is left.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        let o = self.outputs.pop_front()?;
+        if let Output::Transmit(m) = &o {
+            if let Some(m) = self.monitors.get_mut(m) {
+                m.transmit_queued = false;
+            }
+        }
+        Some(o)
+    }
+
+    /// The instant at which [`Input::Tick`] has work (the earliest throttle period end).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.throttle.next_deadline()
+    }
+
+    /// The monitor's output not yet reported written (empty for unknown monitors).
+    pub fn pending_output(&self, m: MonitorId) -> &[u8] {
+        self.monitors.get(&m).map_or(&[], |m| m.out.pending())
+    }
+
+    /// Whether the driver should read from this connection: it is open, the core has not given
+    /// up on it, and its suspend count is 0 (no full queue, no outstanding request without OOB,
+    /// no external suspend). Reading while this is false only makes the core buffer the bytes
+    /// (up to `Config::input_buffer_limit`).
+    pub fn wants_read(&self, m: MonitorId) -> bool {
+        self.monitors
+            .get(&m)
+            .is_some_and(|m| !m.dead && m.suspend_count == 0)
+    }
+
+    /// An in-band request is queued and no in-band call is outstanding: `NextInBand` has work.
+    pub fn dispatcher_ready(&self) -> bool {
+        self.inband_call.is_none() && self.queued_total > 0
+    }
+
+    /// In-band requests (and JSON errors) waiting in this monitor's queue.
+    pub fn queue_len(&self, m: MonitorId) -> usize {
+        self.monitors.get(&m).map_or(0, |m| m.queue.len())
+    }
+
+    /// QEMU's suspend counter of this monitor (0 for unknown monitors).
+    pub fn suspend_count(&self, m: MonitorId) -> u32 {
+        self.monitors.get(&m).map_or(0, |m| m.suspend_count)
+    }
+
+    /// Open monitors, by id.
+    pub fn monitors(&self) -> impl Iterator<Item = MonitorId> + '_ {
+        self.monitors.keys().copied()
+    }
+
+    /// Capability negotiation is complete (command mode).
+    pub fn is_negotiated(&self, m: MonitorId) -> bool {
+        self.monitors.get(&m).is_some_and(|m| m.negotiated)
+    }
+
+    /// The session enabled the `oob` capability.
+    pub fn oob_enabled(&self, m: MonitorId) -> bool {
+        self.monitors.get(&m).is_some_and(|m| m.oob_enabled)
+    }
+
+    /// Calls issued and not completed, oldest first.
+    pub fn outstanding_calls(&self) -> impl Iterator<Item = &OutstandingCall> + '_ {
+        self.calls.values().map(|c| &c.info)
+    }
+
+    /// Descriptors the core holds (pending, named, in fd sets), for fd accounting checks.
+    pub fn held_fds(&self) -> Vec<FdId> {
+        let mut v: Vec<FdId> = self
+            .monitors
+            .values()
+            .flat_map(|m| {
+                m.pending_fds
+                    .iter()
+                    .copied()
+                    .chain(m.named_fds.iter().map(|(_, f)| *f))
+            })
+            .collect();
+        v.extend(self.fdsets.all_fds());
+        v
+    }
+
+    /// Approximate bytes of memory the server holds: per monitor its struct, parser buffer,
+    /// unprocessed input, output buffer capacity, queue slots and fd lists (queued values
+    /// themselves are not walked); plus throttle states, fd sets and the call table.
+    pub fn memory_estimate(&self) -> usize {
+        std::mem::size_of::<Server>()
+            + self
+                .monitors
+                .values()
+                .map(|m| m.memory_estimate() + std::mem::size_of::<MonitorId>() * 2)
+                .sum::<usize>()
+            + self.throttle.memory_estimate()
+            + self.fdsets.memory_estimate()
+            + self.calls.len() * std::mem::size_of::<(CallId, PendingCall)>()
+            + self.outputs.capacity() * std::mem::size_of::<Output>()
+    }
+
+    /// Memory attributed to one monitor (see [`Server::memory_estimate`]).
+    pub fn monitor_memory_estimate(&self, m: MonitorId) -> usize {
+        self.monitors
+            .get(&m)
+            .map_or(0, |m| m.memory_estimate() + std::mem::size_of::<MonitorId>() * 2)
+    }
+
+    /// Coverage marks.
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    /// Fingerprint of everything produced so far (see [`Digest`]).
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The embedder's registered commands, in registration order.
+    pub fn registered_commands(&self) -> impl Iterator<Item = &CommandSpec> {
+        self.registry.embedder_specs()
+    }
+
+    /// Number of running throttle states.
+    pub fn throttle_states(&self) -> usize {
+        self.throttle.states()
+    }
+
+    /// The current VM run state.
+    pub fn run_state(&self) -> RunState {
+        self.run_state
+    }
+
+    /// Process exit: drop every monitor (queued requests get no reply, spec §5.5) and return
+    /// every descriptor the core holds as [`Output::CloseFd`]. Outstanding calls may still be
+    /// completed; their replies go nowhere.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<MonitorId> = self.monitors.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
+        for fd in self.fdsets.clear() {
+            self.outputs.push_back(Output::CloseFd(fd));
+            self.digest_close_fd(fd);
+        }
+        self.pump_all();
+    }
+
+    // ---- inputs ----
+
+    fn open(&mut self, id: MonitorId, options: MonitorOptions) {
+        let streamer = JsonStreamer::new(self.config.json_limits.clone());
+        self.monitors.insert(id, Monitor::new(id, options, streamer));
+        self.rr.insert(0, id);
+        self.open_monitors += 1;
+        let greeting = self.greeting(options);
+        self.emit(id, &greeting, false);
+    }
+
+    fn greeting(&self, options: MonitorOptions) -> Value {
+        let caps = if options.oob_capable {
+            vec![Value::string("oob")]
+        } else {
+            Vec::new()
+        };
+        let mut inner = crate::json::Object::with_capacity(2);
+        inner.insert("version", self.config.version.clone());
+        inner.insert("capabilities", Value::Array(caps));
+        let mut g = crate::json::Object::with_capacity(1);
+        g.insert("QMP", Value::Object(inner));
+        Value::Object(g)
+    }
+
+    fn receive(&mut self, id: MonitorId, bytes: Vec<u8>, fds: Vec<FdId>) {
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if m.dead {
+            for fd in fds {
+                self.close_fd(fd);
+            }
+            return;
+        }
+        m.input.push(bytes, fds);
+        self.pump(id);
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if !m.dead && m.input.held() > self.config.input_buffer_limit {
+            self.probes.input_limit_disconnect += 1;
+            let limit = self.config.input_buffer_limit;
+            self.give_up(id, DisconnectReason::InputLimit { limit });
+        }
+    }
+
+    /// QEMU's CHR_EVENT_CLOSED for a per-connection monitor: drop the queue unanswered (with
+    /// the resume QEMU does), drop the parser, close pending and named fds (a monitor here is
+    /// one connection, so its named fds cannot outlive it), then clean fd sets up.
+    fn close(&mut self, id: MonitorId) {
+        if planted!(self, NoResumeOnClose) {
+            if let Some(m) = self.monitors.get_mut(&id) {
+                if !m.queue.is_empty() {
+                    m.dead = true;
+                    m.out.clear();
+                    return;
+                }
+            }
+        }
+        let Some(mut m) = self.monitors.remove(&id) else {
+            return;
+        };
+        self.rr.retain(|x| *x != id);
+        if !m.queue.is_empty() {
+            self.probes.queued_dropped_on_close += 1;
+            if !m.oob_enabled || m.queue.len() >= QMP_REQ_QUEUE_LEN_MAX {
+                self.probes.resume_on_close += 1;
+            }
+            self.queued_total -= m.queue.len();
+        }
+        let mut fds = std::mem::take(&mut m.pending_fds);
+        fds.extend(m.input.clear());
+        if !planted!(self, FdLeakedOnClose) {
+            fds.extend(m.named_fds.drain(..).map(|(_, fd)| fd));
+        }
+        for fd in fds {
+            self.close_fd(fd);
+        }
+        self.open_monitors -= 1;
+        let mut closed = Vec::new();
+        self.fdsets.cleanup_all(self.cleanup_state(), &mut closed);
+        if !closed.is_empty() {
+            self.probes.fdset_cleanup_closed += 1;
+        }
+        for fd in closed {
+            self.close_fd(fd);
+        }
+    }
+
+    fn cleanup_state(&self) -> Cleanup {
+        Cleanup {
+            open_monitors: self.open_monitors,
+            running: self.run_state == RunState::Running,
+        }
+    }
+
+    // ---- suspend counts ----
+
+    fn suspend(&mut self, id: MonitorId) {
+        if let Some(m) = self.monitors.get_mut(&id) {
+            m.suspend_count = m.suspend_count.saturating_add(1);
+            if m.suspend_count > 1 {
+                self.probes.nested_suspend += 1;
+            }
+        }
+    }
+
+    fn resume(&mut self, id: MonitorId) {
+        if let Some(m) = self.monitors.get_mut(&id) {
+            m.suspend_count = m.suspend_count.saturating_sub(1);
+            if m.suspend_count == 0 && !m.input.is_empty() {
+                self.to_pump.push(id);
+            }
+        }
+    }
+
+    fn pump_all(&mut self) {
+        // Each pass lexes input of monitors resumed by the previous one; a monitor is only
+        // queued here on a resume, and resumes are bounded by the suspends before them.
+        while !self.to_pump.is_empty() {
+            let mut ids = std::mem::take(&mut self.to_pump);
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if self.monitors.get(&id).is_some_and(|m| !m.input.is_empty()) {
+                    self.probes.resumed_buffered_input += 1;
+                }
+                self.pump(id);
+            }
+        }
+    }
+
+    // ---- outputs ----
+
+    /// Serialise a message for a monitor with its pretty setting and append it.
+    fn emit(&mut self, id: MonitorId, v: &Value, oob_reply: bool) {
+        let hold = oob_reply && planted!(self, OobReplyHeldBehindInBand) && self.inband_call_of(id);
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if m.dead {
+            return;
+        }
+        if oob_reply
+            && planted!(self, OobReplyHeldBehindInBand)
+            && (!m.queue.is_empty() || hold)
+        {
+            let mut held = Vec::new();
+            crate::json::write_message(v, m.options.pretty, &mut held);
+            if let Some(m) = self.monitors.get_mut(&id) {
+                m.held_replies.push(held);
+            }
+            return;
+        }
+        let start = m.out.buf.len();
+        crate::json::write_message(v, m.options.pretty, &mut m.out.buf);
+        let mut h = Digest::default();
+        h.bytes(&m.out.buf[start..]);
+        self.appended(id, h);
+    }
+
+    /// Append already serialised bytes (events, held replies).
+    fn append_bytes(&mut self, id: MonitorId, bytes: &[u8], hash: Digest) {
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if m.dead {
+            return;
+        }
+        m.out.buf.extend_from_slice(bytes);
+        self.appended(id, hash);
+    }
+
+    fn appended(&mut self, id: MonitorId, hash: Digest) {
+        self.digest.word(1);
+        self.digest.word(id.0);
+        self.digest.word(hash.0);
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if m.out.len() > self.config.output_limit {
+            self.probes.output_limit_disconnect += 1;
+            let limit = self.config.output_limit;
+            self.give_up(id, DisconnectReason::OutputLimit { limit });
+            return;
+        }
+        if !m.transmit_queued {
+            m.transmit_queued = true;
+            self.outputs.push_back(Output::Transmit(id));
+        }
+    }
+
+    /// The core stops serving a client: output and input are dropped and the driver is asked
+    /// to close the connection (then it reports `Close`).
+    fn give_up(&mut self, id: MonitorId, reason: DisconnectReason) {
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        m.dead = true;
+        m.out.clear();
+        let fds = m.input.clear();
+        for fd in fds {
+            self.close_fd(fd);
+        }
+        self.digest.word(4);
+        self.digest.word(id.0);
+        self.digest.word(match reason {
+            DisconnectReason::OutputLimit { .. } => 1,
+            DisconnectReason::InputLimit { .. } => 2,
+        });
+        self.outputs.push_back(Output::Disconnect {
+            monitor: id,
+            reason,
+        });
+    }
+
+    fn close_fd(&mut self, fd: FdId) {
+        self.digest_close_fd(fd);
+        self.outputs.push_back(Output::CloseFd(fd));
+    }
+
+    fn digest_close_fd(&mut self, fd: FdId) {
+        self.digest.word(3);
+        self.digest.word(fd.0);
+    }
+
+    fn inband_call_of(&self, id: MonitorId) -> bool {
+        self.inband_call
+            .and_then(|c| self.calls.get(&c))
+            .is_some_and(|c| c.info.monitor == id)
+    }
+
+    /// Planted bug support: release held OOB replies once in-band work is done.
+    fn flush_held(&mut self, id: MonitorId) {
+        let busy = self.inband_call_of(id);
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if m.held_replies.is_empty() || busy || !m.queue.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut m.held_replies);
+        for r in held {
+            let mut h = Digest::default();
+            h.bytes(&r);
+            self.append_bytes(id, &r, h);
+        }
+    }
 }

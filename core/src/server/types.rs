@@ -114,7 +114,8 @@ pub enum Input {
     Receive {
         /// The connection.
         monitor: MonitorId,
-        /// The bytes read.
+        /// The bytes read (in traces: a string with one char per byte, U+0000–U+00FF).
+        #[serde(with = "latin1")]
         bytes: Vec<u8>,
         /// Descriptors received with these bytes (SCM_RIGHTS).
         fds: Vec<FdId>,
@@ -163,6 +164,24 @@ pub enum Input {
     },
     /// The VM run state changed.
     SetRunState(RunState),
+}
+
+/// Serde for byte strings as readable JSON strings: byte `b` is the char U+00`b`, so ASCII
+/// text stays as it is and other bytes show as `\u00XX` escapes or Latin-1 letters.
+mod latin1 {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        text.chars()
+            .map(|c| u8::try_from(u32::from(c)).map_err(|_| D::Error::custom("char above U+00FF")))
+            .collect()
+    }
 }
 
 /// Why the core gave up on a client.

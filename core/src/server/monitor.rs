@@ -1,0 +1,211 @@
+//! One connection's state: session mode, suspend counter, unprocessed input, the in-band
+//! queue, pending and named fds, and pending output.
+//!
+//! Pure data with small helpers; the rules that move a monitor between states live in the
+//! intake (`intake.rs`), the dispatcher (`dispatch.rs`) and the server (`mod.rs`).
+
+use std::collections::VecDeque;
+
+use super::types::{FdId, MonitorId, MonitorOptions};
+use crate::json::{JsonStreamer, JsonString, Value};
+
+/// Received bytes not yet handed to the lexer (kept while the monitor is suspended).
+///
+/// Bounded by `Config::input_buffer_limit` (checked by the server after each receive).
+#[derive(Debug, Default)]
+pub(crate) struct InputBuffer {
+    chunks: VecDeque<Chunk>,
+    held: usize,
+}
+
+#[derive(Debug)]
+struct Chunk {
+    bytes: Vec<u8>,
+    pos: usize,
+    /// Descriptors that came with this chunk; they become pending when its first byte is
+    /// lexed (QEMU reads them with the first byte of the payload).
+    fds: Vec<FdId>,
+}
+
+impl InputBuffer {
+    pub(crate) fn push(&mut self, bytes: Vec<u8>, fds: Vec<FdId>) {
+        self.held += bytes.len();
+        self.chunks.push_back(Chunk { bytes, pos: 0, fds });
+    }
+
+    /// Bytes held, not yet lexed.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Descriptors of the front chunk, if they have not been delivered yet.
+    pub(crate) fn take_front_fds(&mut self) -> Vec<FdId> {
+        match self.chunks.front_mut() {
+            Some(c) if c.pos == 0 => std::mem::take(&mut c.fds),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The unlexed bytes of the front chunk.
+    pub(crate) fn front(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(c) => &c.bytes[c.pos..],
+            None => &[],
+        }
+    }
+
+    /// Whether the front chunk has been partly lexed.
+    pub(crate) fn front_started(&self) -> bool {
+        self.chunks.front().is_some_and(|c| c.pos > 0)
+    }
+
+    /// Mark `n` bytes of the front chunk as lexed; drop the chunk when it is used up.
+    pub(crate) fn consume(&mut self, n: usize) {
+        if let Some(c) = self.chunks.front_mut() {
+            let n = n.min(c.bytes.len() - c.pos);
+            c.pos += n;
+            self.held -= n;
+            if c.pos == c.bytes.len() {
+                self.chunks.pop_front();
+            }
+        }
+    }
+
+    /// Drop everything, returning the descriptors never delivered.
+    pub(crate) fn clear(&mut self) -> Vec<FdId> {
+        self.held = 0;
+        self.chunks.drain(..).flat_map(|c| c.fds).collect()
+    }
+
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.bytes.capacity()).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+    }
+}
+
+/// Pending output: the front `start` bytes have been written already.
+#[derive(Debug, Default)]
+pub(crate) struct OutBuf {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+}
+
+/// A drained buffer bigger than this gives its memory back (keeps idle monitors small).
+const OUT_KEEP_CAPACITY: usize = 1024;
+
+impl OutBuf {
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub(crate) fn written(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > OUT_KEEP_CAPACITY {
+                self.buf = Vec::new();
+            }
+        } else if self.start > 64 * 1024 && self.start > self.buf.len() / 2 {
+            // Slide the unwritten tail down so a slow reader does not pin written bytes.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.start = 0;
+    }
+}
+
+/// An entry of the in-band queue (QEMU's `QMPRequest`).
+#[derive(Debug)]
+pub(crate) enum Queued {
+    /// A parsed value, checked when dispatched (7.2).
+    Request(Value),
+    /// A JSON error, answered in order when dispatched.
+    JsonError(JsonString),
+    /// A request already checked on arrival (2.12), to be executed when dispatched.
+    Checked {
+        id: Option<Value>,
+        name: JsonString,
+        args: crate::json::Object,
+    },
+}
+
+/// One QMP connection.
+#[derive(Debug)]
+pub(crate) struct Monitor {
+    pub(crate) id: MonitorId,
+    pub(crate) options: MonitorOptions,
+    /// Command mode (negotiation done).
+    pub(crate) negotiated: bool,
+    pub(crate) oob_enabled: bool,
+    /// QEMU's suspend counter: queue suspensions plus external ones.
+    pub(crate) suspend_count: u32,
+    /// The external share of `suspend_count` (for misuse checks).
+    pub(crate) ext_suspends: u32,
+    pub(crate) streamer: JsonStreamer,
+    pub(crate) input: InputBuffer,
+    /// Descriptors received and not claimed yet (QEMU's `read_msgfds`).
+    pub(crate) pending_fds: Vec<FdId>,
+    /// `getfd` names, newest first (QEMU inserts at the head).
+    pub(crate) named_fds: Vec<(JsonString, FdId)>,
+    /// The in-band queue; at most `QMP_REQ_QUEUE_LEN_MAX` entries.
+    pub(crate) queue: VecDeque<Queued>,
+    pub(crate) out: OutBuf,
+    /// A `Transmit` for this monitor is waiting in the output queue.
+    pub(crate) transmit_queued: bool,
+    /// The core gave up on this client (disconnect reported): input is ignored, output
+    /// discarded, until the driver closes it.
+    pub(crate) dead: bool,
+    /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
+    pub(crate) held_replies: Vec<Vec<u8>>,
+}
+
+impl Monitor {
+    pub(crate) fn new(id: MonitorId, options: MonitorOptions, streamer: JsonStreamer) -> Monitor {
+        Monitor {
+            id,
+            options,
+            negotiated: false,
+            oob_enabled: false,
+            suspend_count: 0,
+            ext_suspends: 0,
+            streamer,
+            input: InputBuffer::default(),
+            pending_fds: Vec::new(),
+            named_fds: Vec::new(),
+            queue: VecDeque::new(),
+            out: OutBuf::default(),
+            transmit_queued: false,
+            dead: false,
+            held_replies: Vec::new(),
+        }
+    }
+
+    /// Bytes of core memory this monitor holds (see `Server::memory_estimate`).
+    pub(crate) fn memory_estimate(&self) -> usize {
+        std::mem::size_of::<Monitor>()
+            + self.streamer.buffered_bytes()
+            + self.input.capacity_bytes()
+            + self.out.buf.capacity()
+            + self.queue.capacity() * std::mem::size_of::<Queued>()
+            + self.pending_fds.capacity() * std::mem::size_of::<FdId>()
+            + self
+                .named_fds
+                .iter()
+                .map(|(n, _)| n.0.capacity() + std::mem::size_of::<(JsonString, FdId)>())
+                .sum::<usize>()
+            + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
+    }
+}
