@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# make compat: build qmpd (release), find QEMU 7.2, run the differential suite.
+# Env: QEMU=path to qemu-system-x86_64; COMPAT_JOBS=parallel cases (default 3);
+#      COMPAT_ARGS=extra arguments for compat.py (e.g. "-k ^F").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+QEMU="${QEMU:-$(command -v qemu-system-x86_64 || true)}"
+if [ -z "$QEMU" ]; then
+    echo "compat: qemu-system-x86_64 not found (run: make deps)" >&2
+    exit 2
+fi
+"$QEMU" --version | head -1
+cargo build --release --quiet -p qmp-io --bin qmpd
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+QMPD="$TARGET_DIR/release/qmpd"
+exec python3 tests/compat/compat.py --qemu "$QEMU" --qmpd "$QMPD" ${COMPAT_ARGS:-}

@@ -1,0 +1,166 @@
+"""The two servers under comparison: real QEMU 7.2 and qmpd, each started fresh for one case
+with the same set of QMP monitors (one listening Unix socket per monitor).
+
+It owns process start-up and tear-down and the mapping from a monitor description to command
+line flags; it knows nothing about the bytes exchanged.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+# How long a target may take to create its sockets before the case is failed.
+START_TIMEOUT = 10.0
+# How long a target gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 3.0
+
+
+class Monitor:
+    """One QMP monitor: a listening Unix socket, compact or pretty."""
+
+    def __init__(self, pretty=False):
+        self.pretty = pretty
+
+
+class Running:
+    """A started target: its socket paths and its process."""
+
+    def __init__(self, proc, paths, tmpdir, stderr_path):
+        self.proc = proc
+        self.paths = paths
+        self.tmpdir = tmpdir
+        self.stderr_path = stderr_path
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read()[-2000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class Daemon(Running):
+    """A started target that detached itself; known by the pid it wrote."""
+
+    def __init__(self, pidfile, paths, tmpdir, stderr_path):
+        super().__init__(None, paths, tmpdir, stderr_path)
+        try:
+            with open(pidfile) as f:
+                self.pid = int(f.read().strip())
+        except (OSError, ValueError):
+            self.pid = None
+
+    def _alive(self):
+        # A detached child may linger as a zombie of a subreaper: that counts as gone.
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    def stop(self):
+        if self.pid is not None and self._alive():
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while self._alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self._alive():
+                os.kill(self.pid, signal.SIGKILL)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class Target:
+    """Base: build an argv for a list of monitors, start it, wait for every socket."""
+
+    name = "?"
+
+    def argv(self, paths, monitors):
+        raise NotImplementedError
+
+    def start(self, monitors):
+        tmpdir = tempfile.mkdtemp(prefix="compat-%s-" % self.name)
+        paths = [os.path.join(tmpdir, "m%d.sock" % i) for i in range(len(monitors))]
+        stderr_path = os.path.join(tmpdir, "stderr")
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(self.argv(paths, monitors), stdin=subprocess.DEVNULL,
+                                    stdout=err, stderr=err)
+        running = Running(proc, paths, tmpdir, stderr_path)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(os.path.exists(p) for p in paths):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                msg = running.stderr()
+                running.stop()
+                raise RuntimeError("%s did not start: %s" % (self.name, msg))
+            time.sleep(0.005)
+        return running
+
+
+class Qemu(Target):
+    """`qemu-system-x86_64 -machine none` with one socket chardev + QMP monitor per monitor.
+
+    It is started with -daemonize: the parent exits only once initialisation is over, after the
+    start-up RESUME event. Connecting earlier (the sockets exist before that) lets that RESUME
+    reach a client before its greeting."""
+
+    name = "qemu"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def start(self, monitors):
+        tmpdir = tempfile.mkdtemp(prefix="compat-qemu-")
+        paths = [os.path.join(tmpdir, "m%d.sock" % i) for i in range(len(monitors))]
+        pidfile = os.path.join(tmpdir, "pid")
+        stderr_path = os.path.join(tmpdir, "stderr")
+        argv = self.argv(paths, monitors) + ["-daemonize", "-pidfile", pidfile]
+        with open(stderr_path, "wb") as err:
+            parent = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                    timeout=START_TIMEOUT, check=False)
+        running = Daemon(pidfile, paths, tmpdir, stderr_path)
+        if parent.returncode != 0 or running.pid is None:
+            msg = running.stderr()
+            running.stop()
+            raise RuntimeError("qemu did not start: %s" % msg)
+        return running
+
+    def argv(self, paths, monitors):
+        argv = [self.binary, "-machine", "none", "-nodefaults", "-display", "none"]
+        for i, (path, mon) in enumerate(zip(paths, monitors)):
+            chardev = "mon%d" % i
+            argv += ["-chardev", "socket,id=%s,path=%s,server=on,wait=off" % (chardev, path)]
+            opts = "chardev=%s,mode=control" % chardev
+            if mon.pretty:
+                opts += ",pretty=on"
+            argv += ["-mon", opts]
+        return argv
+
+
+class Qmpd(Target):
+    """qmpd with one `--listen unix:PATH[,pretty=on]` per monitor, QEMU 7.2 dialect."""
+
+    name = "qmpd"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def argv(self, paths, monitors):
+        argv = [self.binary, "--dialect", "qemu-7.2", "--log", "warn"]
+        for path, mon in zip(paths, monitors):
+            spec = "unix:%s" % path
+            if mon.pretty:
+                spec += ",pretty=on"
+            argv += ["--listen", spec]
+        return argv
