@@ -1,0 +1,601 @@
+//! Scenario tests for each capability of issue 3 not already pinned by the transcripts:
+//! exact bytes on the wire, outputs, and the server's observable state.
+
+mod server_support;
+
+use qmp_core::json::{Object, Value};
+use qmp_core::server::trace::{replay, Recorder};
+use qmp_core::server::*;
+use server_support::*;
+
+const NAME_OK: &str = "{\"return\": {}}\r\n";
+
+fn ts(seconds: i64) -> Timestamp {
+    Timestamp {
+        seconds,
+        microseconds: 0,
+    }
+}
+
+// ---- 1. monitors ----
+
+#[test]
+fn close_drops_queue_unanswered_and_returns_fds() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let other = w.negotiated(2, true);
+    w.dispatcher_running = false;
+    w.send_fds(m, b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}", vec![FdId(1)]);
+    w.dispatcher_running = true;
+    w.settle();
+    assert_eq!(w.take(m), NAME_OK);
+    w.dispatcher_running = false;
+    let mut reqs = Vec::new();
+    for _ in 0..8 {
+        reqs.extend_from_slice(b"{\"execute\": \"query-name\"}");
+    }
+    reqs.extend_from_slice(b"{\"execute\": \"query-name\"}"); // never read: suspended at 8
+    w.send_fds(m, &reqs, vec![FdId(2), FdId(3)]);
+    assert_eq!(w.server.queue_len(m), 8);
+    assert_eq!(w.server.suspend_count(m), 1);
+    w.input(Input::Close { monitor: m });
+    // Pending fds (2, 3) and the named fd (1) are closed; nothing is answered.
+    let mut closed = w.closed_fds.clone();
+    closed.sort();
+    assert_eq!(closed, vec![FdId(1), FdId(2), FdId(3)]);
+    assert_eq!(w.server.probes().resume_on_close, 1);
+    assert!(!w.server.dispatcher_ready());
+    w.dispatcher_running = true;
+    w.settle();
+    assert!(w.log.iter().all(|o| !matches!(o, Output::Call(_))));
+    assert_eq!(w.server.monitors().collect::<Vec<_>>(), vec![other]);
+    assert_eq!(w.server.pending_output(m), b"");
+    assert!(w.server.held_fds().is_empty());
+}
+
+#[test]
+fn call_outstanding_at_close_completes_into_nothing() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, false);
+    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}}");
+    assert_eq!(w.inband.len(), 1);
+    w.input(Input::Close { monitor: m });
+    w.release_blocked();
+    assert_eq!(w.server.probes().reply_to_closed_monitor, 1);
+    assert_eq!(w.server.outstanding_calls().count(), 0);
+}
+
+// ---- 2. negotiation ----
+
+#[test]
+fn capability_not_offered() {
+    let mut w = World::qemu72();
+    let m = w.open(1, false, false);
+    w.take(m);
+    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\", \"oob\"]}, \"id\": 1}");
+    assert_eq!(w.take(m), "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"Capability oob, oob not available\"}}\r\n");
+    assert!(!w.server.is_negotiated(m));
+    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": []}}");
+    assert_eq!(w.take(m), NAME_OK);
+    assert!(w.server.is_negotiated(m) && !w.server.oob_enabled(m));
+}
+
+// ---- 3. validation order ----
+
+#[test]
+fn member_walk_follows_bucket_order() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    // "name" (bucket 39) is walked before "execute" (299).
+    w.send(m, b"{\"execute\": 1, \"name\": 2, \"id\": \"x\"}");
+    assert_eq!(w.take(m), "{\"id\": \"x\", \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'name' is unexpected\"}}\r\n");
+    // "arguments" (447) comes after "execute" (299).
+    w.send(m, b"{\"arguments\": 1, \"execute\": 2}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'execute' must be a string\"}}\r\n");
+}
+
+// ---- 4. registry and arguments ----
+
+#[test]
+fn registry_and_argument_texts() {
+    let mut w = World::qemu72();
+    assert_eq!(
+        w.server.register(CommandSpec::new("stop")),
+        Err(ApiMisuse::CommandExists("stop".into()))
+    );
+    assert_eq!(
+        w.server.register(CommandSpec::new("getfd")),
+        Err(ApiMisuse::CommandExists("getfd".into()))
+    );
+    let m = w.negotiated(1, true);
+    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": \"x\", \"set-state\": [{\"event\": \"nope\", \"new_state\": 1}]}}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'event' does not accept value 'nope'\"}}\r\n");
+    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": 5}}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid parameter type for 'image', expected: BlockdevRef\"}}\r\n");
+    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\", \"image\": {}}}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'image' is unexpected\"}}\r\n");
+    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": {\"driver\": \"null-co\", \"zz\": 1}}}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'image.zz' is unexpected\"}}\r\n");
+    w.send(m, b"{\"execute\": \"qom-set\", \"arguments\": {\"path\": \"/\", \"property\": \"p\"}}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'value' is missing\"}}\r\n");
+    w.send(m, b"{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": -1}}");
+    assert_eq!(w.take(m), NAME_OK, "negative int64 accepted for uint64");
+    // A command with no success response: nothing on success, errors still answered.
+    w.send(m, b"{\"execute\": \"send-key-no-reply\", \"id\": 1}{\"execute\": \"send-key-no-reply\", \"arguments\": {\"a\": 1}, \"id\": 2}");
+    assert_eq!(w.take(m), "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'a' is unexpected\"}}\r\n");
+    assert_eq!(w.server.probes().no_success_response, 1);
+    // query-commands lists the table, newest registration first, built-ins included.
+    w.send(m, b"{\"execute\": \"query-commands\"}");
+    let out = w.take(m);
+    assert!(out.starts_with("{\"return\": [{\"name\": \"send-key-no-reply\"}, {\"name\": \"x-query-roms\"}"));
+    assert!(out.ends_with("{\"name\": \"query-version\"}, {\"name\": \"qmp_capabilities\"}]}\r\n"));
+}
+
+// ---- 5. queue and dispatcher ----
+
+#[test]
+fn round_robin_across_monitors() {
+    let mut w = World::qemu72();
+    let a = w.negotiated(1, true);
+    let b = w.negotiated(2, true);
+    let c = w.negotiated(3, true);
+    w.dispatcher_running = false;
+    for (m, n) in [(a, 3), (b, 1), (c, 2)] {
+        for i in 0..n {
+            w.send(m, format!("{{\"execute\": \"query-name\", \"id\": \"{}{i}\"}}", m.0).as_bytes());
+        }
+    }
+    assert!(w.server.dispatcher_ready());
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        w.server.handle(w.now, Input::NextInBand).unwrap();
+        while let Some(o) = w.server.poll_output() {
+            if let Output::Call(call) = o {
+                order.push(call.monitor.0);
+                w.server
+                    .handle(
+                        w.now,
+                        Input::Complete {
+                            call: call.id,
+                            result: CallResult::Return(Value::Object(Object::new())),
+                        },
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    // New monitors go to the head of the list and each served one moves to the tail; the
+    // negotiations left the list as 1, 2, 3.
+    assert_eq!(order, vec![1, 2, 3, 1, 3, 1]);
+    assert!(w.server.probes().round_robin_skip > 0);
+    assert!(!w.server.dispatcher_ready());
+    // With nothing queued, NextInBand is a harmless no-op.
+    w.server.handle(w.now, Input::NextInBand).unwrap();
+    assert!(w.server.poll_output().is_none());
+}
+
+#[test]
+fn dispatcher_busy_and_resume_rules_without_oob() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, false);
+    w.dispatcher_running = false;
+    w.send(m, b"{\"execute\": \"query-name\", \"id\": 1}{\"execute\": \"query-name\", \"id\": 2}");
+    // Without OOB: suspended before the first enqueue, the second request not even parsed.
+    assert_eq!(
+        (w.server.queue_len(m), w.server.suspend_count(m)),
+        (1, 1)
+    );
+    w.server.handle(w.now, Input::NextInBand).unwrap();
+    let Some(Output::Call(call)) = w.server.poll_output() else {
+        panic!("call expected")
+    };
+    assert_eq!(
+        w.server.handle(w.now, Input::NextInBand),
+        Err(ApiMisuse::DispatcherBusy)
+    );
+    // Still suspended while the call runs (resume after the reply).
+    assert_eq!(w.server.suspend_count(m), 1);
+    w.server
+        .handle(
+            w.now,
+            Input::Complete {
+                call: call.id,
+                result: CallResult::Return(Value::Object(Object::new())),
+            },
+        )
+        .unwrap();
+    // The resume let the second request in; it suspended the monitor again.
+    assert_eq!(
+        (w.server.queue_len(m), w.server.suspend_count(m)),
+        (1, 1)
+    );
+    w.dispatcher_running = true;
+    w.settle();
+    assert_eq!(
+        w.take(m),
+        "{\"return\": {}, \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n"
+    );
+    assert_eq!(w.server.suspend_count(m), 0);
+}
+
+// ---- 7. suspend counts ----
+
+#[test]
+fn external_suspend_nests_and_holds_bytes() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    w.input(Input::Suspend { monitor: m });
+    w.input(Input::Suspend { monitor: m });
+    assert!(!w.server.wants_read(m));
+    w.send(m, b"{\"exec-oob\": \"query-yank\", \"id\": 1}");
+    assert_eq!(w.take(m), "", "not even OOB requests are lexed while suspended");
+    w.input(Input::Resume { monitor: m });
+    assert_eq!(w.take(m), "");
+    w.input(Input::Resume { monitor: m });
+    assert!(w.take(m).starts_with("{\"return\": [{\"type\": \"chardev\", \"id\": \"qmp\"}"));
+    assert!(w.server.wants_read(m));
+    assert_eq!(
+        w.server.handle(w.now, Input::Resume { monitor: m }),
+        Err(ApiMisuse::NotSuspended(m))
+    );
+}
+
+// ---- 8. events and throttling ----
+
+#[test]
+fn throttle_first_now_last_at_period_end_then_freed() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let t0 = w.now;
+    let rtc = |off: i64| obj(vec![("offset", Value::Int(off))]);
+    w.event("RTC_CHANGE", rtc(1), ts(100));
+    assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 100, \"microseconds\": 0}, \"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 1}}\r\n");
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(1_000_000_000)));
+    w.advance(100_000_000);
+    w.event("RTC_CHANGE", rtc(2), ts(101));
+    w.advance(100_000_000);
+    w.event("RTC_CHANGE", rtc(3), ts(102));
+    // Unthrottled events are not delayed meanwhile.
+    w.event("STOP", Object::new(), ts(103));
+    assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 103, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n");
+    assert_eq!(w.server.probes().throttle_replaced, 1);
+    // An early tick does nothing.
+    w.input(Input::Tick);
+    assert_eq!(w.take(m), "");
+    w.now = t0.plus_nanos(1_000_000_000);
+    w.input(Input::Tick);
+    // The last event of the burst, with its own timestamp.
+    assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 102, \"microseconds\": 0}, \"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 3}}\r\n");
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(2_000_000_000)));
+    w.now = t0.plus_nanos(2_000_000_000);
+    w.input(Input::Tick);
+    assert_eq!(w.server.poll_timeout(), None);
+    assert_eq!(w.server.throttle_states(), 0);
+    w.event("RTC_CHANGE", rtc(4), ts(104));
+    assert!(w.take(m).contains("\"offset\": 4"));
+}
+
+#[test]
+fn throttle_keyed_by_data_member() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let vs = |id: &str, open: bool| obj(vec![("id", Value::string(id)), ("open", Value::Bool(open))]);
+    w.event("VSERPORT_CHANGE", vs("a", true), ts(1));
+    w.event("VSERPORT_CHANGE", vs("b", true), ts(1));
+    w.event("VSERPORT_CHANGE", vs("a", false), ts(2));
+    let out = w.take(m);
+    assert_eq!(out.matches("VSERPORT_CHANGE").count(), 2, "{out}");
+    assert_eq!(w.server.throttle_states(), 2);
+    // Any later input fires due timers, not only Tick.
+    w.advance(1_000_000_000);
+    w.event("STOP", Object::new(), ts(3));
+    assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 2, \"microseconds\": 0}, \"event\": \"VSERPORT_CHANGE\", \"data\": {\"open\": false, \"id\": \"a\"}}\r\n{\"timestamp\": {\"seconds\": 3, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n");
+}
+
+// ---- 9. output ----
+
+#[test]
+fn output_limit_disconnects_a_client_that_does_not_read() {
+    let mut w = World::new(Config {
+        output_limit: 300,
+        ..Config::default()
+    });
+    let m = w.negotiated(1, true);
+    let reader = w.negotiated(2, true);
+    // Stop writing: the harness only writes on Transmit, so drop those by polling ourselves.
+    for i in 0..20 {
+        w.server
+            .handle(
+                w.now,
+                Input::Event {
+                    name: "STOP".into(),
+                    data: Object::new(),
+                    timestamp: ts(i),
+                },
+            )
+            .unwrap();
+        while let Some(o) = w.server.poll_output() {
+            match o {
+                Output::Disconnect { monitor, reason } => w.disconnects.push((monitor, reason)),
+                Output::Transmit(x) if x == reader => {
+                    let n = w.server.pending_output(x).len();
+                    w.server.handle(w.now, Input::Written { monitor: x, n }).unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        w.disconnects,
+        vec![(m, DisconnectReason::OutputLimit { limit: 300 })]
+    );
+    assert_eq!(w.server.pending_output(m), b"");
+    assert!(!w.server.wants_read(m));
+    w.input(Input::Close { monitor: m });
+    assert_eq!(w.server.monitors().collect::<Vec<_>>(), vec![reader]);
+}
+
+#[test]
+fn written_too_much_is_misuse() {
+    let mut w = World::qemu72();
+    let m = MonitorId(1);
+    w.server
+        .handle(
+            w.now,
+            Input::Open {
+                monitor: m,
+                options: MonitorOptions::default(),
+            },
+        )
+        .unwrap();
+    let n = w.server.pending_output(m).len();
+    assert_eq!(
+        w.server.handle(w.now, Input::Written { monitor: m, n: n + 1 }),
+        Err(ApiMisuse::WrittenTooMuch {
+            monitor: m,
+            n: n + 1,
+            pending: n
+        })
+    );
+    w.server.handle(w.now, Input::Written { monitor: m, n: 10 }).unwrap();
+    assert_eq!(w.server.pending_output(m).len(), n - 10);
+    assert_eq!(w.server.probes().partial_write, 1);
+}
+
+// ---- 10. fds ----
+
+#[test]
+fn newer_fds_replace_pending_ones_and_extra_fds_close() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    w.send_fds(m, b" ", vec![FdId(1)]);
+    w.send_fds(m, b" ", vec![FdId(2), FdId(3)]);
+    assert_eq!(w.closed_fds, vec![FdId(1)]);
+    w.send(m, b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}");
+    assert_eq!(w.take(m), NAME_OK);
+    assert_eq!(w.closed_fds, vec![FdId(1), FdId(3)]);
+    // Same name again: the old fd is closed and replaced.
+    w.send_fds(m, b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}", vec![FdId(4)]);
+    assert_eq!(w.take(m), NAME_OK);
+    assert_eq!(w.closed_fds, vec![FdId(1), FdId(3), FdId(2)]);
+    assert_eq!(w.server.held_fds(), vec![FdId(4)]);
+}
+
+#[test]
+fn fdsets_closed_when_last_monitor_goes_only_if_running() {
+    let mut w = World::new(Config {
+        run_state: RunState::Paused,
+        ..Config::default()
+    });
+    let m = w.negotiated(1, true);
+    w.send_fds(m, b"{\"execute\": \"add-fd\"}", vec![FdId(7)]);
+    assert_eq!(w.take(m), "{\"return\": {\"fd\": 7, \"fdset-id\": 0}}\r\n");
+    w.input(Input::Close { monitor: m });
+    assert_eq!(w.server.held_fds(), vec![FdId(7)], "not running: kept");
+    w.input(Input::SetRunState(RunState::Running));
+    let m = w.negotiated(2, true);
+    w.input(Input::Close { monitor: m });
+    assert_eq!(w.closed_fds, vec![FdId(7)]);
+    assert!(w.server.held_fds().is_empty());
+}
+
+// ---- 12. the 2.12 dialect ----
+
+fn world212() -> World {
+    World::new(Config::qemu212())
+}
+
+#[test]
+fn dialect_212_negotiation_and_run_oob() {
+    let mut w = world212();
+    let plain = w.open(1, false, false);
+    assert!(w.take(plain).ends_with("\"capabilities\": []}}\r\n"));
+    w.send(plain, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}");
+    assert_eq!(w.take(plain), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"This monitor does not support Out-Of-Band (OOB)\"}}\r\n");
+    w.send(plain, b"{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-name\", \"control\": {\"run-oob\": true}, \"id\": 1}");
+    assert_eq!(w.take(plain), "{\"return\": {}}\r\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"Please enable Out-Of-Band first for the session during capabilities negotiation\"}}\r\n");
+    let m = w.open(2, true, false);
+    assert!(w.take(m).ends_with("\"capabilities\": [\"oob\"]}}\r\n"));
+    w.send(m, b"{\"execute\": \"query-name\", \"id\": 1}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n", "immediate, no id");
+    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}");
+    assert_eq!(w.take(m), NAME_OK);
+    w.send(m, b"{\"execute\": \"query-name\"}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Out-Of-Band capability requires that every command contains an 'id' field\"}}\r\n");
+    w.send(m, b"{\"execute\": \"query-status\", \"control\": {\"run-oob\": true}, \"id\": 2}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"The command query-status does not support OOB\"}}\r\n");
+    w.send(m, b"{\"exec-oob\": \"query-yank\", \"id\": 3}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'exec-oob' is unexpected\"}}\r\n");
+    w.send(m, b"{\"execute\": \"query-name\", \"control\": 1, \"id\": 4}");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'control' must be a dict\"}}\r\n");
+    w.send(m, b"{\"execute\": \"migrate-pause\", \"control\": {\"run-oob\": true, \"x\": 1}, \"id\": \"p\"}");
+    assert!(w.take(m).starts_with("{\"id\": \"p\", \"error\""));
+    w.send(m, b"%p ");
+    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid JSON syntax\"}}\r\n");
+    w.send(m, b"{\"execute\": \"human-monitor-command\", \"id\": 5}");
+    assert_eq!(w.take(m), "{\"id\": 5, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'command-line' is missing\"}}\r\n", "argument errors are dispatched, with id");
+}
+
+#[test]
+fn dialect_212_queue_full_drops_with_command_dropped() {
+    let mut w = World::new(Config {
+        wall_clock_base: ts(1_500_000_000),
+        ..Config::qemu212()
+    });
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}");
+    w.take(m);
+    let watcher = w.open(2, false, false);
+    w.take(watcher);
+    w.send(watcher, b"{\"execute\": \"qmp_capabilities\"}");
+    w.take(watcher);
+    w.send(m, &blocking_212());
+    assert_eq!(w.inband.len(), 1);
+    for i in 0..9 {
+        w.send(m, format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes());
+    }
+    // 8 waiting (the running one does not count): the 9th is dropped, no suspension.
+    assert_eq!(w.server.queue_len(m), 8);
+    assert!(w.server.wants_read(m));
+    // Timestamp: wall_clock_base + now (now is 1000 ns here).
+    let dropped = "{\"timestamp\": {\"seconds\": 1500000000, \"microseconds\": 1}, \"event\": \"COMMAND_DROPPED\", \"data\": {\"reason\": \"queue-full\", \"id\": 8}}\r\n";
+    assert_eq!(w.take(m), dropped);
+    assert_eq!(w.take(watcher), dropped, "broadcast to every negotiated monitor");
+    // x-oob-test style unlock: an OOB request still runs at once.
+    w.send(m, b"{\"execute\": \"migrate-pause\", \"control\": {\"run-oob\": true}, \"id\": \"unlock\"}");
+    assert!(w.take(m).starts_with("{\"id\": \"unlock\""));
+    w.release_blocked();
+    let out = w.take(m);
+    assert!(out.starts_with("{\"return\": {}, \"id\": \"blk\"}\r\n{\"return\": {}, \"id\": 0}\r\n"));
+    assert!(out.ends_with("{\"return\": {}, \"id\": 7}\r\n"));
+    assert_eq!(w.server.probes().command_dropped, 1);
+}
+
+fn blocking_212() -> Vec<u8> {
+    b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}, \"id\": \"blk\"}".to_vec()
+}
+
+// ---- misuse ----
+
+#[test]
+fn misuse_is_typed_and_changes_nothing() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let before = w.server.digest();
+    let ghost = MonitorId(99);
+    for (input, err) in [
+        (
+            Input::Receive {
+                monitor: ghost,
+                bytes: b"{}".to_vec(),
+                fds: vec![],
+            },
+            ApiMisuse::UnknownMonitor(ghost),
+        ),
+        (Input::Close { monitor: ghost }, ApiMisuse::UnknownMonitor(ghost)),
+        (
+            Input::Open {
+                monitor: m,
+                options: MonitorOptions::default(),
+            },
+            ApiMisuse::MonitorExists(m),
+        ),
+        (
+            Input::Complete {
+                call: CallId(12345),
+                result: CallResult::Return(Value::Null),
+            },
+            ApiMisuse::UnknownCall(CallId(12345)),
+        ),
+    ] {
+        assert_eq!(w.server.handle(w.now, input), Err(err));
+    }
+    assert_eq!(
+        w.server.handle(Instant(0), Input::Tick),
+        Err(ApiMisuse::TimeWentBackwards {
+            now: Instant(0),
+            last: w.now
+        })
+    );
+    assert_eq!(w.server.digest(), before);
+    assert!(w.server.poll_output().is_none());
+    // Completing a call twice.
+    w.dispatcher_running = false;
+    w.send(m, b"{\"execute\": \"query-name\"}");
+    w.server.handle(w.now, Input::NextInBand).unwrap();
+    let Some(Output::Call(call)) = w.server.poll_output() else {
+        panic!()
+    };
+    let done = Input::Complete {
+        call: call.id,
+        result: CallResult::Return(Value::Null),
+    };
+    w.server.handle(w.now, done.clone()).unwrap();
+    assert_eq!(
+        w.server.handle(w.now, done),
+        Err(ApiMisuse::UnknownCall(call.id))
+    );
+}
+
+// ---- 13. traces ----
+
+#[test]
+fn trace_records_and_replays_to_the_same_digest() {
+    let mut w = World::qemu72();
+    let mut rec = Recorder::for_server(&w.server, Some(7));
+    let m = MonitorId(1);
+    let mut script = vec![
+        Input::Open {
+            monitor: m,
+            options: MonitorOptions {
+                oob_capable: true,
+                pretty: false,
+            },
+        },
+        Input::Receive {
+            monitor: m,
+            bytes: b"{\"execute\": \"qmp_capabilities\"}\xff{\"execute\": \"stop\"}".to_vec(),
+            fds: vec![FdId(3)],
+        },
+        Input::NextInBand,
+    ];
+    for input in script.drain(..) {
+        rec.handle(&mut w.server, w.now, input).unwrap();
+        while w.server.poll_output().is_some() {}
+        w.advance(10);
+    }
+    rec.handle(&mut w.server, w.now, Input::NextInBand).unwrap();
+    let mut calls = Vec::new();
+    while let Some(o) = w.server.poll_output() {
+        rec.output(&o);
+        if let Output::Call(c) = o {
+            calls.push(c);
+        }
+    }
+    for c in calls {
+        let input = Input::Complete {
+            call: c.id,
+            result: CallResult::Return(Value::Object(Object::new())),
+        };
+        rec.handle(&mut w.server, w.now, input).unwrap();
+    }
+    rec.handle(
+        &mut w.server,
+        w.now,
+        Input::Written {
+            monitor: m,
+            n: 5,
+        },
+    )
+    .unwrap();
+    let text = rec.finish(&w.server);
+    assert!(text.contains("\"bytes\":\"{\\\"execute\\\": \\\"qmp_capabilities\\\"}ÿ{"), "{text}");
+    let report = replay(&text).unwrap();
+    assert!(report.matches(), "{report:?}");
+    assert_eq!(report.digest, w.server.digest());
+    assert!(report.misuse.is_empty());
+    // A changed input gives a different digest.
+    let tampered = text.replace("qmp_capabilities", "qmp_capabilitiex");
+    assert!(!replay(&tampered).unwrap().matches());
+}
