@@ -1,0 +1,184 @@
+//! `qmp-bench report`: reads the JSON lines of several runs and prints, per mode, the median
+//! figure of each server, the improvement factor of one server over the other, and the
+//! issue-7 target with a verdict.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Which figure of a result a comparison uses, and which direction is better.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Figure {
+    /// `value`, higher is better.
+    Value,
+    /// `p99_us`, lower is better.
+    P99,
+    /// `value`, lower is better (memory).
+    ValueLower,
+}
+
+/// A target of issue 7.
+#[derive(Copy, Clone, Debug)]
+enum Target {
+    /// The improvement factor must reach this.
+    Factor(f64),
+    /// The subject's own figure must stay under this.
+    Below(f64),
+    /// Shown for information.
+    None,
+}
+
+/// One line of the comparison: (mode, figure, target).
+const LINES: [(&str, Figure, Target); 8] = [
+    ("sequential", Figure::Value, Target::Factor(3.0)),
+    ("pipelined", Figure::Value, Target::Factor(50.0)),
+    ("connections", Figure::Value, Target::None),
+    ("oob-latency", Figure::P99, Target::Below(200.0)),
+    ("oob-latency-load", Figure::P99, Target::None),
+    ("large", Figure::Value, Target::Factor(1000.0)),
+    ("events", Figure::Value, Target::None),
+    ("idle", Figure::ValueLower, Target::Below(64.0)),
+];
+
+/// The comparison table for `subject` against `base`, from JSON lines (one result each;
+/// lines that are not results are skipped and counted).
+pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
+    // (label, mode) -> figures of every round
+    let mut runs: BTreeMap<(String, String), Vec<serde_json::Value>> = BTreeMap::new();
+    let mut skipped = 0usize;
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v["label"].is_string() && v["mode"].is_string() => {
+                let key = (
+                    v["label"].as_str().unwrap_or_default().to_string(),
+                    v["mode"].as_str().unwrap_or_default().to_string(),
+                );
+                runs.entry(key).or_default().push(v);
+            }
+            _ => skipped += 1,
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<17} {:>14} {:>14} {:>10}  {:<12} verdict",
+        "mode", subject, base, "factor", "target"
+    );
+    for (mode, figure, target) in LINES {
+        let s = median_figure(&runs, subject, mode, figure);
+        let b = median_figure(&runs, base, mode, figure);
+        if s.is_none() && b.is_none() {
+            continue;
+        }
+        let factor = match (s, b, figure) {
+            (Some(s), Some(b), Figure::Value) if b > 0.0 => Some(s / b),
+            (Some(s), Some(b), Figure::P99 | Figure::ValueLower) if s > 0.0 => Some(b / s),
+            _ => None,
+        };
+        let (target_text, verdict) = match target {
+            Target::Factor(t) => (
+                format!(">= {t}x"),
+                factor.map_or("n/a", |f| if f >= t { "MET" } else { "MISSED" }),
+            ),
+            Target::Below(t) => (
+                format!("< {t} {}", if figure == Figure::P99 { "us" } else { "MiB" }),
+                s.map_or("n/a", |s| if s < t { "MET" } else { "MISSED" }),
+            ),
+            Target::None => ("-".to_string(), "-"),
+        };
+        let unit = match figure {
+            Figure::P99 => " p99 us",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "{:<17} {:>14} {:>14} {:>10}  {:<12} {}{}",
+            mode,
+            fmt(s),
+            fmt(b),
+            factor.map_or_else(|| "n/a".to_string(), |f| format!("{f:.1}x")),
+            target_text,
+            verdict,
+            unit
+        );
+    }
+    let _ = writeln!(
+        out,
+        "factor: how many times better {subject} is (throughput ratio {subject}/{base}; for p99 and RSS {base}/{subject}); figures are medians over rounds"
+    );
+    if skipped > 0 {
+        let _ = writeln!(out, "({skipped} input lines were not results)");
+    }
+    out
+}
+
+fn median_figure(
+    runs: &BTreeMap<(String, String), Vec<serde_json::Value>>,
+    label: &str,
+    mode: &str,
+    figure: Figure,
+) -> Option<f64> {
+    let key = match figure {
+        Figure::P99 => "p99_us",
+        Figure::Value | Figure::ValueLower => "value",
+    };
+    let mut v: Vec<f64> = runs
+        .get(&(label.to_string(), mode.to_string()))?
+        .iter()
+        .filter_map(|r| r[key].as_f64())
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factors_medians_and_verdicts() {
+        let input = "\
+{\"label\":\"qmpd\",\"mode\":\"sequential\",\"value\":300.0}
+{\"label\":\"qmpd\",\"mode\":\"sequential\",\"value\":900.0}
+{\"label\":\"qmpd\",\"mode\":\"sequential\",\"value\":600.0}
+{\"label\":\"qemu\",\"mode\":\"sequential\",\"value\":100.0}
+{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":1000.0}
+{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":100.0}
+{\"label\":\"qmpd\",\"mode\":\"oob-latency\",\"value\":1.0,\"p99_us\":150.0}
+{\"label\":\"qmpd\",\"mode\":\"idle\",\"value\":80.0}
+{\"label\":\"qemu\",\"mode\":\"idle\",\"value\":160.0}
+not json
+";
+        let t = compare(input, "qmpd", "qemu");
+        let line = |m: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(m))
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            line("sequential"),
+            ["sequential", "600.0", "100.0", "6.0x", ">=", "3x", "MET"]
+        );
+        assert_eq!(line("pipelined")[3], "10.0x");
+        assert_eq!(line("pipelined")[6], "MISSED");
+        assert_eq!(line("oob-latency")[1..4], ["150.0", "n/a", "n/a"]);
+        assert_eq!(line("oob-latency")[7], "MET");
+        assert_eq!(line("idle")[3], "2.0x");
+        assert_eq!(line("idle")[7], "MISSED");
+        assert!(!t.contains("\nlarge"));
+        assert!(t.contains("(1 input lines were not results)"));
+    }
+}
