@@ -545,8 +545,9 @@ impl IoLoop {
         self.shared.stop();
         let leftover = {
             let mut st = self.shared.lock();
+            let st = &mut *st;
             if let Some(rec) = st.recorder.as_mut() {
-                rec.finish();
+                rec.finish(&st.server);
             }
             st.fds.drain()
         };

@@ -23,13 +23,7 @@
 //! # fn main() -> std::io::Result<()> {
 //! let dir = std::env::temp_dir().join(format!("qmp-io-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir)?;
-//! let spec = CommandSpec {
-//!     name: "query-answer".into(),
-//!     allow_oob: false,
-//!     allow_preconfig: false,
-//!     success_response: true,
-//!     arguments: vec![],
-//! };
+//! let spec = CommandSpec::new("query-answer");
 //! let server = QmpServerBuilder::new(Config::default())
 //!     .listen(ListenSpec::unix(dir.join("qmp.sock")))
 //!     .command(spec, |_args: &Object| CallResult::Return(Value::Int(42)))
@@ -47,6 +41,7 @@
 
 pub mod clock;
 pub mod conn;
+pub mod demo;
 pub mod dispatcher;
 pub mod fds;
 mod io_thread;

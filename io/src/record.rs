@@ -4,7 +4,12 @@
 //! hands it to the [`TraceSink`] with its `now`; because the core is deterministic, replaying
 //! those inputs (`qmp-sim replay FILE`) reproduces every output byte and the same digest.
 
-use qmp_core::server::{Input, Instant, Output};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use qmp_core::server::trace::{Header, Line, TRACE_FORMAT, TRACE_VERSION};
+use qmp_core::server::{CommandSpec, Config, Input, Instant, Output, Server};
 
 /// Receives every input (and output) of the core, in order, under the server lock.
 pub trait TraceSink: Send {
@@ -12,19 +17,83 @@ pub trait TraceSink: Send {
     fn input(&mut self, now: Instant, input: &Input);
     /// An output the core produced (after the input that caused it).
     fn output(&mut self, output: &Output);
-    /// The session is over: write any trailer (digest) and flush.
-    fn finish(&mut self);
+    /// The session is over: write the trailer (the server's digest) and flush.
+    fn finish(&mut self, server: &Server);
 }
 
-/// A sink that writes the core's trace format to `path` (header with `config` and `specs`, one
-/// line per input, a final digest line).
+/// Writes the core's trace format (`qmp_core::server::trace`) to a file as the session goes:
+/// the header, one line per input, and the end line with the digest at shutdown. Outputs are
+/// not written (replay ignores them, and they would double the file).
+pub struct FileSink {
+    out: BufWriter<File>,
+    inputs: u64,
+    failed: bool,
+}
+
+impl FileSink {
+    /// Create `path` and write the header for a server built from `config` with `specs`
+    /// registered in this order.
+    pub fn create(path: &Path, config: &Config, specs: &[CommandSpec]) -> std::io::Result<Self> {
+        let mut sink = FileSink {
+            out: BufWriter::new(File::create(path)?),
+            inputs: 0,
+            failed: false,
+        };
+        sink.line(&Line::Header(Header {
+            format: TRACE_FORMAT.to_owned(),
+            version: TRACE_VERSION,
+            seed: None,
+            config: config.clone(),
+            commands: specs.to_vec(),
+        }));
+        if sink.failed {
+            return Err(std::io::Error::other("cannot write the trace header"));
+        }
+        Ok(sink)
+    }
+
+    fn line(&mut self, line: &Line) {
+        if self.failed {
+            return;
+        }
+        let ok =
+            serde_json::to_writer(&mut self.out, line).is_ok() && self.out.write_all(b"\n").is_ok();
+        if !ok {
+            // A full disk must not take the monitor down: stop recording, say so once.
+            self.failed = true;
+            tracing::error!("trace recording failed; the trace file is incomplete");
+        }
+    }
+}
+
+impl TraceSink for FileSink {
+    fn input(&mut self, now: Instant, input: &Input) {
+        self.inputs += 1;
+        self.line(&Line::Input {
+            now: now.0,
+            input: input.clone(),
+        });
+    }
+
+    fn output(&mut self, _output: &Output) {}
+
+    fn finish(&mut self, server: &Server) {
+        let end = Line::End {
+            digest: server.digest().hex(),
+            inputs: self.inputs,
+        };
+        self.line(&end);
+        if self.out.flush().is_err() {
+            tracing::error!("cannot flush the trace file");
+        }
+    }
+}
+
+/// A [`FileSink`] for `path`, boxed for [`crate::QmpServerBuilder::record`].
 pub fn file_sink(
-    path: &std::path::Path,
-    config: &qmp_core::server::Config,
-    specs: &[qmp_core::server::CommandSpec],
+    path: &Path,
+    config: &Config,
+    specs: &[CommandSpec],
 ) -> std::io::Result<Box<dyn TraceSink>> {
-    let _ = (path, config, specs);
-    Err(std::io::Error::other(
-        "recording needs qmp_core::server::trace::Recorder, which has not landed yet",
-    ))
+    Ok(Box::new(FileSink::create(path, config, specs)?))
 }

@@ -3,9 +3,6 @@
 
 #![forbid(unsafe_code)]
 
-mod hmp;
-mod machine;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,9 +104,10 @@ fn version_value(args: &Args) -> Result<Value, String> {
         }
     };
     let mut qemu = Object::new();
-    qemu.insert("micro", Value::Int(micro));
-    qemu.insert("minor", Value::Int(minor));
+    // QEMU builds VersionTriple as major, minor, micro; the writer derives the wire order from it.
     qemu.insert("major", Value::Int(major));
+    qemu.insert("minor", Value::Int(minor));
+    qemu.insert("micro", Value::Int(micro));
     let mut v = Object::new();
     v.insert("qemu", Value::Object(qemu));
     v.insert(
@@ -142,7 +140,7 @@ fn run(args: Args) -> Result<(), String> {
         version: version.clone(),
         ..Config::default()
     };
-    let machine = machine::Machine::new(&version);
+    let machine = qmp_io::demo::Machine::new(&version);
     let mut builder = QmpServerBuilder::new(config)
         .allow_remote(args.allow_remote)
         .max_connections(args.max_connections)

@@ -1,6 +1,13 @@
 //! qmpd's demo machine: the commands of QEMU 7.2 `-machine none` that qmpd implements, with
-//! QEMU's reply shapes, events and error texts, plus the test-only `x-oob-test` and
-//! `x-emit-event`.
+//! QEMU's reply shapes, events and error texts, plus two test-only commands:
+//!
+//! * `x-oob-test {lock: bool}` (QEMU 2.12's test command, allow-oob): in-band `lock: true`
+//!   blocks the dispatcher until an out-of-band `lock: false` arrives (a semaphore: an unlock
+//!   sent first lets the next lock through at once).
+//! * `x-emit-event {event: str, data?: object}`: emits that event as if the machine had, so
+//!   throttling (e.g. `RTC_CHANGE`) can be observed from outside.
+//!
+//! The library ships it so that tests and embedders can run the same machine as `qmpd`.
 //!
 //! The fd commands (`getfd`, `closefd`, `add-fd`, `remove-fd`, `query-fdsets`), `qmp_capabilities`,
 //! `query-version` and `query-commands` are built into qmp-core and need nothing here.
@@ -8,11 +15,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::{CallContext, QmpServerBuilder};
 use qmp_core::json::{Object, Value};
-use qmp_core::server::{ArgType, CallResult, CommandSpec, ErrorClass, Member, RunState};
-use qmp_io::{CallContext, QmpServerBuilder};
+use qmp_core::server::{
+    ArgType, CallResult, CommandSpec, ErrorClass, FlatUnion, Member, RunState, Variant,
+};
 
-use crate::hmp;
+pub mod hmp;
 
 /// The machine's state, shared by every handler.
 pub struct Machine {
@@ -31,8 +40,8 @@ fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Membe
         name: name.into(),
         allow_oob,
         allow_preconfig,
-        success_response: true,
         arguments,
+        ..CommandSpec::default()
     }
 }
 
@@ -148,13 +157,14 @@ impl Machine {
         let m = self.clone();
         let b = b.command_with_context(spec("query-status", false, true, vec![]), move |_, _| {
             let running = m.is_running();
+            // QAPI StatusInfo's member order; the writer derives QEMU's wire order from it.
             CallResult::Return(Value::Object(obj(&[
+                ("running", Value::Bool(running)),
+                ("singlestep", Value::Bool(false)),
                 (
                     "status",
                     Value::string(if running { "running" } else { "paused" }),
                 ),
-                ("singlestep", Value::Bool(false)),
-                ("running", Value::Bool(running)),
             ])))
         });
         let b = b.command(spec("query-name", false, true, vec![]), |_| empty());
@@ -194,8 +204,13 @@ impl Machine {
                 .collect();
             CallResult::Return(Value::Array(list))
         });
-        let instance = ArgType::Object(vec![
-            member(
+        // QAPI's YankInstance: a flat union on `type`.
+        let variant = |value: &str, members: Vec<Member>| Variant {
+            value: value.into(),
+            members,
+        };
+        let instance = ArgType::Union {
+            base: vec![member(
                 "type",
                 ArgType::Enum(vec![
                     "block-node".into(),
@@ -203,10 +218,19 @@ impl Machine {
                     "migration".into(),
                 ]),
                 false,
-            ),
-            member("node-name", ArgType::String, true),
-            member("id", ArgType::String, true),
-        ]);
+            )],
+            union: FlatUnion {
+                discriminator: "type".into(),
+                variants: vec![
+                    variant(
+                        "block-node",
+                        vec![member("node-name", ArgType::String, false)],
+                    ),
+                    variant("chardev", vec![member("id", ArgType::String, false)]),
+                    variant("migration", vec![]),
+                ],
+            },
+        };
         let b = b.command_with_context(
             spec(
                 "yank",
@@ -291,43 +315,22 @@ impl Machine {
     }
 }
 
-/// `yank`: the schema checks the shape; the union's per-variant members are checked here with
-/// the marshaller's texts. Only chardev instances exist (the listeners); yanking one drops its
-/// clients, as QEMU's chardev yank shuts the socket down.
+/// `yank`: the core checked the union's shape with the marshaller's texts. Only chardev
+/// instances exist (the listeners); yanking one drops its clients, as QEMU's chardev yank shuts
+/// the socket down. Nothing is yanked unless every instance exists (QEMU checks all first).
 fn yank(ctx: &CallContext<'_>, args: &Object) -> CallResult {
-    let Some(list) = args.get("instances").and_then(Value::as_array) else {
-        return empty();
-    };
+    let list = args
+        .get("instances")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut targets = Vec::new();
-    for (i, inst) in list.iter().enumerate() {
-        let Some(o) = inst.as_object() else {
-            continue;
-        };
-        let ty = o.get("type").and_then(Value::as_str).unwrap_or_default();
-        let (required, other) = match ty {
-            "chardev" => (Some("id"), "node-name"),
-            "block-node" => (Some("node-name"), "id"),
-            _ => (None, ""),
-        };
-        for unexpected in ["id", "node-name"] {
-            if o.contains_key(unexpected) && (required.is_none() || unexpected == other) {
-                return generic(format!(
-                    "Parameter 'instances[{i}].{unexpected}' is unexpected"
-                ));
-            }
-        }
-        if let Some(r) = required {
-            if !o.contains_key(r) {
-                return generic(format!("Parameter 'instances[{i}].{r}' is missing"));
-            }
-        }
-        match ty {
-            "chardev" => {
-                let id = o.get("id").and_then(Value::as_str).unwrap_or_default();
-                if !ctx.chardevs().iter().any(|c| c == id) {
-                    return not_found();
-                }
-                targets.push(id.to_owned());
+    for inst in list {
+        let o = inst.as_object();
+        let field = |k: &str| o.and_then(|o| o.get(k)).and_then(Value::as_str);
+        match (field("type"), field("id")) {
+            (Some("chardev"), Some(id)) if ctx.chardevs().iter().any(|c| c == id) => {
+                targets.push(id.to_owned())
             }
             _ => return not_found(),
         }

@@ -5,8 +5,8 @@
 //! Every output line ends in `\r\n`, as QEMU's `monitor_puts` writes it. `help` and `info`
 //! list only the commands qmpd implements (QEMU lists its ~150); each line is QEMU's own.
 
-use crate::machine::Machine;
-use qmp_io::CallContext;
+use super::Machine;
+use crate::CallContext;
 
 /// QEMU 7.2's help lines for the top-level commands qmpd implements, in QEMU's (sorted) order.
 const HELP: &[(&[&str], &str)] = &[
