@@ -316,7 +316,8 @@ impl Server {
         self.calls.values().map(|c| &c.info)
     }
 
-    /// Descriptors the core holds (pending, named, in fd sets), for fd accounting checks.
+    /// Descriptors the core holds (received with bytes not lexed yet, pending, named, in fd
+    /// sets), for fd accounting checks.
     pub fn held_fds(&self) -> Vec<FdId> {
         let mut v: Vec<FdId> = self
             .monitors
@@ -326,6 +327,7 @@ impl Server {
                     .iter()
                     .copied()
                     .chain(m.named_fds.iter().map(|(_, f)| *f))
+                    .chain(m.input.fds())
             })
             .collect();
         v.extend(self.fdsets.all_fds());

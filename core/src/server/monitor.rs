@@ -75,6 +75,11 @@ impl InputBuffer {
         }
     }
 
+    /// Descriptors that came with held chunks and are not delivered yet.
+    pub(crate) fn fds(&self) -> impl Iterator<Item = FdId> + '_ {
+        self.chunks.iter().flat_map(|c| c.fds.iter().copied())
+    }
+
     /// Drop everything, returning the descriptors never delivered.
     pub(crate) fn clear(&mut self) -> Vec<FdId> {
         self.held = 0;
