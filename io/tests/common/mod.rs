@@ -230,3 +230,20 @@ pub fn mask_ts(s: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Send `bytes` with `fds` attached (SCM_RIGHTS).
+pub fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::mem::MaybeUninit;
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    let n = sendmsg(
+        sock,
+        &[std::io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .expect("sendmsg");
+    assert_eq!(n, bytes.len());
+}

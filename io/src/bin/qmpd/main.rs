@@ -85,9 +85,10 @@ fn parse_version(s: &str) -> Result<(i64, i64, i64), String> {
 
 fn version_value(args: &Args) -> Result<Value, String> {
     if let Some(json) = &args.version_object {
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("--version-object: {e}"))?;
-        return Ok(Value::from_serde(&v));
+        // qmp-core's own parser keeps member order, from which the writer derives QEMU's.
+        return qmp_core::json::parse_value(json.as_bytes())
+            .filter(|v| v.as_object().is_some())
+            .ok_or_else(|| "--version-object: not a JSON object".to_string());
     }
     let ((major, minor, micro), default_package) = match args.qemu_version {
         Some(v) => (v, ""),

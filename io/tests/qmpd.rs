@@ -1,0 +1,212 @@
+//! The `qmpd` binary: flags, QEMU-identical greeting with `--qemu-version`/`--package`,
+//! shutdown on `quit` and on SIGTERM, and `--record` traces that replay to the same digest.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A qmpd child process, killed if a test fails before it exits.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(extra: &[&str]) -> Daemon {
+        let dir = temp_dir();
+        let sock = dir.join("qmp.sock");
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            format!("unix:{}", sock.display()),
+            "--log".into(),
+            "warn".into(),
+        ];
+        args.extend(
+            extra
+                .iter()
+                .map(|s| s.replace("$DIR", &dir.display().to_string())),
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_qmpd"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn qmpd");
+        let d = Daemon { child, dir };
+        let deadline = Instant::now() + TIMEOUT;
+        while !d.sock().exists() {
+            assert!(Instant::now() < deadline, "qmpd did not create its socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        d
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+
+    /// Wait for exit; the exit code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const QEMU_GREETING: &str = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n";
+
+#[test]
+fn quit_sends_shutdown_then_the_return_then_eof_and_exits() {
+    let mut d = Daemon::spawn(&[
+        "--qemu-version",
+        "7.2.22",
+        "--package",
+        "Debian 1:7.2+dfsg-7+deb12u18+b3",
+    ]);
+    let mut c = Client::connect(&d.sock());
+    assert_eq!(c.read_msg(), QEMU_GREETING);
+    c.send("{\"execute\": \"qmp_capabilities\"}\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    c.send("{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"info version\"}, \"id\": \"h\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": \"7.2.22Debian 1:7.2+dfsg-7+deb12u18+b3\\r\\n\", \"id\": \"h\"}\r\n"
+    );
+    c.send("{\"execute\": \"quit\", \"id\": \"bye\"}\n");
+    assert_eq!(
+        mask_ts(&c.read_msg()),
+        "{\"timestamp\": {\"seconds\": S, \"microseconds\": U}, \"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n"
+    );
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"bye\"}\r\n");
+    assert!(c.eof_within(TIMEOUT), "EOF after quit");
+    assert_eq!(d.wait_exit(), Some(0));
+    assert!(!d.sock().exists(), "socket file removed at exit");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut d = Daemon::spawn(&[]);
+    let mut c = Client::connect(&d.sock());
+    let g = c.read_msg();
+    assert!(
+        g.contains("\"package\": \"qmpd\""),
+        "own version by default: {g}"
+    );
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    assert!(c.eof_within(TIMEOUT), "clients see EOF at shutdown");
+    assert_eq!(d.wait_exit(), Some(0));
+    assert!(!d.sock().exists());
+}
+
+#[test]
+fn version_object_flag_is_used_verbatim() {
+    let d = Daemon::spawn(&[
+        "--version-object",
+        "{\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 22}, \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}",
+    ]);
+    let mut c = Client::connect(&d.sock());
+    assert_eq!(c.read_msg(), QEMU_GREETING);
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qmpd"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "oob=",
+        "pretty=on",
+        "clients=N",
+        "--dialect",
+        "qemu-2.12",
+        "--record",
+        "--log",
+        "--allow-remote",
+        "--max-connections",
+        "--qemu-version",
+        "--package",
+        "--version-object",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    for args in [
+        &["--listen", "udp:1"][..],
+        &["--listen", "unix:/tmp/x,clients=0"],
+        &["--dialect", "qemu-9"],
+        &[],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qmpd"))
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?} accepted");
+    }
+}
+
+fn record_session(d: &Daemon) {
+    let mut c = Client::connect(&d.sock());
+    c.negotiate(true);
+    c.send("{\"execute\": \"stop\"}\n{\"execute\": \"query-status\", \"id\": 1}\n");
+    assert!(c.read_msg().contains("STOP"));
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    assert!(c.read_msg().contains("\"paused\""));
+    c.send("{\"exec-oob\": \"migrate-pause\", \"id\": 2}\n{\"execute\": \"nope\"}\n{]\n");
+    assert!(c.read_msg().contains("postcopy-active"));
+    assert!(c.read_msg().contains("CommandNotFound"));
+    assert!(c.read_msg().contains("JSON parse error"));
+    c.send("{\"execute\": \"quit\"}\n");
+    assert!(c.eof_within(TIMEOUT));
+}
+
+#[test]
+fn recorded_session_replays_to_the_same_digest() {
+    let mut d = Daemon::spawn(&["--record", "$DIR/trace.jsonl"]);
+    record_session(&d);
+    assert_eq!(d.wait_exit(), Some(0));
+    let text = std::fs::read_to_string(d.dir.join("trace.jsonl")).expect("trace");
+    let report = qmp_core::server::trace::replay(&text).expect("replay");
+    assert!(
+        report.expected.is_some(),
+        "the trace ends with a digest line"
+    );
+    assert!(report.misuse.is_empty(), "{:?}", report.misuse);
+    assert!(report.inputs > 10, "{}", report.inputs);
+    assert!(
+        report.matches(),
+        "digest {} vs {:?}",
+        report.digest.hex(),
+        report.expected
+    );
+    // The digest covers the output: change one received byte and it no longer matches.
+    let tampered = text.replacen("query-status", "query-statvs", 1);
+    assert_ne!(tampered, text);
+    let r2 = qmp_core::server::trace::replay(&tampered).expect("replay");
+    assert!(!r2.matches());
+}
