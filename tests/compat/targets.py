@@ -137,14 +137,12 @@ class Qemu(Target):
         return running
 
     def argv(self, paths, monitors):
+        # -qmp / -qmp-pretty name their chardevs compat_monitor0, 1, ... in order, as qmpd
+        # names its listeners (visible in query-yank and usable by yank).
         argv = [self.binary, "-machine", "none", "-nodefaults", "-display", "none"]
-        for i, (path, mon) in enumerate(zip(paths, monitors)):
-            chardev = "mon%d" % i
-            argv += ["-chardev", "socket,id=%s,path=%s,server=on,wait=off" % (chardev, path)]
-            opts = "chardev=%s,mode=control" % chardev
-            if mon.pretty:
-                opts += ",pretty=on"
-            argv += ["-mon", opts]
+        for path, mon in zip(paths, monitors):
+            flag = "-qmp-pretty" if mon.pretty else "-qmp"
+            argv += [flag, "unix:%s,server=on,wait=off" % path]
         return argv
 
 

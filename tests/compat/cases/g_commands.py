@@ -70,7 +70,7 @@ CASES = [
         YANK % b'{"instances": [{"type": "block-node", "node-name": "n"}]}',
         YANK % b'{"instances": [{"type": "migration"}]}'),
     cmd("G20", "yank the monitor's own chardev (as named by query-yank)",
-        YANK % b'{"instances": [{"type": "chardev", "id": "mon0"}]}',
+        YANK % b'{"instances": [{"type": "chardev", "id": "compat_monitor0"}]}',
         (b'{"execute": "query-name"}\n', 0)),
     cmd("G21", "migrate-pause in-band and with arguments",
         b'{"execute": "migrate-pause", "id": 1}\n',
