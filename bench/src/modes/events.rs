@@ -48,9 +48,9 @@ pub(super) fn run(opts: &Opts) -> io::Result<Outcome> {
     let mut last_event = start;
     let window = opts.window as u64;
     // `sent` alternates stop/cont; an even count keeps the guest running at the end.
-    while replied < sent || (sent % 2 == 1) || budget.more(sent / 2) {
-        while sent - replied < window && (sent % 2 == 1 || budget.more(sent / 2)) {
-            driver.send(if sent % 2 == 0 { STOP } else { CONT })?;
+    while replied < sent || sent & 1 == 1 || budget.more(sent / 2) {
+        while sent - replied < window && (sent & 1 == 1 || budget.more(sent / 2)) {
+            driver.send(if sent & 1 == 0 { STOP } else { CONT })?;
             sent += 1;
         }
         let line = driver.read_line()?;
