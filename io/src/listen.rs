@@ -1,4 +1,4 @@
-//! Listener specifications (`unix:PATH[,oob=off][,pretty=on][,clients=N]`,
+//! Listener specifications (`unix:PATH[,oob=off][,pretty=on][,clients=N][,id=NAME]`,
 //! `tcp:HOST:PORT[,...]`) and binding them.
 //!
 //! A listener behaves like a QEMU socket chardev: by default it serves one client at a time and
@@ -44,6 +44,9 @@ pub struct ListenSpec {
     pub pretty: bool,
     /// Clients served at once (1 like a QEMU socket chardev).
     pub clients: usize,
+    /// The chardev id (`query-yank`, `yank`); `None`: `compat_monitor<i>` for the i-th
+    /// listener, as QEMU names the chardev of its i-th `-qmp` option.
+    pub id: Option<String>,
 }
 
 impl ListenSpec {
@@ -54,6 +57,7 @@ impl ListenSpec {
             oob: None,
             pretty: false,
             clients: 1,
+            id: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl ListenSpec {
             oob: None,
             pretty: false,
             clients: 1,
+            id: None,
         }
     }
 
@@ -109,6 +114,7 @@ impl ListenSpec {
                     }
                     spec.clients = n;
                 }
+                "id" if !v.is_empty() => spec.id = Some(v.to_owned()),
                 _ => return Err(format!("unknown listen option '{k}'")),
             }
         }
@@ -178,7 +184,8 @@ mod tests {
 
     #[test]
     fn parses_unix_with_options() {
-        let s = ListenSpec::parse("unix:/tmp/x.sock,oob=off,pretty=on,clients=3").unwrap();
+        let s = ListenSpec::parse("unix:/tmp/x.sock,oob=off,pretty=on,clients=3,id=mon0").unwrap();
+        assert_eq!(s.id.as_deref(), Some("mon0"));
         assert_eq!(s.address, Address::Unix("/tmp/x.sock".into()));
         assert_eq!(s.oob, Some(false));
         assert!(s.pretty);
@@ -206,6 +213,7 @@ mod tests {
             "unix:/x,clients=z",
             "unix:/x,pretty=maybe",
             "unix:/x,frob=on",
+            "unix:/x,id=",
         ] {
             assert!(ListenSpec::parse(bad).is_err(), "{bad}");
         }

@@ -143,7 +143,10 @@ impl QmpServerBuilder {
             let bound = bind(&spec, self.allow_remote)?;
             addresses.push(bound.local_address()?);
             // QEMU names the chardev of the i-th `-qmp` option `compat_monitor<i>`.
-            let chardev = format!("compat_monitor{i}");
+            let chardev = spec
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("compat_monitor{i}"));
             chardevs.push(chardev.clone());
             slots.push(ListenerSlot {
                 bound,

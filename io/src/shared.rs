@@ -3,11 +3,11 @@
 //!
 //! # Locks and who touches what
 //!
-//! * [`Shared::state`] (the one lock) protects the [`Server`] and everything that must change in
+//! * `Shared::state` (the one lock) protects the [`Server`] and everything that must change in
 //!   the same step as it: the fd table, the outputs sorted by who must act on them, the recorder
 //!   and the shutdown state. Every thread takes it briefly; **no handler runs while it is held**
 //!   and no descriptor is closed while it is held.
-//! * [`Shared::dispatcher_cv`] is paired with `state`. It is signalled whenever an input may have
+//! * `Shared::dispatcher_cv` is paired with `state`. It is signalled whenever an input may have
 //!   made `Server::dispatcher_ready()` true, and at shutdown. Only the dispatcher thread waits on
 //!   it, and it re-checks the predicate under the lock, so a signal given before it waits is not
 //!   lost.

@@ -20,19 +20,28 @@ fn qapi_sync_client_talks_to_the_demo_machine() {
     assert_eq!(greeting.version.qemu.micro, 22);
     assert_eq!(greeting.version.package, "test");
 
-    let status = qmp.execute(&qapi::qmp::query_status {}).expect("query-status");
+    let status = qmp
+        .execute(&qapi::qmp::query_status {})
+        .expect("query-status");
     assert!(status.running);
     assert_eq!(status.status, qapi::qmp::RunState::running);
 
     qmp.execute(&qapi::qmp::stop {}).expect("stop");
     let events: Vec<_> = qmp.events().collect();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert!(matches!(events[0], qapi::qmp::Event::STOP { .. }), "{events:?}");
-    let status = qmp.execute(&qapi::qmp::query_status {}).expect("query-status");
+    assert!(
+        matches!(events[0], qapi::qmp::Event::STOP { .. }),
+        "{events:?}"
+    );
+    let status = qmp
+        .execute(&qapi::qmp::query_status {})
+        .expect("query-status");
     assert!(!status.running);
     assert_eq!(status.status, qapi::qmp::RunState::paused);
 
-    let version = qmp.execute(&qapi::qmp::query_version {}).expect("query-version");
+    let version = qmp
+        .execute(&qapi::qmp::query_version {})
+        .expect("query-version");
     assert_eq!(version.qemu.micro, 22);
 
     let text = qmp
