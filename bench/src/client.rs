@@ -33,27 +33,39 @@ pub struct Client {
 impl Client {
     /// Connects, sets both socket timeouts to `io_timeout`, and reads the greeting.
     pub fn connect(path: &Path, io_timeout: Duration) -> io::Result<Client> {
+        let mut client = Client::connect_only(path, io_timeout)?;
+        client.read_greeting()?;
+        Ok(client)
+    }
+
+    /// Connects without waiting for the greeting (many connections can then be set up in
+    /// overlapping phases; see the `idle` mode). Call [`Client::read_greeting`] next.
+    pub fn connect_only(path: &Path, io_timeout: Duration) -> io::Result<Client> {
         let stream = UnixStream::connect(path)
             .map_err(|e| io::Error::new(e.kind(), format!("connect {}: {e}", path.display())))?;
         stream.set_read_timeout(Some(io_timeout))?;
         stream.set_write_timeout(Some(io_timeout))?;
         let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
-        let mut client = Client {
+        Ok(Client {
             writer: stream,
             reader,
             line: Vec::with_capacity(1024),
             line_complete: true,
             greeting: Vec::new(),
-        };
-        client.read_line()?;
-        if !client.line.starts_with(b"{\"QMP\"") {
+        })
+    }
+
+    /// Reads and keeps the greeting.
+    pub fn read_greeting(&mut self) -> io::Result<()> {
+        self.read_line()?;
+        if !self.line.starts_with(b"{\"QMP\"") {
             return Err(protocol(format!(
                 "expected a greeting, got {}",
-                preview(&client.line)
+                preview(&self.line)
             )));
         }
-        client.greeting = client.line.clone();
-        Ok(client)
+        self.greeting = self.line.clone();
+        Ok(())
     }
 
     /// Connects and negotiates capabilities (OOB enabled when `oob` is set).
@@ -70,12 +82,20 @@ impl Client {
 
     /// Sends `qmp_capabilities` and waits for its success reply.
     pub fn negotiate(&mut self, oob: bool) -> io::Result<()> {
+        self.send_negotiate(oob)?;
+        self.finish_negotiate()
+    }
+
+    /// Sends `qmp_capabilities` (the first half of [`Client::negotiate`]).
+    pub fn send_negotiate(&mut self, oob: bool) -> io::Result<()> {
         if oob && !contains(&self.greeting, b"\"oob\"") {
-            return Err(protocol(
-                "the server does not offer the oob capability".into(),
-            ));
+            return Err(protocol("the server does not offer the oob capability".into()));
         }
-        self.send(if oob { NEGOTIATE_OOB } else { NEGOTIATE_PLAIN })?;
+        self.send(if oob { NEGOTIATE_OOB } else { NEGOTIATE_PLAIN })
+    }
+
+    /// Waits for the reply to `qmp_capabilities` (the second half of [`Client::negotiate`]).
+    pub fn finish_negotiate(&mut self) -> io::Result<()> {
         let reply = self.read_reply()?;
         if !is_return(reply) {
             return Err(protocol(format!("negotiation failed: {}", preview(reply))));

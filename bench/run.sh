@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# make bench: qmpd side by side with QEMU 7.2 (issue 7).
+#
+# Builds qmp-bench and qmpd in release, starts qmpd and (when installed) QEMU 7.2
+# (`qemu-system-x86_64 -machine none`), runs every qmp-bench mode against both in alternation
+# (qmpd then QEMU, ROUNDS times), and prints the comparison (medians over the rounds, the
+# qmpd/QEMU factors and the issue-7 targets). Idle memory is measured once per server on fresh
+# processes with IDLE negotiated connections each.
+#
+# Knobs (environment): ROUNDS (2), DURATION seconds per measuring loop (2), CLIENTS for the
+# connections/events modes (8), IDLE connections (1000), BENCH_OUT results directory
+# (target/bench-results). A full run takes about 3-5 minutes on 2 cores.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-2}
+CLIENTS=${CLIENTS:-8}
+IDLE=${IDLE:-1000}
+OUT=${BENCH_OUT:-$ROOT/target/bench-results}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+# Bound on waiting for a server's socket to appear (tenths of a second).
+SOCKET_WAIT_TENTHS=300
+
+# 1,000 idle connections cost the client and each server one descriptor apiece, QEMU one more
+# per listening chardev.
+need=$((2 * IDLE + 256))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fi
+
+cargo build --release -p qmp-bench --bin qmp-bench -p qmp-io --bin qmpd
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+WORK=$(mktemp -d /tmp/qmp-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_socket() {
+    local i
+    for ((i = 0; i < SOCKET_WAIT_TENTHS; i++)); do
+        [ -S "$1" ] && return 0
+        sleep 0.1
+    done
+    echo "bench: $1 did not appear" >&2
+    return 1
+}
+
+# start_qmpd NAME CLIENTS: one listener serving CLIENTS clients at once; sets PID.
+start_qmpd() {
+    "$BIN/qmpd" --listen "unix:$WORK/$1.sock,clients=$2" --max-connections $(($2 + 8)) \
+        --log warn >"$OUT/$1.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    wait_socket "$WORK/$1.sock"
+}
+
+# start_qemu NAME N: QEMU 7.2 with N QMP monitors, one socket chardev each (QEMU serves one
+# client per chardev): $WORK/NAME-0.sock ... NAME-(N-1).sock; sets PID.
+start_qemu() {
+    local args=() i
+    for ((i = 0; i < $2; i++)); do
+        args+=(-chardev "socket,id=c$i,path=$WORK/$1-$i.sock,server=on,wait=off"
+            -mon "chardev=c$i,mode=control")
+    done
+    qemu-system-x86_64 -machine none -nodefaults -display none "${args[@]}" \
+        >"$OUT/$1.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    wait_socket "$WORK/$1-$(($2 - 1)).sock"
+}
+
+# stop_pid PID...: stops servers this script started (and forgets them).
+stop_pid() {
+    local p q keep
+    for p in "$@"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+        keep=()
+        for q in "${PIDS[@]}"; do [ "$q" = "$p" ] || keep+=("$q"); done
+        PIDS=("${keep[@]}")
+    done
+}
+
+# bench LABEL SOCKET-ARGS... -- MODE-ARGS...: one qmp-bench run, JSON appended to results.
+# A failing mode is reported and the run goes on (the comparison then shows n/a).
+bench() {
+    local label=$1
+    shift
+    "$BIN/qmp-bench" --label "$label" --json "$@" >>"$RESULTS" || echo "bench: a $label run failed: $*" >&2
+}
+
+# qemu_bench ARGS...: the same against QEMU's monitors, when QEMU is installed.
+qemu_bench() {
+    if [ "$HAVE_QEMU" = 1 ]; then
+        bench qemu "${QEMU_SOCK[@]}" "$@"
+    fi
+}
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    lscpu | grep -E '^(Model name|CPU\(s\)):' || true
+    free -h | grep -E '^Mem:' || true
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$OUT/machine.txt"
+
+HAVE_QEMU=0
+if command -v qemu-system-x86_64 >/dev/null; then
+    HAVE_QEMU=1
+    qemu-system-x86_64 --version | head -1 | tee -a "$OUT/machine.txt"
+else
+    echo "bench: qemu-system-x86_64 not installed: qmpd figures only" >&2
+fi
+
+common=(--duration "$DURATION" --clients "$CLIENTS")
+start_qmpd qmpd "$CLIENTS"
+QMPD_SOCK=(--socket "$WORK/qmpd.sock")
+QEMU_SOCK=()
+if [ "$HAVE_QEMU" = 1 ]; then
+    start_qemu qemu "$CLIENTS"
+    QEMU_SOCK=(--socket "$WORK/qemu-{i}.sock" --socket-count "$CLIENTS")
+fi
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    echo "== round $r/$ROUNDS" >&2
+    for mode in sequential pipelined connections events; do
+        bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode "$mode"
+        qemu_bench "${common[@]}" --mode "$mode"
+    done
+    # OOB: the x-oob-test lock (issue 7's figure) exists only in qmpd; under in-band load on both.
+    bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method lock
+    bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method load
+    qemu_bench "${common[@]}" --mode oob-latency --oob-method load
+    # QEMU reads one byte per system call (5-20 s per MiB here): exactly one request per round.
+    bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode large
+    qemu_bench --duration 0 --io-timeout 120 --mode large
+done
+stop_pid "${PIDS[@]}"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+
+echo "== idle ($IDLE connections, fresh processes)" >&2
+start_qmpd qmpd-idle "$IDLE"
+bench qmpd --socket "$WORK/qmpd-idle.sock" --mode idle --idle-clients "$IDLE" --pid "$PID"
+stop_pid "$PID"
+if [ "$HAVE_QEMU" = 1 ]; then
+    start_qemu qemu-idle "$IDLE"
+    bench qemu --socket "$WORK/qemu-idle-{i}.sock" --socket-count "$IDLE" --mode idle \
+        --idle-clients "$IDLE" --pid "$PID" --io-timeout 120
+    stop_pid "$PID"
+fi
+
+echo
+echo "== results ($RESULTS)"
+"$BIN/qmp-bench" report "$RESULTS" --subject qmpd --base qemu | tee "$OUT/report.txt"
