@@ -8,6 +8,7 @@ line flags; it knows nothing about the bytes exchanged.
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -19,10 +20,28 @@ STOP_TIMEOUT = 3.0
 
 
 class Monitor:
-    """One QMP monitor: a listening Unix socket, compact or pretty."""
+    """One QMP monitor: a listening Unix socket (or loopback TCP port), compact or pretty."""
 
-    def __init__(self, pretty=False):
+    def __init__(self, pretty=False, tcp=False):
         self.pretty = pretty
+        self.tcp = tcp
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago (the target binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def addresses(tmpdir, monitors):
+    """Where each monitor listens: a socket path, or ("127.0.0.1", port) for TCP."""
+    return [("127.0.0.1", free_port()) if m.tcp else os.path.join(tmpdir, "m%d.sock" % i)
+            for i, m in enumerate(monitors)]
+
+
+def spec(addr):
+    return "unix:%s" % addr if isinstance(addr, str) else "tcp:%s:%d" % addr
 
 
 class Running:
@@ -92,14 +111,15 @@ class Target:
 
     def start(self, monitors):
         tmpdir = tempfile.mkdtemp(prefix="compat-%s-" % self.name)
-        paths = [os.path.join(tmpdir, "m%d.sock" % i) for i in range(len(monitors))]
+        paths = addresses(tmpdir, monitors)
         stderr_path = os.path.join(tmpdir, "stderr")
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen(self.argv(paths, monitors), stdin=subprocess.DEVNULL,
                                     stdout=err, stderr=err)
         running = Running(proc, paths, tmpdir, stderr_path)
         deadline = time.monotonic() + START_TIMEOUT
-        while not all(os.path.exists(p) for p in paths):
+        # TCP listeners cannot be watched without connecting: the client retries instead.
+        while not all(os.path.exists(p) for p in paths if isinstance(p, str)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 msg = running.stderr()
                 running.stop()
@@ -122,7 +142,7 @@ class Qemu(Target):
 
     def start(self, monitors):
         tmpdir = tempfile.mkdtemp(prefix="compat-qemu-")
-        paths = [os.path.join(tmpdir, "m%d.sock" % i) for i in range(len(monitors))]
+        paths = addresses(tmpdir, monitors)
         pidfile = os.path.join(tmpdir, "pid")
         stderr_path = os.path.join(tmpdir, "stderr")
         argv = self.argv(paths, monitors) + ["-daemonize", "-pidfile", pidfile]
@@ -142,7 +162,7 @@ class Qemu(Target):
         argv = [self.binary, "-machine", "none", "-nodefaults", "-display", "none"]
         for path, mon in zip(paths, monitors):
             flag = "-qmp-pretty" if mon.pretty else "-qmp"
-            argv += [flag, "unix:%s,server=on,wait=off" % path]
+            argv += [flag, "%s,server=on,wait=off" % spec(path)]
         return argv
 
 
@@ -157,8 +177,8 @@ class Qmpd(Target):
     def argv(self, paths, monitors):
         argv = [self.binary, "--dialect", "qemu-7.2", "--log", "warn"]
         for path, mon in zip(paths, monitors):
-            spec = "unix:%s" % path
+            listen = spec(path)
             if mon.pretty:
-                spec += ",pretty=on"
-            argv += ["--listen", spec]
+                listen += ",pretty=on"
+            argv += ["--listen", listen]
         return argv

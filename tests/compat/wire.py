@@ -103,7 +103,8 @@ class Session:
         path = self.paths[monitor]
         last = None
         for _ in range(CONNECT_RETRIES):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            family = socket.AF_UNIX if isinstance(path, str) else socket.AF_INET
+            s = socket.socket(family, socket.SOCK_STREAM)
             try:
                 s.connect(path)
                 s.setblocking(False)

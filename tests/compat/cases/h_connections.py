@@ -52,4 +52,17 @@ CASES = [
     Case("H8", "after a reconnect the session is in negotiation mode again", [
         connect(), neg(), send(b'{"execute": "query-name", "id": 1}\n'), close(), pause(0.1),
         connect(), send(b'{"execute": "query-status"}\n')]),
+    Case("T1", "TCP monitor: greeting, negotiation, commands", [
+        connect(), neg(), send(b'{"execute": "query-status", "id": 1}\n'),
+        send(b'{"exec-oob": "query-yank", "id": 2}\n'),
+        send(b'{"execute": "getfd", "arguments": {"fdname": "x"}}\n')],
+        monitors=[Monitor(tcp=True)]),
+    Case("T2", "TCP monitor: second client waits in the backlog", [
+        connect("a"), connect("b", expect=0, quiet=0.3),
+        send(CAPS, conn="b", n=0, quiet=0.3), close("a", expect={"b": 2})],
+        monitors=[Monitor(tcp=True)]),
+    Case("T3", "events reach Unix and TCP monitors alike", [
+        connect("u", 0), neg("u"), connect("t", 1), neg("t"),
+        send(b'{"execute": "stop"}\n', conn="t", expect={"t": 2, "u": 1})],
+        monitors=[Monitor(), Monitor(tcp=True)]),
 ]
