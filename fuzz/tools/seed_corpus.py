@@ -78,17 +78,18 @@ def write(target, name, data):
         f.write(data)
 
 
-def scenario_seed(flags, payload):
-    """A `scenario` input: one monitor opened and fed `payload` in one receive (see scenario.rs).
-
-    Op tags: 0 open, 1 receive, then the dispatcher is driven by the harness itself.
-    """
-    out = bytearray([flags])
-    out += bytes([0, 0, flags & 3])  # open monitor 0 with options
+def scenario_seed(config, payload):
+    """A `scenario` input (see lib/src/scenario.rs): open monitor 0 (OOB-capable), negotiate
+    with OOB, receive `payload` in pieces of at most 255 bytes, let the dispatcher run, write
+    everything."""
+    out = bytearray([config])
+    out += bytes([0, 0, 1])  # op 0 open, monitor 0, options: oob-capable
+    out += bytes([2, 0, 0])  # op 2 canned request 0 (qmp_capabilities with oob)
     for start in range(0, len(payload), 255):
         piece = payload[start : start + 255]
-        out += bytes([1, 0, len(piece), 0]) + piece  # receive on monitor 0, no fds
-    out += bytes([5])  # next in-band, lets queued requests run
+        out += bytes([1, 0, len(piece), 0]) + piece  # op 1 receive, no fds
+        out += bytes([13, 0, 0])  # op 13 dispatcher pass
+    out += bytes([12, 0])  # op 12 write everything
     return bytes(out)
 
 
@@ -109,10 +110,13 @@ def main():
         write("json_stream", name, bytes([0]) + data)
         # json_roundtrip: the raw bytes.
         write("json_roundtrip", name, data)
-        # server_bytes: flags byte (7.2 dialect, OOB-capable monitor, OOB negotiated).
-        write("server_bytes", name, bytes([0b0000_0110]) + data)
-        write("server_bytes", name + "-2.12", bytes([0b0000_0111]) + data)
-        write("scenario", name, scenario_seed(0b10, data))
+        # server_bytes: flags (OOB-capable, OOB negotiated; 2.12 dialect too; one without OOB
+        # fed byte by byte), then the second header byte (default limits).
+        write("server_bytes", name, bytes([0b1000_0110, 0]) + data)
+        write("server_bytes", name + "-2.12", bytes([0b1000_0111, 0]) + data)
+        write("server_bytes", name + "-nooob", bytes([0b0000_0000, 0]) + data)
+        write("scenario", name, scenario_seed(0, data))
+        write("trace_roundtrip", name, bytes([0]) + scenario_seed(1, data))
     print(f"{count} transcript entries written to {os.path.normpath(CORPUS)}")
 
 

@@ -12,6 +12,7 @@
 pub mod cursor;
 pub mod json_roundtrip;
 pub mod json_stream;
+pub mod known;
 pub mod scenario;
 pub mod server_bytes;
 pub mod trace_roundtrip;

@@ -1,0 +1,47 @@
+//! Failures of the simulator's checkers that are known false alarms, and the one place that
+//! decides so.
+//!
+//! Each entry names the checker's oracle, why the core is right (with the evidence), and the
+//! reproducer kept under `fuzz/artifacts-known/`. A known failure ends the checked run early
+//! (the checker stops at its first failure), so every entry costs coverage: remove it as soon
+//! as the checker is fixed; `known_bugs_are_fixed` in `tests/replay.rs` tells when.
+
+use qmp_sim::check::CheckReport;
+use qmp_sim::failure::Failure;
+
+/// Most messages one byte can complete (`qmp_core::json::stream::MAX_ITEMS_PER_BYTE`): QEMU runs
+/// `handle_qmp_command` for each of them before it looks at `can_read` again, so with OOB off
+/// a monitor's queue can briefly hold this many requests (input `1}`: the `}` ends the number
+/// and is a message of its own; QEMU 7.2 answers both, checked live).
+const MESSAGES_PER_BYTE: usize = qmp_core::json::stream::MAX_ITEMS_PER_BYTE;
+
+/// True when `f` is the `queue-without-oob` false alarm (reproducer:
+/// `artifacts-known/server_bytes/queue-two-without-oob`).
+fn queue_without_oob_from_one_byte(f: &Failure) -> bool {
+    if f.oracle != "queue-without-oob" {
+        return false;
+    }
+    // "monitor M queue Q with OOB off"
+    let q = f
+        .detail
+        .split_whitespace()
+        .skip_while(|w| *w != "queue")
+        .nth(1)
+        .and_then(|q| q.parse::<usize>().ok());
+    q.is_some_and(|q| q <= MESSAGES_PER_BYTE)
+}
+
+/// The report of a checked run; `None` for a known false alarm; panics on any other failure.
+pub fn check(r: Result<CheckReport, Failure>) -> Option<CheckReport> {
+    match r {
+        Ok(report) => Some(report),
+        Err(f) if allow_known() && queue_without_oob_from_one_byte(&f) => None,
+        Err(f) => panic!("invariant broken: {f}"),
+    }
+}
+
+/// Known false alarms are tolerated unless `QMP_FUZZ_STRICT` is set (the ignored
+/// `known_bugs_are_fixed` test sets it to see whether they still fire).
+fn allow_known() -> bool {
+    std::env::var_os("QMP_FUZZ_STRICT").is_none()
+}
