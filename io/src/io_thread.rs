@@ -277,17 +277,20 @@ impl IoLoop {
         l.active += 1;
         let options = l.options;
         tracing::info!(monitor = monitor.0, listener = %l.spec.address, "client connected");
+        let chardev = l.chardev.clone();
         self.conns
             .insert(monitor, Conn::new(monitor, listener, stream));
         let close = {
             let mut st = self.shared.lock();
+            st.attached.insert(monitor, chardev);
             st.apply_locked(self.shared.now(), Input::Open { monitor, options })
         };
         drop(close);
         self.flush(monitor);
     }
 
-    /// Close a connection: deregister it, shut the socket, tell the core, log the summary.
+    /// Close a connection: deregister it, shut the socket, tell the core (unless `yank` already
+    /// did), log the summary.
     fn close(&mut self, m: MonitorId, why: &str) {
         let Some(mut conn) = self.conns.remove(&m) else {
             return;
@@ -296,7 +299,11 @@ impl IoLoop {
         conn.shutdown();
         let (close, dispatch) = {
             let mut st = self.shared.lock();
-            let close = st.apply_locked(self.shared.now(), Input::Close { monitor: m });
+            let close = if st.attached.remove(&m).is_some() {
+                st.apply_locked(self.shared.now(), Input::Close { monitor: m })
+            } else {
+                Vec::new()
+            };
             conn.calls = st.calls.remove(&m).unwrap_or(0);
             st.transmit.remove(&m);
             (close, st.server.dispatcher_ready())
@@ -315,11 +322,11 @@ impl IoLoop {
     }
 
     fn handle_disconnects_and_yanks(&mut self) {
-        let (disconnects, yanks) = {
+        let (disconnects, yanked) = {
             let mut st = self.shared.lock();
             (
                 std::mem::take(&mut st.disconnects),
-                std::mem::take(&mut st.yanks),
+                std::mem::take(&mut st.yanked),
             )
         };
         for (m, reason) in disconnects {
@@ -327,20 +334,8 @@ impl IoLoop {
             self.flush(m);
             self.close(m, "disconnected by the core");
         }
-        for id in yanks {
-            let victims: Vec<MonitorId> = self
-                .conns
-                .values()
-                .filter(|c| {
-                    self.listeners
-                        .get(c.listener)
-                        .is_some_and(|l| l.chardev == id)
-                })
-                .map(|c| c.monitor)
-                .collect();
-            for m in victims {
-                self.close(m, "yanked");
-            }
+        for m in yanked {
+            self.close(m, "yanked");
         }
     }
 

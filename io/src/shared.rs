@@ -18,7 +18,8 @@
 //!   the pass that is already running or by the next one. Wakes coalesce; none is needed twice.
 //!
 //! Thread by field of [`CoreState`]: `server`, `fds`, `recorder`, `last_now`: any thread, under
-//! the lock. `oob_calls`, `transmit`, `disconnects`, `yanks`: filled by any thread, emptied by the
+//! the lock. `attached`: kept by the IO thread (open/close), read by `yank` on any thread.
+//! `oob_calls`, `transmit`, `disconnects`, `yanked`: filled by any thread, emptied by the
 //! IO thread. `inband_call`: filled by whoever applied `NextInBand` (the dispatcher), emptied by
 //! the dispatcher. `shutdown`: set by anyone, acted on by the IO thread (which stops the
 //! dispatcher).
@@ -77,8 +78,11 @@ pub struct CoreState {
     pub transmit: BTreeSet<MonitorId>,
     /// Monitors the core gave up on; the IO thread closes them.
     pub disconnects: Vec<(MonitorId, DisconnectReason)>,
-    /// Chardev ids whose clients the IO thread must drop (the `yank` command).
-    pub yanks: Vec<String>,
+    /// The chardev each open monitor's connection belongs to.
+    pub attached: BTreeMap<MonitorId, String>,
+    /// Monitors already closed in the core by `yank`, whose sockets the IO thread must drop
+    /// (without telling the core again).
+    pub yanked: Vec<MonitorId>,
     /// The in-band call the dispatcher is running now (taken, not yet completed).
     pub inband_running: Option<CallId>,
     /// Handler calls per open monitor, for the connection summary line.
@@ -102,7 +106,8 @@ impl CoreState {
             inband_call: None,
             transmit: BTreeSet::new(),
             disconnects: Vec::new(),
-            yanks: Vec::new(),
+            attached: BTreeMap::new(),
+            yanked: Vec::new(),
             inband_running: None,
             calls: BTreeMap::new(),
             shutdown: ShutdownState::Running,
@@ -184,7 +189,7 @@ impl CoreState {
         !self.oob_calls.is_empty()
             || !self.transmit.is_empty()
             || !self.disconnects.is_empty()
-            || !self.yanks.is_empty()
+            || !self.yanked.is_empty()
             || self.shutdown != ShutdownState::Running
     }
 }
@@ -291,13 +296,37 @@ impl Shared {
         self.wake_io();
     }
 
-    /// Ask the IO thread to drop the clients of chardev `id`. False when there is no such
-    /// chardev.
+    /// Drop the clients of chardev `id` (QEMU's chardev yank). Their monitors are closed in
+    /// the core at once, under the lock, so the reply of the `yank` call itself (completed
+    /// later) goes nowhere when the caller yanked its own connection, as in QEMU where the
+    /// socket is shut down inside the handler. The IO thread then drops the sockets. False when
+    /// there is no such chardev.
     pub fn yank(&self, id: &str) -> bool {
         if !self.chardevs.iter().any(|c| c == id) {
             return false;
         }
-        self.lock().yanks.push(id.to_owned());
+        let now = self.clock.now();
+        let (close, dispatch) = {
+            let mut st = self.lock();
+            let victims: Vec<MonitorId> = st
+                .attached
+                .iter()
+                .filter(|(_, c)| c.as_str() == id)
+                .map(|(m, _)| *m)
+                .collect();
+            let mut close = Vec::new();
+            for m in victims {
+                st.attached.remove(&m);
+                st.transmit.remove(&m);
+                close.extend(st.apply_locked(now, Input::Close { monitor: m }));
+                st.yanked.push(m);
+            }
+            (close, st.server.dispatcher_ready())
+        };
+        drop(close);
+        if dispatch {
+            self.notify_dispatcher();
+        }
         self.wake_io();
         true
     }
