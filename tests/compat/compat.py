@@ -47,8 +47,12 @@ def unmet_hints(case, transcript):
     for step, (_, per_conn) in zip(case.steps, transcript):
         for conn, n in step.expect.items():
             got = wire.count_messages(per_conn.get(conn, b""))
-            if n and got < n and wire.EOF_MARK not in per_conn.get(conn, b""):
+            if got != n and not (got < n and wire.EOF_MARK in per_conn.get(conn, b"")):
                 notes.append("%s: hint %d on %s, got %d" % (step.describe()[:60], n, conn, got))
+        for conn, data in per_conn.items():
+            if conn not in step.expect and wire.count_messages(data):
+                notes.append("%s: no hint on %s, got %d" % (step.describe()[:60], conn,
+                                                          wire.count_messages(data)))
     return notes
 
 

@@ -79,6 +79,6 @@ CASES = [
     cmd("P31", "uppercase hex escapes are fine, lowercase output upper",
         Q + b'"\\u00fc\\u00FC"}\n'),
     cmd("P32", "backslash at the end of a message", (Q + b'"\\\n"}\n', 2)),
-    cmd("P33", "invalid keyword nul (truncated keyword)", b"nul}\n"),
+    cmd("P33", "invalid keyword nul (truncated keyword)", (b"nul}\n", 2)),
     cmd("P34", "keywords true/false as id", Q + b"true}\n", Q + b"false}\n"),
 ]
