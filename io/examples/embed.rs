@@ -8,7 +8,9 @@ use qmp_core::server::{ArgType, CallResult, CommandSpec, Config};
 use qmp_io::{ListenSpec, QmpServerBuilder};
 
 fn main() -> std::io::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "./my.sock".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "./my.sock".into());
     let server = QmpServerBuilder::new(Config::default())
         .listen(ListenSpec::unix(path))
         .handle_signals(true)

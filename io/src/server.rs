@@ -338,6 +338,12 @@ impl ServerHandle {
         self.0.request_shutdown();
     }
 
+    /// Look at the core under the lock (probes, queue lengths, memory estimate...). `f` must be
+    /// quick: every thread of the server waits for it.
+    pub fn inspect<R>(&self, f: impl FnOnce(&Server) -> R) -> R {
+        f(&self.0.lock().server)
+    }
+
     /// Descriptors currently held on behalf of the core (for leak checks).
     pub fn fds_held(&self) -> usize {
         self.0.lock().fds.len()

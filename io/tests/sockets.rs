@@ -204,9 +204,9 @@ fn slow_reader_gets_every_byte_in_order() {
     let d = start(&["unix:qmp.sock"]);
     let mut c = Client::connect(&d.path("qmp.sock"));
     c.negotiate(false);
-    // ~400 replies of ~300 bytes: far more than the socket buffer holds, so the server sees
+    // 2000 replies of ~300 bytes: far more than the socket buffer holds, so the server sees
     // EAGAIN and partial writes while we do not read.
-    let n = 400;
+    let n = 2000;
     let mut batch = String::new();
     for i in 0..n {
         batch.push_str(&format!(
@@ -223,6 +223,11 @@ fn slow_reader_gets_every_byte_in_order() {
         assert_eq!(m, format!("{{\"return\": \"{help}\", \"id\": {i}}}\r\n"));
     }
     writer.join().unwrap();
+    let partial = d.server().handle().inspect(|s| s.probes().partial_write);
+    assert!(
+        partial > 0,
+        "the socket never filled up: the test did not test partial writes"
+    );
 }
 
 #[test]
@@ -404,4 +409,28 @@ fn human_monitor_command_texts() {
         c.read_msg(),
         "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'command-line' is missing\"}}\r\n"
     );
+}
+
+#[test]
+fn qemu_2_12_dialect_run_oob_unlocks_x_oob_test() {
+    use qmp_core::server::Dialect;
+    let d = start_with(
+        &["unix:plain.sock", "unix:xoob.sock,oob=on,clients=2"],
+        Dialect::Qemu212,
+        |b| b,
+    );
+    // Without x-oob=on, 2.12 offers no capability.
+    let mut p = Client::connect(&d.path("plain.sock"));
+    let g = p.read_msg();
+    assert!(g.ends_with("\"capabilities\": []}}\r\n"), "{g}");
+    // QEMU 2.12's tests/qmp-test.c qmp/oob: lock in-band, unlock with control.run-oob.
+    let mut c = Client::connect(&d.path("xoob.sock"));
+    c.negotiate(true);
+    c.send(
+        "{\"execute\": \"x-oob-test\", \"arguments\": {\"lock\": true}, \"id\": \"lock-cmd\"}\n",
+    );
+    assert_eq!(c.read_msg_within(QUIET), None);
+    c.send("{\"execute\": \"x-oob-test\", \"arguments\": {\"lock\": false}, \"control\": {\"run-oob\": true}, \"id\": \"unlock-cmd\"}\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"unlock-cmd\"}\r\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"lock-cmd\"}\r\n");
 }
