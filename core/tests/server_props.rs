@@ -46,7 +46,11 @@ fn act() -> impl Strategy<Value = Act> {
     prop_oneof![
         (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(m, o, p)| Act::Open(m, o, p)),
         (0..3u8).prop_map(Act::Close),
-        (0..3u8, prop::collection::vec(0..FRAGMENTS.len() as u8, 1..5), any::<bool>())
+        (
+            0..3u8,
+            prop::collection::vec(0..FRAGMENTS.len() as u8, 1..5),
+            any::<bool>()
+        )
             .prop_map(|(m, f, fd)| Act::Send(m, f, fd)),
         (0..3u8, prop::collection::vec(any::<u8>(), 0..12)).prop_map(|(m, b)| Act::Raw(m, b)),
         Just(Act::Next),
@@ -180,8 +184,12 @@ fn run(acts: &[Act], dialect: Dialect, chunks: &[usize]) -> Run {
                         chunk_i += 1;
                         chunks[chunk_i % chunks.len()].clamp(1, pending.len())
                     };
-                    wire.entry(m.0).or_default().extend_from_slice(&pending[..n]);
-                    server.handle(now, Input::Written { monitor: m, n }).unwrap();
+                    wire.entry(m.0)
+                        .or_default()
+                        .extend_from_slice(&pending[..n]);
+                    server
+                        .handle(now, Input::Written { monitor: m, n })
+                        .unwrap();
                 },
                 Output::Call(c) if c.lane == Lane::OutOfBand => {
                     server
@@ -211,10 +219,7 @@ fn run(acts: &[Act], dialect: Dialect, chunks: &[usize]) -> Run {
     Run {
         digest: server.digest(),
         wire,
-        outputs: outputs
-            .into_iter()
-            .filter(|o| o != "transmit")
-            .collect(),
+        outputs: outputs.into_iter().filter(|o| o != "transmit").collect(),
         fds_closed,
     }
 }

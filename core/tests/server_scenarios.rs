@@ -25,7 +25,11 @@ fn close_drops_queue_unanswered_and_returns_fds() {
     let m = w.negotiated(1, true);
     let other = w.negotiated(2, true);
     w.dispatcher_running = false;
-    w.send_fds(m, b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}", vec![FdId(1)]);
+    w.send_fds(
+        m,
+        b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}",
+        vec![FdId(1)],
+    );
     w.dispatcher_running = true;
     w.settle();
     assert_eq!(w.take(m), NAME_OK);
@@ -57,7 +61,10 @@ fn close_drops_queue_unanswered_and_returns_fds() {
 fn call_outstanding_at_close_completes_into_nothing() {
     let mut w = World::qemu72();
     let m = w.negotiated(1, false);
-    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}}");
+    w.send(
+        m,
+        b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}}",
+    );
     assert_eq!(w.inband.len(), 1);
     w.input(Input::Close { monitor: m });
     w.release_blocked();
@@ -75,7 +82,10 @@ fn capability_not_offered() {
     w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\", \"oob\"]}, \"id\": 1}");
     assert_eq!(w.take(m), "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"Capability oob, oob not available\"}}\r\n");
     assert!(!w.server.is_negotiated(m));
-    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": []}}");
+    w.send(
+        m,
+        b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": []}}",
+    );
     assert_eq!(w.take(m), NAME_OK);
     assert!(w.server.is_negotiated(m) && !w.server.oob_enabled(m));
 }
@@ -110,15 +120,27 @@ fn registry_and_argument_texts() {
     let m = w.negotiated(1, true);
     w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": \"x\", \"set-state\": [{\"event\": \"nope\", \"new_state\": 1}]}}");
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'event' does not accept value 'nope'\"}}\r\n");
-    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": 5}}");
+    w.send(
+        m,
+        b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": 5}}",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid parameter type for 'image', expected: BlockdevRef\"}}\r\n");
-    w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\", \"image\": {}}}");
+    w.send(
+        m,
+        b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\", \"image\": {}}}",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'image' is unexpected\"}}\r\n");
     w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"blkdebug\", \"image\": {\"driver\": \"null-co\", \"zz\": 1}}}");
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'image.zz' is unexpected\"}}\r\n");
-    w.send(m, b"{\"execute\": \"qom-set\", \"arguments\": {\"path\": \"/\", \"property\": \"p\"}}");
+    w.send(
+        m,
+        b"{\"execute\": \"qom-set\", \"arguments\": {\"path\": \"/\", \"property\": \"p\"}}",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'value' is missing\"}}\r\n");
-    w.send(m, b"{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": -1}}");
+    w.send(
+        m,
+        b"{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"max-bandwidth\": -1}}",
+    );
     assert_eq!(w.take(m), NAME_OK, "negative int64 accepted for uint64");
     // A command with no success response: nothing on success, errors still answered.
     w.send(m, b"{\"execute\": \"send-key-no-reply\", \"id\": 1}{\"execute\": \"send-key-no-reply\", \"arguments\": {\"a\": 1}, \"id\": 2}");
@@ -127,7 +149,9 @@ fn registry_and_argument_texts() {
     // query-commands lists the table, newest registration first, built-ins included.
     w.send(m, b"{\"execute\": \"query-commands\"}");
     let out = w.take(m);
-    assert!(out.starts_with("{\"return\": [{\"name\": \"send-key-no-reply\"}, {\"name\": \"x-query-roms\"}"));
+    assert!(out.starts_with(
+        "{\"return\": [{\"name\": \"send-key-no-reply\"}, {\"name\": \"x-query-roms\"}"
+    ));
     assert!(out.ends_with("{\"name\": \"query-version\"}, {\"name\": \"qmp_capabilities\"}]}\r\n"));
 }
 
@@ -142,7 +166,10 @@ fn round_robin_across_monitors() {
     w.dispatcher_running = false;
     for (m, n) in [(a, 3), (b, 1), (c, 2)] {
         for i in 0..n {
-            w.send(m, format!("{{\"execute\": \"query-name\", \"id\": \"{}{i}\"}}", m.0).as_bytes());
+            w.send(
+                m,
+                format!("{{\"execute\": \"query-name\", \"id\": \"{}{i}\"}}", m.0).as_bytes(),
+            );
         }
     }
     assert!(w.server.dispatcher_ready());
@@ -179,12 +206,12 @@ fn dispatcher_busy_and_resume_rules_without_oob() {
     let mut w = World::qemu72();
     let m = w.negotiated(1, false);
     w.dispatcher_running = false;
-    w.send(m, b"{\"execute\": \"query-name\", \"id\": 1}{\"execute\": \"query-name\", \"id\": 2}");
-    // Without OOB: suspended before the first enqueue, the second request not even parsed.
-    assert_eq!(
-        (w.server.queue_len(m), w.server.suspend_count(m)),
-        (1, 1)
+    w.send(
+        m,
+        b"{\"execute\": \"query-name\", \"id\": 1}{\"execute\": \"query-name\", \"id\": 2}",
     );
+    // Without OOB: suspended before the first enqueue, the second request not even parsed.
+    assert_eq!((w.server.queue_len(m), w.server.suspend_count(m)), (1, 1));
     w.server.handle(w.now, Input::NextInBand).unwrap();
     let Some(Output::Call(call)) = w.server.poll_output() else {
         panic!("call expected")
@@ -205,10 +232,7 @@ fn dispatcher_busy_and_resume_rules_without_oob() {
         )
         .unwrap();
     // The resume let the second request in; it suspended the monitor again.
-    assert_eq!(
-        (w.server.queue_len(m), w.server.suspend_count(m)),
-        (1, 1)
-    );
+    assert_eq!((w.server.queue_len(m), w.server.suspend_count(m)), (1, 1));
     w.dispatcher_running = true;
     w.settle();
     assert_eq!(
@@ -228,11 +252,17 @@ fn external_suspend_nests_and_holds_bytes() {
     w.input(Input::Suspend { monitor: m });
     assert!(!w.server.wants_read(m));
     w.send(m, b"{\"exec-oob\": \"query-yank\", \"id\": 1}");
-    assert_eq!(w.take(m), "", "not even OOB requests are lexed while suspended");
+    assert_eq!(
+        w.take(m),
+        "",
+        "not even OOB requests are lexed while suspended"
+    );
     w.input(Input::Resume { monitor: m });
     assert_eq!(w.take(m), "");
     w.input(Input::Resume { monitor: m });
-    assert!(w.take(m).starts_with("{\"return\": [{\"type\": \"chardev\", \"id\": \"qmp\"}"));
+    assert!(w
+        .take(m)
+        .starts_with("{\"return\": [{\"type\": \"chardev\", \"id\": \"qmp\"}"));
     assert!(w.server.wants_read(m));
     assert_eq!(
         w.server.handle(w.now, Input::Resume { monitor: m }),
@@ -257,7 +287,10 @@ fn throttle_first_now_last_at_period_end_then_freed() {
     w.event("RTC_CHANGE", rtc(3), ts(102));
     // Unthrottled events are not delayed meanwhile.
     w.event("STOP", Object::new(), ts(103));
-    assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 103, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n");
+    assert_eq!(
+        w.take(m),
+        "{\"timestamp\": {\"seconds\": 103, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n"
+    );
     assert_eq!(w.server.probes().throttle_replaced, 1);
     // An early tick does nothing.
     w.input(Input::Tick);
@@ -279,7 +312,8 @@ fn throttle_first_now_last_at_period_end_then_freed() {
 fn throttle_keyed_by_data_member() {
     let mut w = World::qemu72();
     let m = w.negotiated(1, true);
-    let vs = |id: &str, open: bool| obj(vec![("id", Value::string(id)), ("open", Value::Bool(open))]);
+    let vs =
+        |id: &str, open: bool| obj(vec![("id", Value::string(id)), ("open", Value::Bool(open))]);
     w.event("VSERPORT_CHANGE", vs("a", true), ts(1));
     w.event("VSERPORT_CHANGE", vs("b", true), ts(1));
     w.event("VSERPORT_CHANGE", vs("a", false), ts(2));
@@ -319,7 +353,9 @@ fn output_limit_disconnects_a_client_that_does_not_read() {
                 Output::Disconnect { monitor, reason } => w.disconnects.push((monitor, reason)),
                 Output::Transmit(x) if x == reader => {
                     let n = w.server.pending_output(x).len();
-                    w.server.handle(w.now, Input::Written { monitor: x, n }).unwrap();
+                    w.server
+                        .handle(w.now, Input::Written { monitor: x, n })
+                        .unwrap();
                 }
                 _ => {}
             }
@@ -350,14 +386,22 @@ fn written_too_much_is_misuse() {
         .unwrap();
     let n = w.server.pending_output(m).len();
     assert_eq!(
-        w.server.handle(w.now, Input::Written { monitor: m, n: n + 1 }),
+        w.server.handle(
+            w.now,
+            Input::Written {
+                monitor: m,
+                n: n + 1
+            }
+        ),
         Err(ApiMisuse::WrittenTooMuch {
             monitor: m,
             n: n + 1,
             pending: n
         })
     );
-    w.server.handle(w.now, Input::Written { monitor: m, n: 10 }).unwrap();
+    w.server
+        .handle(w.now, Input::Written { monitor: m, n: 10 })
+        .unwrap();
     assert_eq!(w.server.pending_output(m).len(), n - 10);
     assert_eq!(w.server.probes().partial_write, 1);
 }
@@ -371,11 +415,18 @@ fn newer_fds_replace_pending_ones_and_extra_fds_close() {
     w.send_fds(m, b" ", vec![FdId(1)]);
     w.send_fds(m, b" ", vec![FdId(2), FdId(3)]);
     assert_eq!(w.closed_fds, vec![FdId(1)]);
-    w.send(m, b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}");
+    w.send(
+        m,
+        b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}",
+    );
     assert_eq!(w.take(m), NAME_OK);
     assert_eq!(w.closed_fds, vec![FdId(1), FdId(3)]);
     // Same name again: the old fd is closed and replaced.
-    w.send_fds(m, b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}", vec![FdId(4)]);
+    w.send_fds(
+        m,
+        b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}",
+        vec![FdId(4)],
+    );
     assert_eq!(w.take(m), NAME_OK);
     assert_eq!(w.closed_fds, vec![FdId(1), FdId(3), FdId(2)]);
     assert_eq!(w.server.held_fds(), vec![FdId(4)]);
@@ -410,7 +461,10 @@ fn dialect_212_negotiation_and_run_oob() {
     let mut w = world212();
     let plain = w.open(1, false, false);
     assert!(w.take(plain).ends_with("\"capabilities\": []}}\r\n"));
-    w.send(plain, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}");
+    w.send(
+        plain,
+        b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
+    );
     assert_eq!(w.take(plain), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"This monitor does not support Out-Of-Band (OOB)\"}}\r\n");
     w.send(plain, b"{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-name\", \"control\": {\"run-oob\": true}, \"id\": 1}");
     assert_eq!(w.take(plain), "{\"return\": {}}\r\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"Please enable Out-Of-Band first for the session during capabilities negotiation\"}}\r\n");
@@ -418,20 +472,32 @@ fn dialect_212_negotiation_and_run_oob() {
     assert!(w.take(m).ends_with("\"capabilities\": [\"oob\"]}}\r\n"));
     w.send(m, b"{\"execute\": \"query-name\", \"id\": 1}");
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Expecting capabilities negotiation with 'qmp_capabilities'\"}}\r\n", "immediate, no id");
-    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}");
+    w.send(
+        m,
+        b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
+    );
     assert_eq!(w.take(m), NAME_OK);
     w.send(m, b"{\"execute\": \"query-name\"}");
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Out-Of-Band capability requires that every command contains an 'id' field\"}}\r\n");
-    w.send(m, b"{\"execute\": \"query-status\", \"control\": {\"run-oob\": true}, \"id\": 2}");
+    w.send(
+        m,
+        b"{\"execute\": \"query-status\", \"control\": {\"run-oob\": true}, \"id\": 2}",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"The command query-status does not support OOB\"}}\r\n");
     w.send(m, b"{\"exec-oob\": \"query-yank\", \"id\": 3}");
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'exec-oob' is unexpected\"}}\r\n");
-    w.send(m, b"{\"execute\": \"query-name\", \"control\": 1, \"id\": 4}");
+    w.send(
+        m,
+        b"{\"execute\": \"query-name\", \"control\": 1, \"id\": 4}",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input member 'control' must be a dict\"}}\r\n");
     w.send(m, b"{\"execute\": \"migrate-pause\", \"control\": {\"run-oob\": true, \"x\": 1}, \"id\": \"p\"}");
     assert!(w.take(m).starts_with("{\"id\": \"p\", \"error\""));
     w.send(m, b"%p ");
-    assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid JSON syntax\"}}\r\n");
+    assert_eq!(
+        w.take(m),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid JSON syntax\"}}\r\n"
+    );
     w.send(m, b"{\"execute\": \"human-monitor-command\", \"id\": 5}");
     assert_eq!(w.take(m), "{\"id\": 5, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'command-line' is missing\"}}\r\n", "argument errors are dispatched, with id");
 }
@@ -444,7 +510,10 @@ fn dialect_212_queue_full_drops_with_command_dropped() {
     });
     let m = w.open(1, true, false);
     w.take(m);
-    w.send(m, b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}");
+    w.send(
+        m,
+        b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
+    );
     w.take(m);
     let watcher = w.open(2, false, false);
     w.take(watcher);
@@ -453,7 +522,10 @@ fn dialect_212_queue_full_drops_with_command_dropped() {
     w.send(m, &blocking_212());
     assert_eq!(w.inband.len(), 1);
     for i in 0..9 {
-        w.send(m, format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes());
+        w.send(
+            m,
+            format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+        );
     }
     // 8 waiting (the running one does not count): the 9th is dropped, no suspension.
     assert_eq!(w.server.queue_len(m), 8);
@@ -461,9 +533,16 @@ fn dialect_212_queue_full_drops_with_command_dropped() {
     // Timestamp: wall_clock_base + now (now is 1000 ns here).
     let dropped = "{\"timestamp\": {\"seconds\": 1500000000, \"microseconds\": 1}, \"event\": \"COMMAND_DROPPED\", \"data\": {\"reason\": \"queue-full\", \"id\": 8}}\r\n";
     assert_eq!(w.take(m), dropped);
-    assert_eq!(w.take(watcher), dropped, "broadcast to every negotiated monitor");
+    assert_eq!(
+        w.take(watcher),
+        dropped,
+        "broadcast to every negotiated monitor"
+    );
     // x-oob-test style unlock: an OOB request still runs at once.
-    w.send(m, b"{\"execute\": \"migrate-pause\", \"control\": {\"run-oob\": true}, \"id\": \"unlock\"}");
+    w.send(
+        m,
+        b"{\"execute\": \"migrate-pause\", \"control\": {\"run-oob\": true}, \"id\": \"unlock\"}",
+    );
     assert!(w.take(m).starts_with("{\"id\": \"unlock\""));
     w.release_blocked();
     let out = w.take(m);
@@ -473,7 +552,8 @@ fn dialect_212_queue_full_drops_with_command_dropped() {
 }
 
 fn blocking_212() -> Vec<u8> {
-    b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}, \"id\": \"blk\"}".to_vec()
+    b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}, \"id\": \"blk\"}"
+        .to_vec()
 }
 
 // ---- misuse ----
@@ -493,7 +573,10 @@ fn misuse_is_typed_and_changes_nothing() {
             },
             ApiMisuse::UnknownMonitor(ghost),
         ),
-        (Input::Close { monitor: ghost }, ApiMisuse::UnknownMonitor(ghost)),
+        (
+            Input::Close { monitor: ghost },
+            ApiMisuse::UnknownMonitor(ghost),
+        ),
         (
             Input::Open {
                 monitor: m,
@@ -580,17 +663,13 @@ fn trace_records_and_replays_to_the_same_digest() {
         };
         rec.handle(&mut w.server, w.now, input).unwrap();
     }
-    rec.handle(
-        &mut w.server,
-        w.now,
-        Input::Written {
-            monitor: m,
-            n: 5,
-        },
-    )
-    .unwrap();
+    rec.handle(&mut w.server, w.now, Input::Written { monitor: m, n: 5 })
+        .unwrap();
     let text = rec.finish(&w.server);
-    assert!(text.contains("\"bytes\":\"{\\\"execute\\\": \\\"qmp_capabilities\\\"}ÿ{"), "{text}");
+    assert!(
+        text.contains("\"bytes\":\"{\\\"execute\\\": \\\"qmp_capabilities\\\"}ÿ{"),
+        "{text}"
+    );
     let report = replay(&text).unwrap();
     assert!(report.matches(), "{report:?}");
     assert_eq!(report.digest, w.server.digest());

@@ -2,9 +2,9 @@
 //! H, N, P, R) replayed against the core with a harness that mimics QEMU's commands; the
 //! bytes on the wire must match exactly.
 
-mod server_support;
 #[path = "server_support/appendix_a.rs"]
 mod appendix_a;
+mod server_support;
 
 use appendix_a::Case;
 use qmp_core::json::{Object, Value};
@@ -112,7 +112,9 @@ fn p13_long_keyword_truncated() {
 const BLOCKING: &[u8] = br#"{"execute": "blockdev-add", "arguments": {"driver": "blkdebug", "node-name": "blk", "image": {"driver": "null-co"}, "config": "/tmp/fifo"}, "id": "ID"}"#;
 
 fn blocking(id: &str) -> Vec<u8> {
-    s(BLOCKING).replace("\"ID\"", &format!("\"{id}\"")).into_bytes()
+    s(BLOCKING)
+        .replace("\"ID\"", &format!("\"{id}\""))
+        .into_bytes()
 }
 
 fn fillers(n: usize) -> Vec<u8> {
@@ -144,7 +146,10 @@ fn d1_seven_queued_oob_overtakes() {
     w.release_blocked();
     assert_eq!(
         w.take(m),
-        format!("{{\"return\": {{}}, \"id\": \"blk7\"}}\r\n{}", filler_replies(7))
+        format!(
+            "{{\"return\": {{}}, \"id\": \"blk7\"}}\r\n{}",
+            filler_replies(7)
+        )
     );
 }
 
@@ -313,16 +318,28 @@ fn group_f_fd_passing() {
     w.send(m, query);
     assert_eq!(w.take(m), "{\"return\": [{\"fds\": [{\"fd\": 15}], \"fdset-id\": 5}, {\"fds\": [{\"fd\": 14, \"opaque\": \"my pipe\"}], \"fdset-id\": 0}]}\r\n");
     // F11, F12
-    w.send(m, b"{\"execute\": \"remove-fd\", \"arguments\": {\"fdset-id\": 7}}\n");
+    w.send(
+        m,
+        b"{\"execute\": \"remove-fd\", \"arguments\": {\"fdset-id\": 7}}\n",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"File descriptor named 'fdset-id:7' not found\"}}\r\n");
-    w.send(m, b"{\"execute\": \"remove-fd\", \"arguments\": {\"fdset-id\": 5, \"fd\": 999}}\n");
+    w.send(
+        m,
+        b"{\"execute\": \"remove-fd\", \"arguments\": {\"fdset-id\": 5, \"fd\": 999}}\n",
+    );
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"File descriptor named 'fdset-id:5, fd:999' not found\"}}\r\n");
     // F13, F14
-    w.send(m, b"{\"execute\": \"remove-fd\", \"arguments\": {\"fdset-id\": 5}}\n");
+    w.send(
+        m,
+        b"{\"execute\": \"remove-fd\", \"arguments\": {\"fdset-id\": 5}}\n",
+    );
     assert_eq!(w.take(m), "{\"return\": {}}\r\n");
     assert_eq!(w.closed_fds.last(), Some(&FdId(15)));
     w.send(m, query);
-    assert_eq!(w.take(m), "{\"return\": [{\"fds\": [{\"fd\": 14, \"opaque\": \"my pipe\"}], \"fdset-id\": 0}]}\r\n");
+    assert_eq!(
+        w.take(m),
+        "{\"return\": [{\"fds\": [{\"fd\": 14, \"opaque\": \"my pipe\"}], \"fdset-id\": 0}]}\r\n"
+    );
 }
 
 #[test]
@@ -377,7 +394,10 @@ fn group_l_preconfig() {
     w.send(m, b"{\"execute\": \"query-cpus-fast\", \"id\": 1}\n");
     assert_eq!(w.take(m), "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"The command 'query-cpus-fast' is permitted only after machine initialization has completed\"}}\r\n");
     w.send(m, b"{\"execute\": \"query-status\"}\n");
-    assert_eq!(w.take(m), "{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n");
+    assert_eq!(
+        w.take(m),
+        "{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n"
+    );
     w.send(m, b"{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"info cpus\"}}\n");
     assert_eq!(w.take(m), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"The command 'human-monitor-command' is permitted only after machine initialization has completed\"}}\r\n");
     w.ts = Timestamp {
@@ -402,7 +422,10 @@ fn group_m_compat_policy() {
         ..Config::default()
     });
     let m = w.negotiated(1, true);
-    w.send(m, b"{\"execute\": \"nbd-server-add\", \"arguments\": {\"device\": \"x\"}, \"id\": 1}\n");
+    w.send(
+        m,
+        b"{\"execute\": \"nbd-server-add\", \"arguments\": {\"device\": \"x\"}, \"id\": 1}\n",
+    );
     assert_eq!(w.take(m), "{\"id\": 1, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Deprecated command nbd-server-add disabled by policy\"}}\r\n");
     w.send(m, b"{\"execute\": \"x-query-roms\", \"id\": 2}\n");
     assert_eq!(w.take(m), "{\"id\": 2, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Unstable command x-query-roms disabled by policy\"}}\r\n");

@@ -102,7 +102,12 @@ fn visit_member(path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc
 
 /// Visit one value; `path` already names it, `name` is its member name (`None` for list
 /// elements, which QEMU's enum error prints as `null`).
-fn visit_value(path: &mut Vec<u8>, name: Option<&[u8]>, ty: &ArgType, v: &Value) -> Result<(), Desc> {
+fn visit_value(
+    path: &mut Vec<u8>,
+    name: Option<&[u8]>,
+    ty: &ArgType,
+    v: &Value,
+) -> Result<(), Desc> {
     match ty {
         ArgType::Any => Ok(()),
         ArgType::String => match v {
@@ -164,17 +169,18 @@ fn visit_value(path: &mut Vec<u8>, name: Option<&[u8]>, ty: &ArgType, v: &Value)
             Value::Object(o) => visit_struct(path, base, Some(union), o),
             _ => Err(invalid_type(path, "object")),
         },
-        ArgType::Alternate { name: tname, branches } => {
-            match branches.iter().find(|b| branch_fits(b, v)) {
-                Some(b) => visit_value(path, name, b, v),
-                None => Err(text(&[
-                    b"Invalid parameter type for '",
-                    name.unwrap_or(b"null"),
-                    b"', expected: ",
-                    tname.as_bytes(),
-                ])),
-            }
-        }
+        ArgType::Alternate {
+            name: tname,
+            branches,
+        } => match branches.iter().find(|b| branch_fits(b, v)) {
+            Some(b) => visit_value(path, name, b, v),
+            None => Err(text(&[
+                b"Invalid parameter type for '",
+                name.unwrap_or(b"null"),
+                b"', expected: ",
+                tname.as_bytes(),
+            ])),
+        },
     }
 }
 

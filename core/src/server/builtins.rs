@@ -20,7 +20,12 @@ fn empty() -> Value {
 }
 
 impl Server {
-    pub(super) fn run_builtin(&mut self, mid: MonitorId, b: Builtin, args: &Object) -> BuiltinResult {
+    pub(super) fn run_builtin(
+        &mut self,
+        mid: MonitorId,
+        b: Builtin,
+        args: &Object,
+    ) -> BuiltinResult {
         match b {
             Builtin::QmpCapabilities => self.qmp_capabilities(mid, args),
             Builtin::QueryVersion => Ok(self.config.version.clone()),

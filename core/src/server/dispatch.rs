@@ -46,7 +46,6 @@ fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value
     let Value::Object(mut obj) = v else {
         return Err((None, b"QMP input must be a JSON object".to_vec()));
     };
-    let id = obj.get("id").cloned();
     let mut exec_key: Option<&'static [u8]> = None;
     let mut err: Option<Vec<u8>> = None;
     crate::json::hash::for_each_in_bucket_order(&obj, |i| {
@@ -91,10 +90,13 @@ fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value
         }
     });
     if let Some(e) = err {
-        return Err((id, e));
+        return Err((obj.remove("id"), e));
     }
     let Some(key) = exec_key else {
-        return Err((id, b"QMP input lacks member 'execute'".to_vec()));
+        return Err((
+            obj.remove("id"),
+            b"QMP input lacks member 'execute'".to_vec(),
+        ));
     };
     let oob = key == b"exec-oob";
     let name = match obj.remove(if oob { "exec-oob" } else { "execute" }) {
@@ -105,10 +107,7 @@ fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value
         Some(Value::Object(a)) => a,
         _ => Object::new(),
     };
-    let id = match obj.remove("id") {
-        Some(v) => Some(v),
-        None => None,
-    };
+    let id = obj.remove("id");
     Ok(Envelope {
         id,
         name,
@@ -186,9 +185,11 @@ impl Server {
                     name,
                     b"' is permitted only after machine initialization has completed",
                 ]),
-                Dialect::Qemu212 => {
-                    member_text(&[b"The command '", name, b"' isn't permitted in 'preconfig' state"])
-                }
+                Dialect::Qemu212 => member_text(&[
+                    b"The command '",
+                    name,
+                    b"' isn't permitted in 'preconfig' state",
+                ]),
             };
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
@@ -350,7 +351,13 @@ impl Server {
         self.flush_held(mid);
     }
 
-    pub(super) fn reply_return(&mut self, mid: MonitorId, id: Option<Value>, ret: Value, oob: bool) {
+    pub(super) fn reply_return(
+        &mut self,
+        mid: MonitorId,
+        id: Option<Value>,
+        ret: Value,
+        oob: bool,
+    ) {
         let mut o = Object::with_capacity(2);
         o.insert("return", ret);
         if let Some(id) = id {

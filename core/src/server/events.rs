@@ -3,7 +3,7 @@
 
 use super::digest::Digest;
 use super::throttle::{Event, Fired, Verdict};
-use super::types::Timestamp;
+use super::types::{DisconnectReason, Output, Timestamp};
 use super::Server;
 use crate::json::{Object, Value};
 
@@ -50,39 +50,45 @@ impl Server {
         }
         let v = Value::Object(o);
         let all = planted!(self, EventBeforeNegotiation);
-        let mut compact: Option<(Vec<u8>, Digest)> = None;
-        let mut pretty: Option<(Vec<u8>, Digest)> = None;
-        let targets: Vec<(crate::server::MonitorId, bool)> = self
-            .monitors
-            .values()
-            .filter(|m| !m.dead)
-            .filter_map(|m| {
-                if m.negotiated || all {
-                    Some((m.id, m.options.pretty))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let skipped = self.monitors.values().filter(|m| !m.negotiated).count();
-        if skipped > 0 && !all {
-            self.probes.event_skipped_unnegotiated += 1;
-        }
-        for (id, is_pretty) in targets {
-            let slot = if is_pretty { &mut pretty } else { &mut compact };
-            let (bytes, hash) = slot.get_or_insert_with(|| {
+        let limit = self.config.output_limit;
+        // Serialised at most once per pretty setting.
+        let mut texts: [Option<(Vec<u8>, Digest)>; 2] = [None, None];
+        let mut skipped = false;
+        let mut over_limit = Vec::new();
+        for i in 0..self.monitors.len() {
+            let m = self.monitors.at_mut(i);
+            if m.dead {
+                continue;
+            }
+            if !m.negotiated && !all {
+                skipped = true;
+                continue;
+            }
+            let pretty = m.options.pretty;
+            let (bytes, hash) = texts[usize::from(pretty)].get_or_insert_with(|| {
                 let mut b = Vec::with_capacity(128);
-                crate::json::write_message(&v, is_pretty, &mut b);
+                crate::json::write_message(&v, pretty, &mut b);
                 let mut h = Digest::default();
                 h.bytes(&b);
                 (b, h)
             });
-            let (bytes, hash) = (std::mem::take(bytes), *hash);
-            self.append_bytes(id, &bytes, hash);
-            let slot = if is_pretty { &mut pretty } else { &mut compact };
-            if let Some(s) = slot.as_mut() {
-                s.0 = bytes;
+            m.out.buf.extend_from_slice(bytes);
+            self.digest.word(1);
+            self.digest.word(m.id.0);
+            self.digest.word(hash.0);
+            if m.out.len() > limit {
+                over_limit.push(m.id);
+            } else if !m.transmit_queued {
+                m.transmit_queued = true;
+                self.outputs.push_back(Output::Transmit(m.id));
             }
+        }
+        if skipped {
+            self.probes.event_skipped_unnegotiated += 1;
+        }
+        for id in over_limit {
+            self.probes.output_limit_disconnect += 1;
+            self.give_up(id, DisconnectReason::OutputLimit { limit });
         }
     }
 
@@ -105,7 +111,9 @@ impl Server {
     fn wall_clock(&self) -> Timestamp {
         let base = self.config.wall_clock_base;
         let micros = self.now.0 / 1000;
-        let total = base.microseconds.saturating_add((micros % 1_000_000) as i64);
+        let total = base
+            .microseconds
+            .saturating_add((micros % 1_000_000) as i64);
         Timestamp {
             seconds: base
                 .seconds

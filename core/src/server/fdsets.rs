@@ -64,7 +64,13 @@ impl FdSets {
         let pos = match self.sets.binary_search_by_key(&id, |s| s.id) {
             Ok(p) => p,
             Err(p) => {
-                self.sets.insert(p, FdSet { id, fds: Vec::new() });
+                self.sets.insert(
+                    p,
+                    FdSet {
+                        id,
+                        fds: Vec::new(),
+                    },
+                );
                 p
             }
         };

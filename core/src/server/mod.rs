@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::json::{JsonStreamer, Value};
 use fdsets::{Cleanup, FdSets};
-use monitor::Monitor;
+use monitor::{Monitor, MonitorTable};
 use registry::Registry;
 use throttle::Throttle;
 
@@ -85,7 +85,7 @@ struct PendingCall {
 pub struct Server {
     config: Config,
     registry: Registry,
-    monitors: BTreeMap<MonitorId, Monitor>,
+    monitors: MonitorTable,
     /// Dispatcher order (QEMU's `mon_list`): new monitors at the head, a served one moves to
     /// the tail. Holds exactly the keys of `monitors`.
     rr: Vec<MonitorId>,
@@ -114,7 +114,7 @@ impl Server {
     pub fn new(config: Config) -> Server {
         Server {
             registry: Registry::new(),
-            monitors: BTreeMap::new(),
+            monitors: MonitorTable::default(),
             rr: Vec::new(),
             calls: BTreeMap::new(),
             next_call: 1,
@@ -198,11 +198,7 @@ impl Server {
     }
 
     fn check_misuse(&self, input: &Input) -> Result<(), ApiMisuse> {
-        let known = |m: &MonitorId| {
-            self.monitors
-                .get(m)
-                .ok_or(ApiMisuse::UnknownMonitor(*m))
-        };
+        let known = |m: &MonitorId| self.monitors.get(m).ok_or(ApiMisuse::UnknownMonitor(*m));
         match input {
             Input::Open { monitor, .. } => {
                 if self.monitors.contains_key(monitor) {
@@ -352,9 +348,9 @@ impl Server {
 
     /// Memory attributed to one monitor (see [`Server::memory_estimate`]).
     pub fn monitor_memory_estimate(&self, m: MonitorId) -> usize {
-        self.monitors
-            .get(&m)
-            .map_or(0, |m| m.memory_estimate() + std::mem::size_of::<MonitorId>() * 2)
+        self.monitors.get(&m).map_or(0, |m| {
+            m.memory_estimate() + std::mem::size_of::<MonitorId>() * 2
+        })
     }
 
     /// Coverage marks.
@@ -405,8 +401,8 @@ impl Server {
     // ---- inputs ----
 
     fn open(&mut self, id: MonitorId, options: MonitorOptions) {
-        let streamer = JsonStreamer::new(self.config.json_limits.clone());
-        self.monitors.insert(id, Monitor::new(id, options, streamer));
+        let streamer = JsonStreamer::new(self.config.json_limits);
+        self.monitors.insert(Monitor::new(id, options, streamer));
         self.rr.insert(0, id);
         self.open_monitors += 1;
         let greeting = self.greeting(options);
@@ -546,10 +542,7 @@ impl Server {
         if m.dead {
             return;
         }
-        if oob_reply
-            && planted!(self, OobReplyHeldBehindInBand)
-            && (!m.queue.is_empty() || hold)
-        {
+        if oob_reply && planted!(self, OobReplyHeldBehindInBand) && (!m.queue.is_empty() || hold) {
             let mut held = Vec::new();
             crate::json::write_message(v, m.options.pretty, &mut held);
             if let Some(m) = self.monitors.get_mut(&id) {

@@ -87,7 +87,10 @@ impl InputBuffer {
     }
 
     pub(crate) fn capacity_bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.bytes.capacity()).sum::<usize>()
+        self.chunks
+            .iter()
+            .map(|c| c.bytes.capacity())
+            .sum::<usize>()
             + self.chunks.capacity() * std::mem::size_of::<Chunk>()
     }
 }
@@ -212,5 +215,69 @@ impl Monitor {
                 .map(|(n, _)| n.0.capacity() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
             + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
+    }
+}
+
+/// The open monitors, sorted by id: binary search over a dense id list (a few cache lines
+/// even for hundreds of monitors) and id-ordered iteration without a tree's pointer chasing.
+#[derive(Debug, Default)]
+pub(crate) struct MonitorTable {
+    ids: Vec<MonitorId>,
+    v: Vec<Monitor>,
+}
+
+impl MonitorTable {
+    #[inline]
+    fn find(&self, id: &MonitorId) -> Result<usize, usize> {
+        self.ids.binary_search(id)
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: &MonitorId) -> Option<&Monitor> {
+        self.find(id).ok().map(|i| &self.v[i])
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, id: &MonitorId) -> Option<&mut Monitor> {
+        self.find(id).ok().map(|i| &mut self.v[i])
+    }
+
+    pub(crate) fn contains_key(&self, id: &MonitorId) -> bool {
+        self.find(id).is_ok()
+    }
+
+    /// Insert a monitor whose id is not in the table.
+    pub(crate) fn insert(&mut self, m: Monitor) {
+        if let Err(i) = self.find(&m.id) {
+            self.ids.insert(i, m.id);
+            self.v.insert(i, m);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &MonitorId) -> Option<Monitor> {
+        let i = self.find(id).ok()?;
+        self.ids.remove(i);
+        Some(self.v.remove(i))
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &MonitorId> + '_ {
+        self.ids.iter()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Monitor> + '_ {
+        self.v.iter()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&MonitorId, &Monitor)> + '_ {
+        self.ids.iter().zip(self.v.iter())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    /// By position (ids ascending), for passes over every monitor.
+    pub(crate) fn at_mut(&mut self, i: usize) -> &mut Monitor {
+        &mut self.v[i]
     }
 }

@@ -55,8 +55,14 @@ fn builtins() -> Vec<(CommandSpec, Builtin)> {
             CommandSpec::new("query-commands").allow_preconfig(),
             Builtin::QueryCommands,
         ),
-        (CommandSpec::new("getfd").arg("fdname", String), Builtin::Getfd),
-        (CommandSpec::new("closefd").arg("fdname", String), Builtin::Closefd),
+        (
+            CommandSpec::new("getfd").arg("fdname", String),
+            Builtin::Getfd,
+        ),
+        (
+            CommandSpec::new("closefd").arg("fdname", String),
+            Builtin::Closefd,
+        ),
         (
             CommandSpec::new("add-fd")
                 .opt("fdset-id", Int)
@@ -85,7 +91,8 @@ impl Registry {
             index: BTreeMap::new(),
         };
         for (spec, b) in builtins() {
-            r.index.insert(spec.name.as_bytes().to_vec(), r.entries.len());
+            r.index
+                .insert(spec.name.as_bytes().to_vec(), r.entries.len());
             r.entries.push(Entry {
                 spec,
                 builtin: Some(b),

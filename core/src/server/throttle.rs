@@ -154,7 +154,9 @@ impl Throttle {
                 std::mem::size_of::<(Key, State)>()
                     + n.capacity()
                     + k.as_ref().map_or(0, |k| k.0.capacity())
-                    + s.pending.as_ref().map_or(0, |e| e.name.capacity() + 64 * e.data.len())
+                    + s.pending
+                        .as_ref()
+                        .map_or(0, |e| e.name.capacity() + 64 * e.data.len())
             })
             .sum()
     }

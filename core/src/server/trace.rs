@@ -136,7 +136,12 @@ impl Recorder {
     }
 
     /// Apply an input to the server and record it.
-    pub fn handle(&mut self, server: &mut Server, now: Instant, input: Input) -> Result<(), ApiMisuse> {
+    pub fn handle(
+        &mut self,
+        server: &mut Server,
+        now: Instant,
+        input: Input,
+    ) -> Result<(), ApiMisuse> {
         self.input(now, &input);
         server.handle(now, input)
     }
@@ -219,7 +224,10 @@ impl std::error::Error for TraceError {}
 /// Apply a trace's inputs to a fresh server, draining outputs after each, and report the
 /// digest. Calls are not completed automatically: completions are inputs in the trace.
 pub fn replay(text: &str) -> Result<ReplayReport, TraceError> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let parse = |n: usize, l: &str| {
         serde_json::from_str::<Line>(l).map_err(|e| TraceError::Syntax {
             line: n + 1,
@@ -239,7 +247,10 @@ pub fn replay(text: &str) -> Result<ReplayReport, TraceError> {
     for spec in h.commands {
         server
             .register(spec)
-            .map_err(|misuse| TraceError::Register { line: n + 1, misuse })?;
+            .map_err(|misuse| TraceError::Register {
+                line: n + 1,
+                misuse,
+            })?;
     }
     let mut report = ReplayReport {
         digest: Digest::default(),
@@ -251,9 +262,14 @@ pub fn replay(text: &str) -> Result<ReplayReport, TraceError> {
     for (n, l) in lines {
         match parse(n, l)? {
             Line::Header(_) => return Err(TraceError::BadHeader),
-            Line::Register { spec, .. } => server
-                .register(spec)
-                .map_err(|misuse| TraceError::Register { line: n + 1, misuse })?,
+            Line::Register { spec, .. } => {
+                server
+                    .register(spec)
+                    .map_err(|misuse| TraceError::Register {
+                        line: n + 1,
+                        misuse,
+                    })?
+            }
             Line::Input { now, input } => {
                 report.inputs += 1;
                 if let Err(e) = server.handle(Instant(now), input) {

@@ -9,7 +9,9 @@ use crate::json::{Object, Value};
 
 /// A monotonic instant: nanoseconds since an arbitrary origin chosen by the driver.
 /// The core never reads a clock; every input comes with one of these, never going backwards.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Instant(pub u64);
 
 impl Instant {
