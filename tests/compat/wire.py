@@ -53,7 +53,11 @@ def count_messages(data):
 
 
 class Step:
-    """One action of a case. kind: connect | send | close | pause."""
+    """One action of a case. kind: connect | send | close | pause | fdprobe.
+
+    fdprobe reports, as pseudo-connection "fds", whether the server still holds each
+    descriptor the case has passed so far (in order): `open`, or `closed` when writing to the
+    test's end of that pipe fails with EPIPE because the server closed the read end."""
 
     def __init__(self, kind, conn, data=b"", fds=0, monitor=0, expect=None, quiet=None,
                  chunks=None):
@@ -159,9 +163,26 @@ class Session:
             s.close()
         elif step.kind == "pause":
             pass
+        elif step.kind == "fdprobe":
+            got = self._collect(step)
+            got["fds"] = self._probe()
+            return got
         else:
             raise ValueError(step.kind)
         return self._collect(step)
+
+    def _probe(self):
+        states = []
+        for fd in self.pipes:
+            os.set_blocking(fd, False)
+            try:
+                os.write(fd, b"x")
+                states.append(b"open")
+            except BlockingIOError:
+                states.append(b"open")
+            except BrokenPipeError:
+                states.append(b"closed")
+        return b" ".join(states)
 
     def _collect(self, step):
         got = {name: bytearray() for name in self.socks}

@@ -44,6 +44,11 @@ def pause(quiet=0.3, expect=None):
     return Step("pause", "-", quiet=quiet, expect=expect or {})
 
 
+def fdprobe(quiet=0.15):
+    """Which passed descriptors the server still holds (see wire.Step)."""
+    return Step("fdprobe", "-", quiet=quiet)
+
+
 def neg(conn="a", oob=True):
     return send(NEG_OOB if oob else NEG_PLAIN, conn=conn)
 

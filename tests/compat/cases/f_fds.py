@@ -1,9 +1,11 @@
 """Spec §10: fd passing with SCM_RIGHTS, named fds, fd sets (Appendix A group F).
 
 Descriptors are pipe read ends created by the test; add-fd returns the server's own numbers,
-which are masked (renumbered in order of appearance) and can be sent back as `$FD1`..."""
+which are masked (renumbered in order of appearance) and can be sent back as `$FD1`...
+The fdprobe steps check which passed descriptors the server has closed (spec §10.1: each one is
+either kept or closed, exactly when QEMU does it)."""
 
-from cases import Case, close, cmd, connect, neg, pause, send
+from cases import Case, close, cmd, connect, fdprobe, neg, pause, send
 from targets import Monitor
 
 GETFD = b'{"execute": "getfd", "arguments": {"fdname": "%s"}, "id": "g"}\n'
@@ -23,12 +25,13 @@ def fcase(name, title, *items, **kw):
 CASES = [
     fcase("F1", "getfd without SCM_RIGHTS", GETFD % b"f1"),
     fcase("F2", "getfd with fd, closefd, closefd again",
-          send(GETFD % b"f1", fds=1), CLOSEFD % b"f1", CLOSEFD % b"f1"),
-    fcase("F3", "getfd with a name starting with a digit", send(GETFD % b"1x", fds=1)),
+          send(GETFD % b"f1", fds=1), fdprobe(), CLOSEFD % b"f1", fdprobe(), CLOSEFD % b"f1"),
+    fcase("F3", "getfd with a name starting with a digit", send(GETFD % b"1x", fds=1),
+          fdprobe()),
     fcase("F3a", "getfd digit name consumed the fd: next getfd has none",
           send(GETFD % b"9", fds=1), GETFD % b"ok"),
     fcase("F3b", "getfd same name twice replaces", send(GETFD % b"f", fds=1),
-          send(GETFD % b"f", fds=1), CLOSEFD % b"f", CLOSEFD % b"f"),
+          send(GETFD % b"f", fds=1), fdprobe(), CLOSEFD % b"f", CLOSEFD % b"f", fdprobe()),
     fcase("F5", "closefd unknown name", CLOSEFD % b"nope"),
     fcase("F6", "add-fd without SCM_RIGHTS", ADD),
     fcase("F7", "add-fd auto id, query-fdsets", send(ADD, fds=1), QUERY),
@@ -38,7 +41,7 @@ CASES = [
     fcase("F8a", "auto id fills the lowest gap", send(add(b'{"fdset-id": 0}'), fds=1),
           send(add(b'{"fdset-id": 2}'), fds=1), send(ADD, fds=1), send(ADD, fds=1), QUERY),
     fcase("F9", "add-fd negative fdset-id", send(add(b'{"fdset-id": -1}'), fds=1),
-          send(ADD, n=1), QUERY),
+          send(ADD, n=1), QUERY, fdprobe()),
     fcase("F10", "query-fdsets empty", QUERY),
     fcase("F11", "remove-fd unknown fdset",
           b'{"execute": "remove-fd", "arguments": {"fdset-id": 7}}\n'),
@@ -47,16 +50,17 @@ CASES = [
           b'{"execute": "remove-fd", "arguments": {"fdset-id": 5, "fd": 999}}\n'),
     fcase("F13", "remove-fd whole set, then query",
           send(add(b'{"fdset-id": 5}'), fds=1), send(add(b'{"fdset-id": 6}'), fds=1),
-          b'{"execute": "remove-fd", "arguments": {"fdset-id": 5}}\n', QUERY),
+          b'{"execute": "remove-fd", "arguments": {"fdset-id": 5}}\n', QUERY, fdprobe()),
     fcase("F13a", "remove-fd one fd by number",
           send(add(b'{"fdset-id": 1}'), fds=1), send(add(b'{"fdset-id": 1}'), fds=1),
           b'{"execute": "remove-fd", "arguments": {"fdset-id": 1, "fd": $FD1}}\n', QUERY,
           b'{"execute": "remove-fd", "arguments": {"fdset-id": 1, "fd": $FD1}}\n'),
     fcase("F15", "fd sent with a command that does not use it stays pending",
           send(b'{"execute": "query-name", "id": 1}\n', fds=1), GETFD % b"late",
-          CLOSEFD % b"late"),
+          fdprobe(), CLOSEFD % b"late", fdprobe()),
     fcase("F16", "two fds with one getfd: one is kept, the other closed",
-          send(GETFD % b"two", fds=2), GETFD % b"more", CLOSEFD % b"two"),
+          send(GETFD % b"two", fds=2), fdprobe(), GETFD % b"more", CLOSEFD % b"two",
+          fdprobe()),
     fcase("F17", "getfd parameter errors",
           b'{"execute": "getfd"}\n', b'{"execute": "getfd", "arguments": {"fdname": 1}}\n',
           b'{"execute": "closefd", "arguments": {}}\n',
@@ -72,11 +76,11 @@ CASES = [
         connect(), neg(), send(CLOSEFD % b"keep")], fds=True),
     Case("F21", "fd sets are cleaned up at disconnect while running", [
         connect(), neg(), send(add(b'{"fdset-id": 3}'), fds=1), close(), pause(0.2),
-        connect(), neg(), send(QUERY)], fds=True),
+        connect(), neg(), send(QUERY), fdprobe()], fds=True),
     Case("F22", "fd sets survive a disconnect while paused", [
         connect(), neg(), send(b'{"execute": "stop"}\n', n=2),
         send(add(b'{"fdset-id": 3}'), fds=1), close(), pause(0.2),
-        connect(), neg(), send(QUERY)], fds=True),
+        connect(), neg(), send(QUERY), fdprobe()], fds=True),
     Case("F23", "fd sets are global: seen from another monitor", [
         connect("a", 0), neg("a"), connect("b", 1), neg("b"),
         send(add(b'{"fdset-id": 4, "opaque": "o"}'), conn="a", fds=1),
@@ -85,4 +89,12 @@ CASES = [
         connect("a", 0), neg("a"), connect("b", 1), neg("b"),
         send(GETFD % b"mine", conn="a", fds=1), send(CLOSEFD % b"mine", conn="b"),
         send(CLOSEFD % b"mine", conn="a")], fds=True, monitors=[Monitor(), Monitor()]),
+    fcase("F25", "a newer pending fd replaces (closes) an unclaimed older one",
+          send(b'{"execute": "query-name"}\n', fds=1), send(b'{"execute": "query-name"}\n', fds=1),
+          fdprobe(), GETFD % b"n", fdprobe(), CLOSEFD % b"n", fdprobe()),
+    fcase("F26", "two getfd in one write with one fd: the second has none",
+          send(b'{"execute": "getfd", "arguments": {"fdname": "a"}}'
+               b'{"execute": "getfd", "arguments": {"fdname": "b"}}', n=2, fds=1), fdprobe()),
+    Case("F28", "named fds are kept across a disconnect (still open)", [
+        connect(), neg(), send(GETFD % b"k", fds=1), close(), pause(0.2), fdprobe()], fds=True),
 ]
