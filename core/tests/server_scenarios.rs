@@ -678,3 +678,19 @@ fn trace_records_and_replays_to_the_same_digest() {
     let tampered = text.replace("qmp_capabilities", "qmp_capabilitiex");
     assert!(!replay(&tampered).unwrap().matches());
 }
+
+// ---- memory ----
+
+#[test]
+fn idle_negotiated_monitor_costs_at_most_4_kib() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    w.send(m, b"{\"execute\": \"query-status\", \"id\": 1}");
+    assert!(w.take(m).starts_with("{\"return\""));
+    let bytes = w.server.monitor_memory_estimate(m);
+    assert!(bytes <= 4096, "idle monitor holds {bytes} bytes");
+    // A queue of requests and unread output is counted.
+    w.dispatcher_running = false;
+    w.send(m, b"{\"execute\": \"query-status\", \"id\": 2}");
+    assert!(w.server.monitor_memory_estimate(m) > bytes);
+}

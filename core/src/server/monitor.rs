@@ -150,6 +150,41 @@ pub(crate) enum Queued {
     },
 }
 
+impl Queued {
+    /// Heap bytes held by the entry (walks the value).
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Queued::Request(v) => value_heap_bytes(v),
+            Queued::JsonError(d) => d.0.capacity(),
+            Queued::Checked { id, name, args } => {
+                id.as_ref().map_or(0, value_heap_bytes)
+                    + name.0.capacity()
+                    + object_heap_bytes(args)
+            }
+        }
+    }
+}
+
+fn object_heap_bytes(o: &crate::json::Object) -> usize {
+    o.entries().len() * std::mem::size_of::<(JsonString, Value)>()
+        + o.iter()
+            .map(|(k, v)| k.0.capacity() + value_heap_bytes(v))
+            .sum::<usize>()
+}
+
+/// Approximate heap bytes behind a value (lengths for containers, capacities for strings).
+pub(crate) fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.0.capacity(),
+        Value::Array(a) => {
+            a.capacity() * std::mem::size_of::<Value>()
+                + a.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::Object(o) => object_heap_bytes(o),
+        _ => 0,
+    }
+}
+
 /// One QMP connection.
 #[derive(Debug)]
 pub(crate) struct Monitor {
@@ -208,6 +243,7 @@ impl Monitor {
             + self.input.capacity_bytes()
             + self.out.buf.capacity()
             + self.queue.capacity() * std::mem::size_of::<Queued>()
+            + self.queue.iter().map(Queued::heap_bytes).sum::<usize>()
             + self.pending_fds.capacity() * std::mem::size_of::<FdId>()
             + self
                 .named_fds

@@ -1,0 +1,181 @@
+//! Every planted bug (feature `planted-bugs`) changes what a client or the embedder observes
+//! in a small scenario, and `None` behaves exactly as the correct core. These scenarios are the
+//! "teeth" the simulator's planted-bug check relies on.
+#![cfg(feature = "planted-bugs")]
+
+mod server_support;
+
+use qmp_core::json::Object;
+use qmp_core::server::*;
+use server_support::*;
+
+/// What a scenario shows: client bytes of monitor 1 and 2, closed fds, calls issued.
+fn observe(bug: Option<PlantedBug>, dialect: Dialect, scenario: fn(&mut World)) -> String {
+    let mut w = World::new(Config {
+        dialect,
+        planted_bug: bug,
+        ..Config::default()
+    });
+    scenario(&mut w);
+    let calls: Vec<String> = w
+        .log
+        .iter()
+        .filter_map(|o| match o {
+            Output::Call(c) => Some(format!("{}@{}", c.command, c.monitor.0)),
+            _ => None,
+        })
+        .collect();
+    format!(
+        "m1={:?}\nm2={:?}\nfds={:?}\ncalls={:?}\nq={}",
+        w.take(MonitorId(1)),
+        w.take(MonitorId(2)),
+        w.closed_fds,
+        calls,
+        w.server.queue_len(MonitorId(1))
+    )
+}
+
+fn check(bug: PlantedBug, dialect: Dialect, scenario: fn(&mut World)) {
+    let good = observe(None, dialect, scenario);
+    let bad = observe(Some(bug), dialect, scenario);
+    assert_ne!(good, bad, "{bug:?} is not observable");
+}
+
+fn blocked_then(w: &mut World, n: usize, oob: bool) {
+    let m = w.negotiated(1, oob);
+    w.send(
+        m,
+        b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}, \"id\": \"b\"}",
+    );
+    for i in 0..n {
+        w.send(
+            m,
+            format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+        );
+    }
+}
+
+#[test]
+fn queue_limit_off_by_one() {
+    check(PlantedBug::QueueLimitOffByOne, Dialect::Qemu72, |w| {
+        blocked_then(w, 9, true)
+    });
+}
+
+#[test]
+fn last_throttled_event_dropped() {
+    check(
+        PlantedBug::LastThrottledEventDropped,
+        Dialect::Qemu72,
+        |w| {
+            w.negotiated(1, true);
+            w.event("RTC_CHANGE", Object::new(), TS);
+            w.event("RTC_CHANGE", Object::new(), TS);
+            w.advance(1_000_000_000);
+            w.input(Input::Tick);
+        },
+    );
+}
+
+#[test]
+fn no_resume_on_close() {
+    check(PlantedBug::NoResumeOnClose, Dialect::Qemu72, |w| {
+        blocked_then(w, 3, true);
+        w.input(Input::Close {
+            monitor: MonitorId(1),
+        });
+        w.release_blocked();
+    });
+}
+
+#[test]
+fn oob_reply_held_behind_in_band() {
+    check(PlantedBug::OobReplyHeldBehindInBand, Dialect::Qemu72, |w| {
+        blocked_then(w, 1, true);
+        w.send(
+            MonitorId(1),
+            b"{\"exec-oob\": \"migrate-pause\", \"id\": \"o\"}",
+        );
+    });
+}
+
+#[test]
+fn event_before_negotiation() {
+    check(PlantedBug::EventBeforeNegotiation, Dialect::Qemu72, |w| {
+        let m = w.open(1, true, false);
+        w.take(m);
+        w.event("STOP", Object::new(), TS);
+    });
+}
+
+#[test]
+fn early_bytes_after_suspension() {
+    check(
+        PlantedBug::EarlyBytesAfterSuspension,
+        Dialect::Qemu72,
+        |w| {
+            let m = w.negotiated(1, false);
+            w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}}{\"exec-oob\": \"migrate-pause\"}");
+        },
+    );
+}
+
+#[test]
+fn id_not_echoed_on_error() {
+    check(PlantedBug::IdNotEchoedOnError, Dialect::Qemu72, |w| {
+        let m = w.negotiated(1, true);
+        w.send(m, b"{\"execute\": \"nope\", \"id\": 1}");
+    });
+}
+
+#[test]
+fn command_dropped_without_id() {
+    check(PlantedBug::CommandDroppedWithoutId, Dialect::Qemu212, |w| {
+        let m = w.open(1, true, false);
+        w.send(
+            m,
+            b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
+        );
+        w.send(m, b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}, \"id\": \"b\"}");
+        for i in 0..9 {
+            w.send(
+                m,
+                format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+            );
+        }
+    });
+}
+
+#[test]
+fn fd_leaked_on_close() {
+    check(PlantedBug::FdLeakedOnClose, Dialect::Qemu72, |w| {
+        let m = w.negotiated(1, true);
+        w.send_fds(
+            m,
+            b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}",
+            vec![FdId(5)],
+        );
+        w.input(Input::Close { monitor: m });
+    });
+}
+
+#[test]
+fn round_robin_broken() {
+    check(PlantedBug::RoundRobinBroken, Dialect::Qemu72, |w| {
+        let a = w.negotiated(1, true);
+        let b = w.negotiated(2, true);
+        w.dispatcher_running = false;
+        for i in 0..3 {
+            w.send(
+                a,
+                format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+            );
+            w.send(
+                b,
+                format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+            );
+        }
+        w.dispatcher_running = true;
+        w.settle();
+    });
+}
