@@ -11,15 +11,24 @@ pub const BUCKETS: usize = 512;
 /// QEMU's `tdb_hash` of a key. Keys are C strings there: bytes after a NUL do not count.
 #[inline]
 pub fn tdb_hash(key: &[u8]) -> u32 {
-    let key = match memchr::memchr(0, key) {
-        Some(n) => &key[..n],
-        None => key,
-    };
-    let mut value: u32 = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
-    for (i, &b) in key.iter().enumerate() {
-        let shift = ((i as u64 * 5) % 24) as u32;
+    // The C code starts from 0x238F13AF * strlen; addition commutes, so the length term is
+    // added after one pass that also finds the end of the C string.
+    let mut value: u32 = 0;
+    let mut shift: u32 = 0;
+    let mut len: u32 = 0;
+    for &b in key {
+        if b == 0 {
+            break;
+        }
         value = value.wrapping_add(u32::from(b) << shift);
+        // (i * 5) % 24 for the next i
+        shift += 5;
+        if shift >= 24 {
+            shift -= 24;
+        }
+        len = len.wrapping_add(1);
     }
+    value = value.wrapping_add(0x238F_13AFu32.wrapping_mul(len));
     1_103_515_243u32.wrapping_mul(value).wrapping_add(12345)
 }
 
@@ -107,6 +116,21 @@ mod tests {
             assert_eq!(tdb_hash(k.as_bytes()), h, "{k}");
             assert_eq!(bucket(k.as_bytes()), b, "{k}");
         }
+    }
+
+    #[test]
+    fn nul_ends_the_key() {
+        assert_eq!(tdb_hash(b"id\0zz"), tdb_hash(b"id"));
+        // A long key exercises the shift wrap-around ((i * 5) % 24).
+        let long = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut v: u32 = 0x238F_13AFu32.wrapping_mul(long.len() as u32);
+        for (i, &b) in long.iter().enumerate() {
+            v = v.wrapping_add(u32::from(b) << ((i * 5) % 24));
+        }
+        assert_eq!(
+            tdb_hash(long),
+            1_103_515_243u32.wrapping_mul(v).wrapping_add(12345)
+        );
     }
 
     #[test]

@@ -40,12 +40,24 @@ pub(crate) struct Tok {
 /// Objects with more members than this get an ordered key index for duplicate detection.
 const LINEAR_DUP_SCAN: usize = 16;
 
+/// Reusable parser stack, so a message does not allocate one.
+#[derive(Default, Debug)]
+pub(crate) struct Scratch(Vec<Frame>);
+
+impl Clone for Scratch {
+    fn clone(&self) -> Self {
+        // Always empty between messages: nothing to copy.
+        Scratch::default()
+    }
+}
+
+#[derive(Debug)]
 enum Frame {
     Array(Vec<Value>),
     /// Waiting for a member's key (`index` is built once the object is big).
-    ObjectKey(Object, Option<BTreeSet<JsonString>>),
+    ObjectKey(Object, Option<Box<BTreeSet<JsonString>>>),
     /// Waiting for the value of `key`.
-    ObjectValue(Object, Option<BTreeSet<JsonString>>, JsonString),
+    ObjectValue(Object, Option<Box<BTreeSet<JsonString>>>, JsonString),
 }
 
 /// The parser's error messages (the part after `JSON parse error, `).
@@ -56,9 +68,15 @@ fn msg(s: &str) -> Msg {
 }
 
 /// Parse the tokens of one message. `Err` holds the first error's message, uncut.
-pub(crate) fn parse(text: &[u8], toks: &[Tok]) -> Result<Value, Msg> {
+pub(crate) fn parse(text: &[u8], toks: &[Tok], scratch: &mut Scratch) -> Result<Value, Msg> {
+    let result = parse_with(text, toks, &mut scratch.0);
+    // Partly built containers of a refused message are dropped here.
+    scratch.0.clear();
+    result
+}
+
+fn parse_with(text: &[u8], toks: &[Tok], stack: &mut Vec<Frame>) -> Result<Value, Msg> {
     let mut pos = 0usize;
-    let mut stack: Vec<Frame> = Vec::new();
     let peek = |pos: usize| toks.get(pos).copied();
     'value: loop {
         // parse_value: a token must start a value.
@@ -171,7 +189,7 @@ pub(crate) fn parse(text: &[u8], toks: &[Tok]) -> Result<Value, Msg> {
                     }
                     obj.push_unchecked(key, v);
                     if index.is_none() && obj.len() > LINEAR_DUP_SCAN {
-                        index = Some(obj.keys().cloned().collect());
+                        index = Some(Box::new(obj.keys().cloned().collect()));
                     }
                     match peek(pos) {
                         None => return Err(msg("premature EOI")),
@@ -216,12 +234,16 @@ pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
     let mut out = Vec::with_capacity(tok.len().saturating_sub(2));
     let mut i = 1;
     loop {
-        // Plain run: everything up to the next backslash or quote, validated as modified UTF-8.
-        let rest = &tok[i.min(tok.len())..];
-        let run = rest
-            .iter()
-            .position(|&c| c == b'\\' || c == quote)
-            .unwrap_or(rest.len());
+        // Plain run: everything up to the next backslash, validated as modified UTF-8. The
+        // lexer guarantees that an unescaped quote of the opening kind only ends the token.
+        let body_end = tok.len() - 1;
+        let rest = &tok[i.min(body_end)..body_end];
+        let run = if rest.len() < 32 {
+            rest.iter().position(|&c| c == b'\\')
+        } else {
+            memchr::memchr(b'\\', rest)
+        }
+        .unwrap_or(rest.len());
         copy_validated(&tok[i..i + run], &mut out)?;
         i += run;
         match tok.get(i) {

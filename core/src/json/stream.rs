@@ -67,6 +67,8 @@ pub struct JsonStreamer {
     ready: VecDeque<StreamItem>,
     /// Set when the current byte completed a message.
     completed: bool,
+    /// The parser's stack, kept between messages.
+    scratch: parser::Scratch,
 }
 
 impl Default for JsonStreamer {
@@ -89,6 +91,7 @@ impl JsonStreamer {
             token_size: 0,
             ready: VecDeque::new(),
             completed: false,
+            scratch: parser::Scratch::default(),
         }
     }
 
@@ -128,6 +131,17 @@ impl JsonStreamer {
                 i += run;
                 if i >= input.len() {
                     break;
+                }
+                // The usual next byte is the closing quote: finish the token right here.
+                if input[i] == quote && self.msg.len() - self.cur < self.limits.max_token_size {
+                    i += 1;
+                    self.msg.push(quote);
+                    self.lex = Lex::Start;
+                    self.text_token(TokKind::String);
+                    if self.completed {
+                        break;
+                    }
+                    continue;
                 }
             }
             let b = input[i];
@@ -182,6 +196,7 @@ impl JsonStreamer {
         self.completed = true;
     }
 
+    #[cold]
     fn emit_error(&mut self, kind: JsonErrorKind, desc: Vec<u8>) {
         self.discard();
         self.emit(StreamItem::Error(JsonError {
@@ -191,7 +206,7 @@ impl JsonStreamer {
     }
 
     /// `json_lexer_feed_char` for one byte.
-    #[inline]
+    #[inline(always)]
     fn step(&mut self, b: u8) {
         loop {
             match self.lex {
@@ -426,7 +441,7 @@ impl JsonStreamer {
     }
 
     /// `json_message_process_token` for a valid token of `len` bytes.
-    #[inline]
+    #[inline(always)]
     fn store(&mut self, tok: Tok, len: usize) {
         match tok.kind {
             TokKind::LCurly => self.braces += 1,
@@ -460,7 +475,13 @@ impl JsonStreamer {
         if (self.braces > 0 || self.brackets > 0) && self.braces >= 0 && self.brackets >= 0 {
             return;
         }
-        let result = parser::parse(&self.msg, &self.tokens);
+        self.complete();
+    }
+
+    /// The stored tokens form a message: parse it and emit the value or the error.
+    #[inline(never)]
+    fn complete(&mut self) {
+        let result = parser::parse(&self.msg, &self.tokens, &mut self.scratch);
         self.discard();
         match result {
             Ok(v) => self.emit(StreamItem::Value(v)),
@@ -475,37 +496,52 @@ impl JsonStreamer {
     }
 }
 
+/// Bytes examined per step of the bulk string scan; a fixed-size block lets the compiler
+/// turn the per-byte test into vector compares (no `unsafe`, no intrinsics).
+const SCAN_BLOCK: usize = 32;
+
+/// True when no byte of `block` ends or escapes a string or is a lexical error.
+#[inline(always)]
+fn block_is_plain(block: &[u8; SCAN_BLOCK], quote: u8) -> bool {
+    let mut bad = false;
+    for &b in block {
+        bad |= (b < 0x20) | (b >= 0xFE) | (b == quote) | (b == b'\\');
+    }
+    !bad
+}
+
 /// Length of the leading run of bytes that keep a string going without any decision:
-/// `0x20..=0xFD` except the closing quote and the backslash. Eight bytes at a time.
+/// `0x20..=0xFD` except the closing quote and the backslash.
 #[inline]
 fn plain_run(s: &[u8], quote: u8) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let q = ONES * u64::from(quote);
-    let bs = ONES * u64::from(b'\\');
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let mut i = 0;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // Any byte < 0x20 (exact for thresholds up to 0x80), == quote, == '\\', >= 0xFE.
-        let bad = (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
-            | has_zero(w ^ q)
-            | has_zero(w ^ bs)
-            | has_zero(!w & (ONES * 0xFE));
-        if bad != 0 {
+    let mut blocks = s.chunks_exact(SCAN_BLOCK);
+    for block in &mut blocks {
+        let block: &[u8; SCAN_BLOCK] = block.try_into().unwrap_or(&[0; SCAN_BLOCK]);
+        if !block_is_plain(block, quote) {
             break;
         }
-        i += 8;
+        i += SCAN_BLOCK;
     }
-    while i < s.len() {
-        let b = s[i];
-        if b < 0x20 || b >= 0xFE || b == quote || b == b'\\' {
-            break;
-        }
+    let stop = if quote == b'"' { &DQ_STOP } else { &SQ_STOP };
+    while i < s.len() && !stop[s[i] as usize] {
         i += 1;
     }
     i
+}
+
+/// Bytes that stop a plain run in a double-quoted (`DQ_STOP`) or single-quoted string.
+const DQ_STOP: [bool; 256] = stop_table(b'"');
+const SQ_STOP: [bool; 256] = stop_table(b'\'');
+
+const fn stop_table(quote: u8) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i < 0x20 || i >= 0xFE || i == quote as usize || i == b'\\' as usize;
+        i += 1;
+    }
+    t
 }
 
 #[cfg(test)]
@@ -515,8 +551,8 @@ mod tests {
     #[test]
     fn plain_run_stops_at_special_bytes() {
         for special in [b'"', b'\\', 0x00, 0x1F, 0xFE, 0xFF] {
-            for at in 0..20 {
-                let mut s = vec![b'x'; 20];
+            for at in 0..70 {
+                let mut s = vec![b'x'; 70];
                 s[at] = special;
                 assert_eq!(plain_run(&s, b'"'), at, "byte {special:#x} at {at}");
             }

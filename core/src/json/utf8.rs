@@ -83,18 +83,17 @@ pub(crate) fn encode(cp: i64, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Length of the leading run of ASCII bytes in `s`, eight bytes at a time.
+/// Length of the leading run of ASCII bytes in `s`, a block at a time (the fixed-size block
+/// lets the compiler use vector compares).
 #[inline]
 pub(crate) fn ascii_prefix_len(s: &[u8]) -> usize {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const BLOCK: usize = 32;
     let mut i = 0;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        if w & HIGH != 0 {
+    for block in s.chunks_exact(BLOCK) {
+        if !block.iter().fold(true, |acc, &b| acc & (b < 0x80)) {
             break;
         }
-        i += 8;
+        i += BLOCK;
     }
     while i < s.len() && s[i] < 0x80 {
         i += 1;
