@@ -127,11 +127,12 @@ fi
 
 common=(--duration "$DURATION" --clients "$CLIENTS")
 start_qmpd qmpd "$CLIENTS"
-QMPD_SOCK=(--socket "$WORK/qmpd.sock")
+# --pid adds the server's own CPU time per operation, which other load does not distort.
+QMPD_SOCK=(--socket "$WORK/qmpd.sock" --pid "$PID")
 QEMU_SOCK=()
 if [ "$HAVE_QEMU" = 1 ]; then
     start_qemu qemu "$CLIENTS"
-    QEMU_SOCK=(--socket "$WORK/qemu-{i}.sock" --socket-count "$CLIENTS")
+    QEMU_SOCK=(--socket "$WORK/qemu-{i}.sock" --socket-count "$CLIENTS" --pid "$PID")
 fi
 
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -89,7 +89,9 @@ impl Client {
     /// Sends `qmp_capabilities` (the first half of [`Client::negotiate`]).
     pub fn send_negotiate(&mut self, oob: bool) -> io::Result<()> {
         if oob && !contains(&self.greeting, b"\"oob\"") {
-            return Err(protocol("the server does not offer the oob capability".into()));
+            return Err(protocol(
+                "the server does not offer the oob capability".into(),
+            ));
         }
         self.send(if oob { NEGOTIATE_OOB } else { NEGOTIATE_PLAIN })
     }

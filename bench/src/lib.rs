@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod cpu;
 pub mod modes;
 pub mod opts;
 pub mod report;

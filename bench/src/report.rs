@@ -14,6 +14,8 @@ enum Figure {
     P99,
     /// `value`, lower is better (memory).
     ValueLower,
+    /// `server_cpu_us_per_op`, lower is better.
+    CpuPerOp,
 }
 
 /// A target of issue 7.
@@ -71,7 +73,9 @@ pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
         }
         let factor = match (s, b, figure) {
             (Some(s), Some(b), Figure::Value) if b > 0.0 => Some(s / b),
-            (Some(s), Some(b), Figure::P99 | Figure::ValueLower) if s > 0.0 => Some(b / s),
+            (Some(s), Some(b), Figure::P99 | Figure::ValueLower | Figure::CpuPerOp) if s > 0.0 => {
+                Some(b / s)
+            }
             _ => None,
         };
         let (target_text, verdict) = match target {
@@ -101,9 +105,36 @@ pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
             unit
         );
     }
+    let mut cpu_header = false;
+    for (mode, _, _) in LINES {
+        let s = median_figure(&runs, subject, mode, Figure::CpuPerOp);
+        let b = median_figure(&runs, base, mode, Figure::CpuPerOp);
+        if s.is_none() && b.is_none() {
+            continue;
+        }
+        if !cpu_header {
+            cpu_header = true;
+            let _ = writeln!(
+                out,
+                "server CPU time per operation (us, all threads; independent of other load):"
+            );
+        }
+        let factor = match (s, b) {
+            (Some(s), Some(b)) if s > 0.0 => format!("{:.1}x", b / s),
+            _ => "n/a".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<17} {:>14} {:>14} {:>10}",
+            mode,
+            fmt(s),
+            fmt(b),
+            factor
+        );
+    }
     let _ = writeln!(
         out,
-        "factor: how many times better {subject} is (throughput ratio {subject}/{base}; for p99 and RSS {base}/{subject}); figures are medians over rounds"
+        "factor: how many times better {subject} is (throughput ratio {subject}/{base}; for p99, RSS and CPU {base}/{subject}); figures are medians over rounds"
     );
     if skipped > 0 {
         let _ = writeln!(out, "({skipped} input lines were not results)");
@@ -120,6 +151,7 @@ fn median_figure(
     let key = match figure {
         Figure::P99 => "p99_us",
         Figure::Value | Figure::ValueLower => "value",
+        Figure::CpuPerOp => "server_cpu_us_per_op",
     };
     let mut v: Vec<f64> = runs
         .get(&(label.to_string(), mode.to_string()))?
@@ -153,8 +185,8 @@ mod tests {
 {\"label\":\"qmpd\",\"mode\":\"sequential\",\"value\":900.0}
 {\"label\":\"qmpd\",\"mode\":\"sequential\",\"value\":600.0}
 {\"label\":\"qemu\",\"mode\":\"sequential\",\"value\":100.0}
-{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":1000.0}
-{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":100.0}
+{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":1000.0,\"server_cpu_us_per_op\":2.0}
+{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":100.0,\"server_cpu_us_per_op\":50.0}
 {\"label\":\"qmpd\",\"mode\":\"oob-latency\",\"value\":1.0,\"p99_us\":150.0}
 {\"label\":\"qmpd\",\"mode\":\"idle\",\"value\":80.0}
 {\"label\":\"qemu\",\"mode\":\"idle\",\"value\":160.0}
@@ -179,6 +211,9 @@ not json
         assert_eq!(line("idle")[3], "2.0x");
         assert_eq!(line("idle")[7], "MISSED");
         assert!(!t.contains("\nlarge"));
+        let cpu = t.split("server CPU time").nth(1).unwrap();
+        let pip: Vec<_> = cpu.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(pip, ["pipelined", "2.0", "50.0", "25.0x"]);
         assert!(t.contains("(1 input lines were not results)"));
     }
 }

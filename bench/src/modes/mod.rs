@@ -16,8 +16,25 @@ use std::time::{Duration, Instant};
 use crate::opts::{Mode, Opts};
 use crate::stats::Outcome;
 
-/// Runs one mode against the server described by `opts`.
+/// Runs one mode against the server described by `opts`. With `--pid`, the server's CPU
+/// time over the whole mode (setup included) is added as `server_cpu_us_per_op` and
+/// `server_cpu_share` (CPU seconds per wall second).
 pub fn run(mode: Mode, opts: &Opts) -> io::Result<Outcome> {
+    let pid = opts.pid.filter(|_| mode != Mode::Idle);
+    let cpu_before = pid.map(crate::cpu::cpu_ns).transpose()?;
+    let mut out = run_mode(mode, opts)?;
+    if let (Some(pid), Some(before)) = (pid, cpu_before) {
+        let used = crate::cpu::cpu_ns(pid)?.saturating_sub(before) as f64;
+        out.extra
+            .push(("server_cpu_us_per_op", used / 1e3 / out.ops.max(1) as f64));
+        if out.secs > 0.0 {
+            out.extra.push(("server_cpu_share", used / 1e9 / out.secs));
+        }
+    }
+    Ok(out)
+}
+
+fn run_mode(mode: Mode, opts: &Opts) -> io::Result<Outcome> {
     match mode {
         Mode::Sequential => sequential::run(opts),
         Mode::Pipelined => pipelined::run(opts),
