@@ -358,10 +358,11 @@ impl Server {
         ret: Value,
         oob: bool,
     ) {
+        // Keys are distinct: skip the duplicate scan of `insert`.
         let mut o = Object::with_capacity(2);
-        o.insert("return", ret);
+        o.push_unchecked(JsonString::from("return"), ret);
         if let Some(id) = id {
-            o.insert("id", id);
+            o.push_unchecked(JsonString::from("id"), id);
         }
         self.emit(mid, &Value::Object(o), oob);
     }
@@ -384,15 +385,15 @@ impl Server {
             desc = JsonString::from("Expecting capabilities negotiation with 'qmp_capabilities'");
         }
         let mut err = Object::with_capacity(2);
-        err.insert("class", Value::string(class_name(class)));
-        err.insert("desc", Value::String(desc));
+        err.push_unchecked(JsonString::from("class"), Value::string(class_name(class)));
+        err.push_unchecked(JsonString::from("desc"), Value::String(desc));
         let mut o = Object::with_capacity(2);
         if let Some(id) = id {
             if !planted!(self, IdNotEchoedOnError) {
-                o.insert("id", id);
+                o.push_unchecked(JsonString::from("id"), id);
             }
         }
-        o.insert("error", Value::Object(err));
+        o.push_unchecked(JsonString::from("error"), Value::Object(err));
         self.emit(mid, &Value::Object(o), oob);
     }
 }

@@ -260,11 +260,21 @@ impl Monitor {
 pub(crate) struct MonitorTable {
     ids: Vec<MonitorId>,
     v: Vec<Monitor>,
+    /// Position of the last monitor looked up mutably: the driver touches one monitor several
+    /// times in a row (poll, pending output, written), so most lookups hit it.
+    hint: usize,
 }
 
 impl MonitorTable {
     #[inline]
     fn find(&self, id: &MonitorId) -> Result<usize, usize> {
+        if self.ids.get(self.hint) == Some(id) {
+            return Ok(self.hint);
+        }
+        // Fan-out touches monitors in id order: the next one is the likely next lookup.
+        if self.ids.get(self.hint + 1) == Some(id) {
+            return Ok(self.hint + 1);
+        }
         self.ids.binary_search(id)
     }
 
@@ -275,7 +285,9 @@ impl MonitorTable {
 
     #[inline]
     pub(crate) fn get_mut(&mut self, id: &MonitorId) -> Option<&mut Monitor> {
-        self.find(id).ok().map(|i| &mut self.v[i])
+        let i = self.find(id).ok()?;
+        self.hint = i;
+        Some(&mut self.v[i])
     }
 
     pub(crate) fn contains_key(&self, id: &MonitorId) -> bool {
