@@ -55,9 +55,9 @@ impl Clone for Scratch {
 enum Frame {
     Array(Vec<Value>),
     /// Waiting for a member's key (`index` is built once the object is big).
-    ObjectKey(Object, Option<Box<BTreeSet<JsonString>>>),
+    ObjectKey(Object, Option<BTreeSet<JsonString>>),
     /// Waiting for the value of `key`.
-    ObjectValue(Object, Option<Box<BTreeSet<JsonString>>>, JsonString),
+    ObjectValue(Object, Option<BTreeSet<JsonString>>, JsonString),
 }
 
 /// The parser's error messages (the part after `JSON parse error, `).
@@ -189,7 +189,7 @@ fn parse_with(text: &[u8], toks: &[Tok], stack: &mut Vec<Frame>) -> Result<Value
                     }
                     obj.push_unchecked(key, v);
                     if index.is_none() && obj.len() > LINEAR_DUP_SCAN {
-                        index = Some(Box::new(obj.keys().cloned().collect()));
+                        index = Some(obj.keys().cloned().collect());
                     }
                     match peek(pos) {
                         None => return Err(msg("premature EOI")),

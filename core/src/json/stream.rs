@@ -505,7 +505,7 @@ const SCAN_BLOCK: usize = 32;
 fn block_is_plain(block: &[u8; SCAN_BLOCK], quote: u8) -> bool {
     let mut bad = false;
     for &b in block {
-        bad |= (b < 0x20) | (b >= 0xFE) | (b == quote) | (b == b'\\');
+        bad |= !(0x20..0xFE).contains(&b) | (b == quote) | (b == b'\\');
     }
     !bad
 }
