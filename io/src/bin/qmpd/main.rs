@@ -21,7 +21,7 @@ struct Args {
     /// where on means QEMU's x-oob=on); `,pretty=on` pretty-print replies, events and the
     /// greeting; `,clients=N` serve N clients at once (default 1: like a QEMU socket chardev,
     /// the next client waits unanswered in the backlog until the current one leaves);
-    /// `,id=NAME` the chardev id shown by query-yank (default compat_monitor<i>, as QEMU's -qmp).
+    /// `,id=NAME` the chardev id shown by query-yank (default compat_monitorI for the I-th listener, as QEMU names -qmp chardevs).
     /// Unix sockets are created with mode 0600; TCP must be loopback unless --allow-remote.
     #[arg(long = "listen", value_name = "SPEC", required = true, value_parser = ListenSpec::parse)]
     listen: Vec<ListenSpec>,
