@@ -1,1 +1,15 @@
-//! loom models of qmp-io (under construction).
+//! loom models of qmp-io's locking and wake-up protocol.
+//!
+//! The models (in `tests/models.rs`) drive the shim's real [`qmp_io::shared::Shared`] — its
+//! lock, the dispatcher's condition variable, `apply`, `next_in_band`, `complete_in_band`,
+//! `emit_event`, `stop` — compiled against loom's primitives through `qmp_io::sync`. This crate
+//! only adds what stands in for the operating system: a waker that models the IO thread's
+//! `poll` sleep ([`harness::ModelWaker`]), a fixed clock, an in-memory "socket", and the few
+//! lines of the IO thread's loop that touch a socket (which cannot run under loom).
+//!
+//! Everything is behind `cfg(loom)`: run with `make loom` (`loom-tests/run.sh`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(loom)]
+pub mod harness;

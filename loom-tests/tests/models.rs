@@ -1,0 +1,456 @@
+//! The five loom models of the shim's threads, each with the planted bug it must catch.
+//!
+//! Every model runs the shim's real `Shared` code under loom; a `planted_*` test runs the same
+//! model with one step replaced by a deliberately wrong composition of the same real pieces
+//! (the wake-up or the lock in the wrong place) and must fail (`#[should_panic]`), which shows
+//! the model can see that class of bug. Run with `make loom`.
+#![cfg(loom)]
+
+use std::mem::ManuallyDrop;
+
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+use qmp_core::json::Object;
+use qmp_core::server::{CallId, CallResult, Input};
+use qmp_io::shared::Shared;
+use qmp_loom::harness::{
+    devnull, empty_return, lines, receive, setup, write_pending, FAST_OOB, MAX_PASSES, MON,
+};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The dispatcher completes an in-band call while the IO thread is about to sleep: no lost
+//    wake-up, the reply is written and the monitor (suspended by its in-flight request, OOB
+//    off) reads again.
+
+/// How the dispatcher reports a result in model 1.
+type Complete = fn(&Shared, CallId, CallResult);
+
+fn real_complete(shared: &Shared, call: CallId, result: CallResult) {
+    shared.complete_in_band(call, result);
+}
+
+/// Planted: the result is applied but the IO thread is never woken.
+fn complete_without_wake(shared: &Shared, call: CallId, result: CallResult) {
+    let close = shared
+        .lock()
+        .apply_locked(shared.now(), Input::Complete { call, result });
+    drop(close);
+}
+
+/// Planted: the IO thread is woken *before* the result is in the state, so it can look, find
+/// nothing, and go back to sleep for good.
+fn wake_before_complete(shared: &Shared, call: CallId, result: CallResult) {
+    shared.wake_io();
+    let close = shared
+        .lock()
+        .apply_locked(shared.now(), Input::Complete { call, result });
+    drop(close);
+}
+
+fn completion_wakes_io(complete: Complete) {
+    model(move || {
+        let (shared, waker) = setup(false);
+        receive(&shared, b"{\"execute\": \"slow\", \"id\": 1}", Vec::new());
+        assert!(
+            !shared.lock().server.wants_read(MON),
+            "OOB off: suspended while in flight"
+        );
+        waker.clear();
+
+        let d = shared.clone();
+        let dispatcher = thread::spawn(move || {
+            let call = d.next_in_band().expect("the queued request");
+            complete(&d, call.id, empty_return());
+        });
+
+        // The IO thread: write what is pending; done once the reply is out and the monitor
+        // reads again; otherwise sleep until woken.
+        let mut wire = Vec::new();
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            assert!(passes <= MAX_PASSES, "IO thread livelock");
+            wire.extend(write_pending(&shared, usize::MAX));
+            if !wire.is_empty() && shared.lock().server.wants_read(MON) {
+                break;
+            }
+            waker.sleep();
+        }
+        dispatcher.join().unwrap();
+        assert_eq!(lines(&wire), ["{\"return\": {}, \"id\": 1}\r\n"]);
+    });
+}
+
+#[test]
+fn m1_completion_wakes_the_io_thread() {
+    completion_wakes_io(real_complete);
+}
+
+#[test]
+#[should_panic]
+fn m1_planted_completion_without_wake() {
+    completion_wakes_io(complete_without_wake);
+}
+
+#[test]
+#[should_panic]
+fn m1_planted_wake_before_completion() {
+    completion_wakes_io(wake_before_complete);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A completion races with the monitor's close: no reply (and no pending transmit) after the
+//    close, no panic, no misuse, the descriptor passed with the request closed exactly once.
+
+/// How the IO thread closes the connection in model 2.
+type Close = fn(&Shared);
+
+/// What `io_thread::close` does with the state, in one critical section: apply `Close`, forget
+/// the monitor's pending transmit; descriptors are closed after the lock is released.
+fn real_close(shared: &Shared) {
+    let close = {
+        let mut st = shared.lock();
+        let close = st.apply_locked(shared.now(), Input::Close { monitor: MON });
+        st.transmit.remove(&MON);
+        close
+    };
+    drop(close);
+}
+
+/// Planted: the transmit entry is dropped in one critical section and `Close` applied in
+/// another, so a reply completed in between leaves a transmit for a closed monitor.
+fn close_in_two_steps(shared: &Shared) {
+    shared.lock().transmit.remove(&MON);
+    let close = shared
+        .lock()
+        .apply_locked(shared.now(), Input::Close { monitor: MON });
+    drop(close);
+}
+
+fn completion_races_close(close: Close) {
+    model(move || {
+        let (shared, _waker) = setup(false);
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 2}",
+            vec![devnull()],
+        );
+        assert_eq!(shared.lock().fds.len(), 1);
+
+        let d = shared.clone();
+        let dispatcher = thread::spawn(move || {
+            // The request may be dropped by the close before the dispatcher sees it; then it
+            // waits until the shim stops.
+            while let Some(call) = d.next_in_band() {
+                d.complete_in_band(call.id, empty_return());
+            }
+        });
+
+        close(&shared);
+        shared.stop();
+        dispatcher.join().unwrap();
+
+        let st = shared.lock();
+        assert!(
+            st.server.pending_output(MON).is_empty(),
+            "output after close"
+        );
+        assert!(!st.transmit.contains(&MON), "transmit for a closed monitor");
+        assert_eq!(st.misuse_count, 0, "the shim misused the core");
+        assert!(st.fds.is_empty(), "descriptor still held");
+        assert_eq!(
+            st.fds.closed_count(),
+            1,
+            "descriptor not closed exactly once"
+        );
+        assert!(st.server.held_fds().is_empty());
+        assert_eq!(st.server.outstanding_calls().count(), 0);
+    });
+}
+
+#[test]
+fn m2_completion_races_close() {
+    completion_races_close(real_close);
+}
+
+#[test]
+#[should_panic]
+fn m2_planted_close_in_two_critical_sections() {
+    completion_races_close(close_in_two_steps);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. An event emitted from a third thread during a partial write: no line is ever interleaved.
+
+/// How the event source emits in model 3.
+type Emit = fn(&Shared, &Mutex<Vec<u8>>);
+
+fn real_emit(shared: &Shared, _socket: &Mutex<Vec<u8>>) {
+    shared.emit_event("STOP", Object::new());
+}
+
+/// Planted: the emitting thread flushes the monitor's output to the socket itself (as QEMU
+/// did before output moved to the IO thread), while the IO thread may be mid-line.
+fn emit_and_write(shared: &Shared, socket: &Mutex<Vec<u8>>) {
+    shared.emit_event("STOP", Object::new());
+    let bytes = write_pending(shared, usize::MAX);
+    socket.lock().unwrap().extend(bytes);
+}
+
+/// Bytes the IO thread writes per `write` call: small, so every line takes several writes.
+const PARTIAL: usize = 16;
+
+fn event_during_partial_write(emit: Emit) {
+    model(move || {
+        let (shared, waker) = setup(true);
+        // A reply to write, partially, while the event arrives.
+        receive(
+            &shared,
+            b"{\"exec-oob\": \"fast-oob\", \"id\": \"o\"}",
+            Vec::new(),
+        );
+        let call = shared.lock().oob_calls.pop_front().expect("an OOB call");
+        assert_eq!(call.command, FAST_OOB);
+        shared.apply(Input::Complete {
+            call: call.id,
+            result: empty_return(),
+        });
+        waker.clear();
+
+        let socket = Arc::new(Mutex::new(Vec::new()));
+        // Set by the event source when it is done, so the IO thread knows when to stop
+        // (harness bookkeeping, not part of the shim).
+        let done = Arc::new(AtomicBool::new(false));
+        let (e, s, d) = (shared.clone(), socket.clone(), done.clone());
+        let emitter = thread::spawn(move || {
+            emit(&e, &s);
+            d.store(true, Ordering::SeqCst);
+            e.wake_io();
+        });
+
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            assert!(passes <= 4 * MAX_PASSES, "IO thread livelock");
+            let chunk = write_pending(&shared, PARTIAL);
+            let idle = chunk.is_empty();
+            socket.lock().unwrap().extend(chunk);
+            if idle {
+                if done.load(Ordering::SeqCst)
+                    && shared.lock().server.pending_output(MON).is_empty()
+                {
+                    break;
+                }
+                waker.sleep();
+            }
+        }
+        emitter.join().unwrap();
+        let wire = socket.lock().unwrap().clone();
+        let got = lines(&wire);
+        let reply = "{\"return\": {}, \"id\": \"o\"}\r\n".to_owned();
+        let event = "{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n".to_owned();
+        assert!(
+            got == [reply.clone(), event.clone()] || got == [event, reply],
+            "interleaved output: {got:?}"
+        );
+    });
+}
+
+#[test]
+fn m3_event_during_partial_write() {
+    event_during_partial_write(real_emit);
+}
+
+#[test]
+#[should_panic]
+fn m3_planted_event_written_by_its_own_thread() {
+    event_during_partial_write(emit_and_write);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. External suspend/resume from other threads stay balanced, and the monitor reads again
+//    afterwards: the IO thread, which skips a suspended monitor, is woken when it may read.
+
+/// How another subsystem resumes the monitor in model 4.
+type Resume = fn(&Shared);
+
+fn real_resume(shared: &Shared) {
+    shared.apply(Input::Resume { monitor: MON });
+}
+
+/// Planted: the resume is applied under the lock but nobody tells the IO thread.
+fn resume_without_wake(shared: &Shared) {
+    let close = shared
+        .lock()
+        .apply_locked(shared.now(), Input::Resume { monitor: MON });
+    drop(close);
+}
+
+fn suspend_resume_balanced(resume: Resume) {
+    model(move || {
+        let (shared, waker) = setup(false);
+        // Two subsystems, each suspending then resuming.
+        let mut others = Vec::new();
+        for _ in 0..2 {
+            let s = shared.clone();
+            others.push(thread::spawn(move || {
+                s.apply(Input::Suspend { monitor: MON });
+                resume(&s);
+            }));
+        }
+        // The IO thread has one request waiting in the socket: it reads it only while the
+        // monitor wants input, and sleeps otherwise.
+        let mut read = false;
+        let mut wire = Vec::new();
+        let mut passes = 0;
+        while !(read && !wire.is_empty()) {
+            passes += 1;
+            assert!(passes <= MAX_PASSES, "IO thread livelock");
+            let wants = shared.lock().server.wants_read(MON);
+            if !read && wants {
+                receive(
+                    &shared,
+                    b"{\"execute\": \"query-version\", \"id\": 4}",
+                    Vec::new(),
+                );
+                read = true;
+                // No dispatcher thread here: let the core run the built-in command, as the
+                // dispatcher's `next_in_band` would.
+                shared.apply(Input::NextInBand);
+            }
+            wire.extend(write_pending(&shared, usize::MAX));
+            if !(read && !wire.is_empty()) {
+                waker.sleep();
+            }
+        }
+        for t in others {
+            t.join().unwrap();
+        }
+        let st = shared.lock();
+        assert_eq!(st.server.suspend_count(MON), 0, "suspends not balanced");
+        assert!(st.server.wants_read(MON));
+        assert_eq!(st.misuse_count, 0);
+        assert!(String::from_utf8_lossy(&wire).contains("\"id\": 4"));
+    });
+}
+
+#[test]
+#[ignore = "open bug in qmp-io: Shared::apply(Resume) does not wake the IO thread (FUZZING.md)"]
+fn m4_suspend_resume_balanced() {
+    suspend_resume_balanced(real_resume);
+}
+
+#[test]
+#[should_panic]
+fn m4_planted_resume_without_wake() {
+    suspend_resume_balanced(resume_without_wake);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. An out-of-band call completes while an in-band handler is blocked: handlers run without
+//    the lock, so the IO thread can run and answer the OOB request meanwhile.
+
+/// How the dispatcher runs its (blocking) handler in model 5.
+type RunBlocked = fn(&Shared, &Gate);
+
+/// Opened by the IO thread once the OOB reply is on the wire.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut o = self.open.lock().unwrap();
+        while !*o {
+            o = self.cv.wait(o).unwrap();
+        }
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+fn real_blocked_handler(_shared: &Shared, gate: &Gate) {
+    gate.wait();
+}
+
+/// Planted: the handler runs with the server lock held.
+fn handler_under_lock(shared: &Shared, gate: &Gate) {
+    // ManuallyDrop: see the dispatcher thread in `oob_while_inband_blocked`.
+    let st = ManuallyDrop::new(shared.lock());
+    gate.wait();
+    drop(ManuallyDrop::into_inner(st));
+}
+
+fn oob_while_inband_blocked(run: RunBlocked) {
+    model(move || {
+        let (shared, waker) = setup(true);
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": \"ib\"}{\"exec-oob\": \"fast-oob\", \"id\": \"o\"}",
+            Vec::new(),
+        );
+        waker.clear();
+        let gate = Arc::new(Gate::default());
+
+        // ManuallyDrop: if loom reports a deadlock while this thread is blocked, unwinding it
+        // must not drop loom objects (that calls into the finished execution and aborts).
+        let (d, g) = (
+            ManuallyDrop::new(shared.clone()),
+            ManuallyDrop::new(gate.clone()),
+        );
+        let dispatcher = thread::spawn(move || {
+            let call = d.next_in_band().expect("the in-band request");
+            run(&d, &g);
+            d.complete_in_band(call.id, empty_return());
+            drop(ManuallyDrop::into_inner(d));
+            drop(ManuallyDrop::into_inner(g));
+        });
+
+        // The IO thread: run the OOB call (unlocked), complete it, write the reply, then let
+        // the in-band handler finish and write its reply.
+        let call = shared.lock().oob_calls.pop_front().expect("the OOB call");
+        shared.apply(Input::Complete {
+            call: call.id,
+            result: empty_return(),
+        });
+        let mut wire = write_pending(&shared, usize::MAX);
+        assert_eq!(lines(&wire), ["{\"return\": {}, \"id\": \"o\"}\r\n"]);
+        gate.open();
+        let mut passes = 0;
+        while lines(&wire).len() < 2 {
+            passes += 1;
+            assert!(passes <= MAX_PASSES, "IO thread livelock");
+            let more = write_pending(&shared, usize::MAX);
+            if more.is_empty() {
+                waker.sleep();
+            }
+            wire.extend(more);
+        }
+        dispatcher.join().unwrap();
+        assert_eq!(lines(&wire)[1], "{\"return\": {}, \"id\": \"ib\"}\r\n");
+    });
+}
+
+#[test]
+fn m5_oob_while_inband_blocked() {
+    oob_while_inband_blocked(real_blocked_handler);
+}
+
+#[test]
+#[should_panic]
+fn m5_planted_handler_under_lock() {
+    oob_while_inband_blocked(handler_under_lock);
+}
