@@ -92,10 +92,8 @@ pub fn equivalent(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| {
-                    y.get_bytes(k.as_bytes())
-                        .is_some_and(|w| equivalent(v, w))
-                })
+                && x.iter()
+                    .all(|(k, v)| y.get_bytes(k.as_bytes()).is_some_and(|w| equivalent(v, w)))
         }
         _ => same_number(a, b),
     }
@@ -169,9 +167,7 @@ fn matches_serde(q: &Value, s: &serde_json::Value) -> bool {
     match (q, s) {
         (Value::Null, S::Null) => true,
         (Value::Bool(a), S::Bool(b)) => a == b,
-        (Value::String(a), S::String(b)) => {
-            decode_modified_utf8_lossy(a.as_bytes()) == *b
-        }
+        (Value::String(a), S::String(b)) => decode_modified_utf8_lossy(a.as_bytes()) == *b,
         (Value::Array(a), S::Array(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches_serde(x, y))
         }
@@ -215,9 +211,9 @@ fn has_noncharacter(text: &str) -> bool {
         match v {
             serde_json::Value::String(s) => s.chars().any(|c| f(u32::from(c))),
             serde_json::Value::Array(a) => a.iter().any(|x| walk(x, f)),
-            serde_json::Value::Object(o) => o.iter().any(|(k, x)| {
-                k.chars().any(|c| f(u32::from(c))) || walk(x, f)
-            }),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .any(|(k, x)| k.chars().any(|c| f(u32::from(c))) || walk(x, f)),
             _ => false,
         }
     }

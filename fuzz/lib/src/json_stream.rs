@@ -43,7 +43,10 @@ fn feed_all(s: &mut JsonStreamer, chunk: &[u8], out: &mut Vec<StreamItem>) {
         assert!(n >= 1, "feed consumed nothing of {} bytes", rest.len());
         assert!(n <= rest.len(), "feed claims {n} of {} bytes", rest.len());
         if n < rest.len() {
-            assert!(s.has_ready(), "feed stopped at byte {n} without a completed message");
+            assert!(
+                s.has_ready(),
+                "feed stopped at byte {n} without a completed message"
+            );
         }
         rest = &rest[n..];
         let before = out.len();
@@ -91,7 +94,11 @@ pub fn run(data: &[u8]) {
     let mut rest = payload;
     let mut i = 0;
     while !rest.is_empty() {
-        let len = if lens.is_empty() { 1 } else { lens[i % lens.len()] };
+        let len = if lens.is_empty() {
+            1
+        } else {
+            lens[i % lens.len()]
+        };
         let (chunk, tail) = rest.split_at(len.min(rest.len()));
         feed_all(&mut s, chunk, &mut chunked);
         rest = tail;

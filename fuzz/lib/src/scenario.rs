@@ -20,13 +20,13 @@
 use arbitrary::{Arbitrary, Unstructured};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
-    CallResult, CommandSpec, Config, ErrorClass, FdId, Input, Instant, MonitorId,
-    MonitorOptions, RunState, Server, Timestamp,
+    CallResult, CommandSpec, Config, ErrorClass, FdId, Input, Instant, MonitorId, MonitorOptions,
+    RunState, Server, Timestamp,
 };
 
 use crate::cursor::Cursor;
-use crate::known;
 use crate::json_stream::SMALL_LIMITS;
+use crate::known;
 
 /// Most operations decoded from one input: keeps one execution short.
 pub const MAX_OPS: usize = 256;
@@ -69,7 +69,13 @@ pub const CANNED: &[&[u8]] = &[
 ];
 
 /// Events an embedder emits, picked by index (operation tag 8); two are throttled by default.
-const EVENTS: &[&str] = &["STOP", "RESUME", "RTC_CHANGE", "VSERPORT_CHANGE", "SHUTDOWN"];
+const EVENTS: &[&str] = &[
+    "STOP",
+    "RESUME",
+    "RTC_CHANGE",
+    "VSERPORT_CHANGE",
+    "SHUTDOWN",
+];
 
 /// A decoded scenario: what the server is configured with and what happens to it.
 #[derive(Debug, Clone)]
@@ -140,7 +146,10 @@ fn call_result(sel: u8) -> CallResult {
             o.insert("s", Value::string("\u{e9}\"\\\n"));
             CallResult::Return(Value::Object(o))
         }
-        2 => CallResult::Return(Value::Array(vec![Value::Double(0.1), Value::UInt(u64::MAX)])),
+        2 => CallResult::Return(Value::Array(vec![
+            Value::Double(0.1),
+            Value::UInt(u64::MAX),
+        ])),
         _ => CallResult::Error {
             class: ErrorClass::GenericError,
             desc: format!("failed {sel}"),
@@ -223,13 +232,21 @@ impl Scenario {
                     let nfds = c.u8() % 3;
                     let bytes = c.bytes(len.min(MAX_RECEIVE)).to_vec();
                     let fds = b.fresh_fds(nfds);
-                    b.push(Input::Receive { monitor, bytes, fds });
+                    b.push(Input::Receive {
+                        monitor,
+                        bytes,
+                        fds,
+                    });
                 }
                 2 => {
                     let sel = c.u8();
                     let bytes = CANNED[usize::from(sel) % CANNED.len()].to_vec();
                     let fds = b.fresh_fds(u8::from(sel & 0x80 != 0));
-                    b.push(Input::Receive { monitor, bytes, fds });
+                    b.push(Input::Receive {
+                        monitor,
+                        bytes,
+                        fds,
+                    });
                 }
                 3 => {
                     let frac = usize::from(c.u8());
@@ -264,8 +281,7 @@ impl Scenario {
                         data: event_data(sel >> 3),
                         timestamp: Timestamp {
                             seconds: 1_700_000_000 + secs,
-                            microseconds: i64::try_from((b.now / 1000) % 1_000_000)
-                                .unwrap_or(0),
+                            microseconds: i64::try_from((b.now / 1000) % 1_000_000).unwrap_or(0),
                         },
                     });
                 }
@@ -327,8 +343,11 @@ impl Scenario {
 /// The target body.
 pub fn run(data: &[u8]) {
     let s = Scenario::decode(data);
-    let Some(first) = known::check(qmp_sim::check::run_inputs(&s.config, &s.registry, &s.inputs))
-    else {
+    let Some(first) = known::check(qmp_sim::check::run_inputs(
+        &s.config,
+        &s.registry,
+        &s.inputs,
+    )) else {
         return;
     };
     let second = qmp_sim::check::run_inputs(&s.config, &s.registry, &s.inputs)
@@ -339,7 +358,10 @@ pub fn run(data: &[u8]) {
         s.refused.len() as u64,
         "checker and plain server refuse different inputs"
     );
-    assert_eq!(first.digest, s.digest, "checker and plain server digests differ");
+    assert_eq!(
+        first.digest, s.digest,
+        "checker and plain server digests differ"
+    );
 }
 
 #[cfg(test)]

@@ -22,13 +22,28 @@
 use qmp_core::server::{Config, FdId, Input, Instant, MonitorId, MonitorOptions};
 
 use crate::cursor::Cursor;
-use crate::known;
 use crate::json_stream::SMALL_LIMITS;
+use crate::known;
 use crate::scenario::SMALL_OUTPUT_LIMIT;
 
 /// Chunk sizes selectable by the header's high nibble.
 pub const CHUNKS: [usize; 16] = [
-    1, 2, 3, 5, 7, 11, 16, 31, 64, 100, 255, 256, 1000, 1024, 4096, usize::MAX,
+    1,
+    2,
+    3,
+    5,
+    7,
+    11,
+    16,
+    31,
+    64,
+    100,
+    255,
+    256,
+    1000,
+    1024,
+    4096,
+    usize::MAX,
 ];
 
 /// The monitor every input goes to.
@@ -37,7 +52,13 @@ const MON: MonitorId = MonitorId(1);
 /// Nanoseconds between inputs: every input gets a distinct `now`.
 const STEP_NS: u64 = 1_000;
 
-fn inputs(oob_capable: bool, pretty: bool, oob: bool, payload: &[u8], chunk: usize) -> Vec<(Instant, Input)> {
+fn inputs(
+    oob_capable: bool,
+    pretty: bool,
+    oob: bool,
+    payload: &[u8],
+    chunk: usize,
+) -> Vec<(Instant, Input)> {
     let negotiate: &[u8] = if oob {
         b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}\n"
     } else {
@@ -113,9 +134,9 @@ pub fn run(data: &[u8]) {
         // which request sees them, so compare only payloads short enough to carry none.
         if payload.len() <= chunk.saturating_mul(7) {
             let whole = inputs(oob_capable, pretty, oob, payload, usize::MAX);
-            let Some(one) =
-                known::check(qmp_sim::check::run_inputs_driven(&config, &registry, &whole))
-            else {
+            let Some(one) = known::check(qmp_sim::check::run_inputs_driven(
+                &config, &registry, &whole,
+            )) else {
                 return;
             };
             assert_eq!(

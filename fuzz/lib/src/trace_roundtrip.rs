@@ -40,7 +40,10 @@ pub fn record(s: &Scenario) -> (String, Vec<usize>) {
 fn structured(data: &[u8]) {
     let s = Scenario::decode(data);
     let (text, refused) = record(&s);
-    assert_eq!(refused, s.refused, "recording changed which inputs are refused");
+    assert_eq!(
+        refused, s.refused,
+        "recording changed which inputs are refused"
+    );
 
     let report = replay(&text).unwrap_or_else(|e| panic!("own trace does not replay: {e}"));
     assert!(

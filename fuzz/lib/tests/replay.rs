@@ -104,7 +104,9 @@ fn write_raw_trace_seeds() {
         let (text, _) = qmp_fuzz::trace_roundtrip::record(&s);
         let mut seed = vec![1u8];
         seed.extend_from_slice(text.as_bytes());
-        let out = dir.join("trace_roundtrip").join(format!("seed-raw-{}", &name[5..]));
+        let out = dir
+            .join("trace_roundtrip")
+            .join(format!("seed-raw-{}", &name[5..]));
         std::fs::write(out, seed).unwrap();
     }
 }
