@@ -249,12 +249,14 @@ impl IoLoop {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.listeners[i].backlog = false
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if e.kind() == io::ErrorKind::Interrupted
+                            || e.kind() == io::ErrorKind::ConnectionAborted => {}
                     Err(e) => {
-                        // ECONNABORTED, EMFILE...: leave the backlog flag set only if it may
-                        // clear by itself; stop this round either way.
+                        // EMFILE and the like: retrying at once would spin. The next readable
+                        // edge or the next client leaving sets the flag again.
                         tracing::warn!(listener = i, error = %e, "accept failed");
-                        break;
+                        self.listeners[i].backlog = false;
                     }
                 }
             }
