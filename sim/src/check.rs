@@ -1,0 +1,362 @@
+//! Invariants that need no knowledge of client intent, over any input sequence: the library
+//! entry point for fuzz targets, trace replay and shrinking.
+//!
+//! Stable API:
+//! - [`run_inputs`]: apply inputs exactly as given (completions come from the inputs);
+//! - [`run_inputs_driven`]: also act as a trivial embedder (complete every call at once with
+//!   `{}`, run the dispatcher whenever it is ready, write all pending output);
+//! - [`check_output_line`]: one output message is acceptable QMP output.
+//!
+//! Inputs the core refuses as API misuse are skipped (the core must leave its state unchanged
+//! for them), so arbitrary input lists are fine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use qmp_core::json::{Object, Value};
+use qmp_core::server::{
+    CallId, CallResult, CommandSpec, Config, Input, Instant, MonitorId, Output, Server,
+};
+
+use crate::failure::{panic_text, Failure};
+use crate::model::{is_event, show};
+use crate::wire::{split_messages, validate_message};
+use crate::world::{MEMORY_SLACK, QUEUE_MAX};
+
+/// What a checked run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Inputs applied (including refused ones).
+    pub inputs: u64,
+    /// Inputs the core refused as misuse.
+    pub refused: u64,
+    /// Output messages checked.
+    pub messages: u64,
+    /// The core's output digest at the end.
+    pub digest: u64,
+}
+
+/// Checks one complete output message (`\r\n` included): valid JSON or QEMU's documented
+/// `inf`/`nan`, an object, printable ASCII, CRLF line ends.
+pub fn check_output_line(msg: &[u8]) -> Result<(), Failure> {
+    validate_message(msg).map_err(|e| {
+        Failure::correctness(
+            "output-json",
+            format!("{} at byte {}: {}", e.what, e.at, show(msg)),
+        )
+    })
+}
+
+#[derive(Default)]
+struct Mon {
+    pretty: bool,
+    rx: Vec<u8>,
+    unwritten: usize,
+}
+
+struct Checker {
+    server: Server,
+    mons: BTreeMap<MonitorId, Mon>,
+    passed_fds: BTreeSet<u64>,
+    closed_fds: BTreeSet<u64>,
+    calls: BTreeMap<CallId, bool>,
+    report: CheckReport,
+    driven: bool,
+}
+
+impl Checker {
+    fn apply(&mut self, now: Instant, input: Input) -> Result<(), Failure> {
+        let mut queue = vec![input];
+        while let Some(input) = queue.pop() {
+            self.report.inputs += 1;
+            let step = self.report.inputs;
+            let at = |f: Failure| f.at(step, now.0);
+            let fresh_fds: Vec<u64> = match &input {
+                Input::Receive { fds, .. } => fds.iter().map(|f| f.0).collect(),
+                _ => Vec::new(),
+            };
+            let opened = match &input {
+                Input::Open { monitor, options } => Some((*monitor, options.pretty)),
+                _ => None,
+            };
+            let closed = match &input {
+                Input::Close { monitor } => Some(*monitor),
+                _ => None,
+            };
+            let written = match &input {
+                Input::Written { monitor, n } => Some((*monitor, *n)),
+                _ => None,
+            };
+            let completed = match &input {
+                Input::Complete { call, .. } => Some(*call),
+                _ => None,
+            };
+            let server = &mut self.server;
+            let r = catch_unwind(AssertUnwindSafe(|| server.handle(now, input)));
+            match r {
+                Err(p) => return Err(at(Failure::crash(panic_text(p.as_ref())))),
+                Ok(Err(_)) => {
+                    self.report.refused += 1;
+                    continue;
+                }
+                Ok(Ok(())) => {}
+            }
+            for fd in fresh_fds {
+                if !self.passed_fds.insert(fd) {
+                    // The same id passed twice is a driver error; tracking stops being exact.
+                    self.closed_fds.remove(&fd);
+                }
+            }
+            if let Some((m, pretty)) = opened {
+                self.mons.insert(
+                    m,
+                    Mon {
+                        pretty,
+                        ..Mon::default()
+                    },
+                );
+            }
+            if let Some(m) = closed {
+                self.mons.remove(&m);
+                if !self.server.pending_output(m).is_empty() {
+                    return Err(at(Failure::correctness(
+                        "output-after-close",
+                        format!("monitor {} still has output after Close", m.0),
+                    )));
+                }
+            }
+            if let Some((m, n)) = written {
+                if let Some(mon) = self.mons.get_mut(&m) {
+                    mon.unwritten = mon.unwritten.saturating_sub(n);
+                }
+            }
+            if let Some(c) = completed {
+                self.calls.remove(&c);
+            }
+            while let Some(out) = self.server.poll_output() {
+                match out {
+                    Output::Call(c) => {
+                        if self
+                            .calls
+                            .insert(c.id, c.lane == qmp_core::server::Lane::InBand)
+                            .is_some()
+                        {
+                            return Err(at(Failure::correctness(
+                                "call-id-reused",
+                                format!("call {} issued twice", c.id.0),
+                            )));
+                        }
+                        if !self.mons.contains_key(&c.monitor) {
+                            return Err(at(Failure::correctness(
+                                "call-after-close",
+                                format!(
+                                    "{} call for monitor {} which is not open",
+                                    c.command, c.monitor.0
+                                ),
+                            )));
+                        }
+                        if self.calls.values().filter(|inband| **inband).count() > 1 {
+                            return Err(at(Failure::correctness(
+                                "dispatcher-overlap",
+                                "two in-band calls outstanding at once",
+                            )));
+                        }
+                        if self.driven {
+                            queue.insert(
+                                0,
+                                Input::Complete {
+                                    call: c.id,
+                                    result: CallResult::Return(Value::Object(Object::new())),
+                                },
+                            );
+                        }
+                    }
+                    Output::Transmit(m) => {
+                        if !self.mons.contains_key(&m) {
+                            return Err(at(Failure::correctness(
+                                "output-after-close",
+                                format!("Transmit for monitor {} which is not open", m.0),
+                            )));
+                        }
+                    }
+                    Output::CloseFd(fd) => {
+                        if !self.passed_fds.contains(&fd.0) {
+                            return Err(at(Failure::correctness(
+                                "fd-unknown",
+                                format!("CloseFd {} never passed in", fd.0),
+                            )));
+                        }
+                        if !self.closed_fds.insert(fd.0) {
+                            return Err(at(Failure::correctness(
+                                "fd-twice",
+                                format!("fd {} closed twice", fd.0),
+                            )));
+                        }
+                    }
+                    Output::Disconnect { monitor, .. } => {
+                        if !self.mons.contains_key(&monitor) {
+                            return Err(at(Failure::correctness(
+                                "disconnect-closed",
+                                format!("Disconnect for monitor {} which is not open", monitor.0),
+                            )));
+                        }
+                    }
+                }
+            }
+            self.check_monitors(step, now)?;
+            if self.driven {
+                if self.server.dispatcher_ready() {
+                    queue.insert(0, Input::NextInBand);
+                }
+                for (&m, mon) in &self.mons {
+                    let pending = self.server.pending_output(m).len();
+                    if pending > 0 && mon.unwritten == pending {
+                        queue.insert(
+                            0,
+                            Input::Written {
+                                monitor: m,
+                                n: pending,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_monitors(&mut self, step: u64, now: Instant) -> Result<(), Failure> {
+        let at = |f: Failure| f.at(step, now.0);
+        let mut pending_total = 0;
+        for (&m, mon) in self.mons.iter_mut() {
+            let pending = self.server.pending_output(m);
+            pending_total += pending.len();
+            if pending.len() < mon.unwritten {
+                return Err(at(Failure::correctness(
+                    "pending-shrank",
+                    format!("monitor {}: pending output shrank without a write", m.0),
+                )));
+            }
+            let fresh = &pending[mon.unwritten..];
+            mon.unwritten = pending.len();
+            mon.rx.extend_from_slice(fresh);
+            for msg in split_messages(&mut mon.rx, mon.pretty) {
+                self.report.messages += 1;
+                check_output_line(&msg).map_err(at)?;
+                if is_event(&msg) && !self.server.is_negotiated(m) {
+                    return Err(at(Failure::correctness(
+                        "event-before-negotiation",
+                        format!(
+                            "monitor {} got an event in negotiation mode: {}",
+                            m.0,
+                            show(&msg)
+                        ),
+                    )));
+                }
+            }
+            let q = self.server.queue_len(m);
+            if q > QUEUE_MAX {
+                return Err(at(Failure::correctness(
+                    "queue-limit",
+                    format!("monitor {} queue {q}", m.0),
+                )));
+            }
+            if !self.server.oob_enabled(m) && q > 1 {
+                return Err(at(Failure::correctness(
+                    "queue-without-oob",
+                    format!("monitor {} queue {q} with OOB off", m.0),
+                )));
+            }
+            if self.server.wants_read(m) && self.server.suspend_count(m) != 0 {
+                return Err(at(Failure::correctness(
+                    "wants-read",
+                    format!("monitor {} wants_read while suspended", m.0),
+                )));
+            }
+        }
+        let est = self.server.memory_estimate();
+        if est
+            > MEMORY_SLACK
+                + 2 * pending_total
+                + 2 * self.server.config().input_buffer_limit * self.mons.len()
+        {
+            return Err(at(Failure::correctness(
+                "memory",
+                format!("memory estimate {est} bytes"),
+            )));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<CheckReport, Failure> {
+        let held: BTreeSet<u64> = self.server.held_fds().into_iter().map(|f| f.0).collect();
+        for fd in &held {
+            if self.closed_fds.contains(fd) {
+                return Err(Failure::correctness(
+                    "fd-twice",
+                    format!("fd {fd} both closed and still held"),
+                ));
+            }
+        }
+        let lost: Vec<&u64> = self
+            .passed_fds
+            .iter()
+            .filter(|fd| !held.contains(fd) && !self.closed_fds.contains(fd))
+            .collect();
+        if !lost.is_empty() {
+            return Err(Failure::correctness(
+                "fd-leak",
+                format!("fds neither held nor closed: {lost:?}"),
+            ));
+        }
+        self.report.digest = self.server.digest().0;
+        Ok(self.report)
+    }
+}
+
+fn run(
+    config: &Config,
+    registry: &[CommandSpec],
+    inputs: &[(Instant, Input)],
+    driven: bool,
+) -> Result<CheckReport, Failure> {
+    let mut server = Server::new(config.clone());
+    for spec in registry {
+        let _ = server.register(spec.clone());
+    }
+    let mut c = Checker {
+        server,
+        mons: BTreeMap::new(),
+        passed_fds: BTreeSet::new(),
+        closed_fds: BTreeSet::new(),
+        calls: BTreeMap::new(),
+        report: CheckReport::default(),
+        driven,
+    };
+    let mut last = Instant(0);
+    for (now, input) in inputs {
+        // Time never goes backwards for the core; a fuzzer's list may, so clamp.
+        last = last.max(*now);
+        c.apply(last, input.clone())?;
+    }
+    c.finish()
+}
+
+/// Applies `inputs` as given and checks every intent-free invariant after each one.
+pub fn run_inputs(
+    config: &Config,
+    registry: &[CommandSpec],
+    inputs: &[(Instant, Input)],
+) -> Result<CheckReport, Failure> {
+    run(config, registry, inputs, false)
+}
+
+/// Like [`run_inputs`], but also acts as a trivial embedder: completes calls with `{}` at once,
+/// feeds `NextInBand` whenever the dispatcher is ready and writes all pending output.
+pub fn run_inputs_driven(
+    config: &Config,
+    registry: &[CommandSpec],
+    inputs: &[(Instant, Input)],
+) -> Result<CheckReport, Failure> {
+    run(config, registry, inputs, true)
+}

@@ -1,0 +1,741 @@
+//! Simulated clients: what they send and, for every request, what the spec says must come back.
+//!
+//! A client owns one monitor. Per connection it decides whether to negotiate and whether to ask
+//! for OOB, then sends a mix of well-formed requests, malformed ones, garbage, big and deep
+//! payloads, out-of-band requests and the blocking `x-oob-test` pair, spelling them in the
+//! ways real clients do. Expectations are computed here, per dialect, from the spec texts.
+
+use qmp_core::server::Dialect;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::{err_reply, ok_reply, ConnModel, Expect, ExpectCall, ReplyLane, Session};
+use crate::options::Options;
+use crate::registry::{handler_result, ECHO, OOB_ECHO, OOB_TEST};
+use crate::wire::{encode_request, Spelling, J};
+
+/// Largest string payload a client puts in one request.
+pub const MAX_PAD_BYTES: usize = 96 * 1024;
+/// Deepest nesting of a payload that must be accepted (QEMU's limit is 1024, the request
+/// object and `arguments` take two levels).
+pub const MAX_OK_DEPTH: usize = 1000;
+
+/// One write's worth of client traffic and what it must cause.
+#[derive(Debug, Default)]
+pub struct Planned {
+    /// Bytes to send.
+    pub bytes: Vec<u8>,
+    /// Replies due, in send order.
+    pub expects: Vec<Expect>,
+    /// Handler calls the requests must cause.
+    pub calls: Vec<ExpectCall>,
+    /// This is the blocking pair (lock in-band, unlock out-of-band).
+    pub lock: bool,
+}
+
+/// What a request is meant to exercise.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Req {
+    Caps { oob: bool },
+    Echo,
+    EchoBadArg(u8),
+    Unknown,
+    LacksExecute,
+    ExecuteNotString,
+    ArgsNotObject,
+    UnexpectedMember,
+    ControlNotDict,
+    BothKeys,
+    OobEcho,
+    OobNonOob,
+    OobUnknown,
+    OobBadArg,
+    Lock,
+    Unlock,
+}
+
+/// Garbage the 7.2 JSON layer answers with known errors (spec §1.3–1.5, Appendix A).
+const GARBAGE_72: &[(&[u8], &[&str])] = &[
+    (b"{]", &["JSON parse error, expecting value"]),
+    (b"}", &["JSON parse error, expecting value"]),
+    (b"[\"junk\"]", &["QMP input must be a JSON object"]),
+    (b"[1, 2]", &["QMP input must be a JSON object"]),
+    (
+        b"{\"execute\": \"sim-echo\" \"x\"}",
+        &["JSON parse error, expected separator in dict"],
+    ),
+    (
+        b"{\"a\": 1, \"a\": 2}",
+        &["JSON parse error, duplicate key"],
+    ),
+    (b"\x1b", &["JSON parse error, stray '\u{1b}'"]),
+    (b"{\"execute\": \x1b", &["JSON parse error, stray '\u{1b}'"]),
+    (b"\x00", &["JSON parse error, stray ''"]),
+    (b"\xff", &["JSON parse error, stray '\u{fffd}'"]),
+];
+
+/// Garbage with 2.12 texts (spec §13.2.2): lexical errors give `Invalid JSON syntax`.
+const GARBAGE_212: &[(&[u8], &[&str])] = &[
+    (b"[\"junk\"]", &["QMP input must be a JSON object"]),
+    (b"[1, 2]", &["QMP input must be a JSON object"]),
+    (b"\x1b", &["Invalid JSON syntax"]),
+];
+
+/// Per-client generator state (survives reconnects).
+#[derive(Debug)]
+pub struct ClientGen {
+    /// Client index, used in ids.
+    pub index: usize,
+    next_id: u64,
+    last_id: Option<J>,
+    /// This connection negotiates.
+    pub will_negotiate: bool,
+    /// This connection asks for OOB.
+    pub wants_oob: bool,
+    /// Requests to send before negotiating (negotiation-mode errors).
+    pub pre_negotiation: u32,
+    /// The negotiation request has been sent on this connection.
+    pub negotiation_sent: bool,
+    /// Give the next requests fresh ids (the blocking pair must not fail its id check, or the
+    /// lock would never be released).
+    force_id: bool,
+}
+
+impl ClientGen {
+    /// A client.
+    pub fn new(index: usize) -> ClientGen {
+        ClientGen {
+            index,
+            next_id: 0,
+            last_id: None,
+            will_negotiate: true,
+            wants_oob: false,
+            pre_negotiation: 0,
+            negotiation_sent: false,
+            force_id: false,
+        }
+    }
+
+    /// Draws this connection's plan.
+    pub fn on_connect(&mut self, rng: &mut ChaCha8Rng, opts: &Options) {
+        self.will_negotiate = rng.random_bool(opts.p_negotiate);
+        self.wants_oob = rng.random_bool(opts.p_enable_oob);
+        self.pre_negotiation = if rng.random_bool(0.2) {
+            rng.random_range(1..3)
+        } else {
+            0
+        };
+        self.negotiation_sent = false;
+        self.last_id = None;
+    }
+
+    fn fresh_id(&mut self, rng: &mut ChaCha8Rng) -> J {
+        self.next_id += 1;
+        let n = self.next_id as i64;
+        let c = self.index as i64;
+        let id = match rng.random_range(0..10) {
+            0 => J::Int(c * 1_000_000 + n),
+            1 => J::Arr(vec![J::Int(c), J::Int(n)]),
+            2 => J::obj(vec![
+                ("n", J::Int(n)),
+                ("c", J::Int(c)),
+                ("zz", J::s("x")),
+                ("id", J::Bool(true)),
+            ]),
+            _ => J::Str(format!("c{c}-{n}")),
+        };
+        self.last_id = Some(id.clone());
+        id
+    }
+
+    /// The id of the next request: usually fresh; sometimes left out or, when ids need not be
+    /// unique, a repeat of the previous one.
+    fn id(&mut self, rng: &mut ChaCha8Rng, opts: &Options, unique: bool) -> Option<J> {
+        if !self.force_id && rng.random_bool(opts.p_odd_id) {
+            if !unique && rng.random_bool(0.5) {
+                if let Some(last) = self.last_id.clone() {
+                    return Some(last);
+                }
+            }
+            return None;
+        }
+        let id = self.fresh_id(rng);
+        if unique {
+            self.last_id = None;
+        }
+        Some(id)
+    }
+
+    /// Plans the next write, or `None` when the client must wait for replies first.
+    pub fn plan(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        opts: &Options,
+        conn: &mut ConnModel,
+        next_tag: &mut i64,
+    ) -> Option<Planned> {
+        let d = opts.dialect;
+        let settled = !conn.negotiation_pending();
+        // 2.12 checks most requests the moment they are read, against the session as it is
+        // then: never send while a negotiation is in flight.
+        if d == Dialect::Qemu212 && !settled {
+            return None;
+        }
+        if conn.inband.len() as u32 >= opts.max_pipeline {
+            return None;
+        }
+        let mut p = Planned::default();
+        if self.will_negotiate && !self.negotiation_sent && self.pre_negotiation == 0 {
+            self.negotiation_sent = true;
+            self.add(
+                rng,
+                opts,
+                conn,
+                next_tag,
+                Req::Caps {
+                    oob: self.wants_oob,
+                },
+                &mut p,
+            );
+            return Some(p);
+        }
+        self.pre_negotiation = self.pre_negotiation.saturating_sub(1);
+        let garbage = if d == Dialect::Qemu72 {
+            GARBAGE_72
+        } else {
+            GARBAGE_212
+        };
+        let oob_ok = settled && conn.confirmed.oob();
+        if rng.random_bool(opts.p_lock) && oob_ok && conn.inband.is_empty() {
+            p.lock = true;
+            self.force_id = true;
+            self.add(rng, opts, conn, next_tag, Req::Lock, &mut p);
+            self.add(rng, opts, conn, next_tag, Req::Unlock, &mut p);
+            self.force_id = false;
+            return Some(p);
+        }
+        if rng.random_bool(opts.p_garbage) {
+            let (bytes, descs) = garbage[rng.random_range(0..garbage.len())];
+            p.bytes.extend_from_slice(bytes);
+            let lane = if d == Dialect::Qemu72 {
+                ReplyLane::InBand
+            } else {
+                ReplyLane::Immediate
+            };
+            for desc in descs.iter() {
+                p.expects.push(Expect {
+                    lane,
+                    bytes: err_reply("GenericError", desc, None, conn.pretty),
+                    drop_id: None,
+                    on_reply: None,
+                    what: "garbage",
+                    awaits_call: false,
+                });
+            }
+            return Some(p);
+        }
+        if rng.random_bool(opts.p_big) && rng.random_bool(0.05) && d == Dialect::Qemu72 {
+            self.nesting_limit(conn, &mut p);
+            return Some(p);
+        }
+        let req = if rng.random_bool(opts.p_bad) {
+            let bad = [
+                Req::EchoBadArg(0),
+                Req::EchoBadArg(1),
+                Req::EchoBadArg(2),
+                Req::Unknown,
+                Req::LacksExecute,
+                Req::ExecuteNotString,
+                Req::ArgsNotObject,
+                Req::UnexpectedMember,
+                Req::ControlNotDict,
+                Req::BothKeys,
+                Req::Caps { oob: false },
+            ];
+            bad[rng.random_range(0..bad.len())]
+        } else if rng.random_bool(opts.p_oob) && settled {
+            // With OOB off this exercises the refusal texts.
+            let kinds = [
+                Req::OobEcho,
+                Req::OobEcho,
+                Req::OobEcho,
+                Req::OobNonOob,
+                Req::OobUnknown,
+                Req::OobBadArg,
+            ];
+            kinds[rng.random_range(0..kinds.len())]
+        } else {
+            Req::Echo
+        };
+        self.add(rng, opts, conn, next_tag, req, &mut p);
+        Some(p)
+    }
+
+    /// `{"a": [[[…]]]}` one level too deep: one limit error, then one error per leftover closer
+    /// (spec Appendix A C2).
+    fn nesting_limit(&mut self, conn: &ConnModel, p: &mut Planned) {
+        const ARRAYS: usize = 1024;
+        p.bytes.extend_from_slice(b"{\"a\": ");
+        p.bytes.extend(std::iter::repeat_n(b'[', ARRAYS));
+        p.bytes.extend(std::iter::repeat_n(b']', ARRAYS));
+        p.bytes.push(b'}');
+        let mut push = |desc: &str| {
+            p.expects.push(Expect {
+                lane: ReplyLane::InBand,
+                bytes: err_reply("GenericError", desc, None, conn.pretty),
+                drop_id: None,
+                on_reply: None,
+                what: "nesting limit",
+                awaits_call: false,
+            })
+        };
+        push("JSON nesting depth limit exceeded");
+        for _ in 0..=ARRAYS {
+            push("JSON parse error, expecting value");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        opts: &Options,
+        conn: &mut ConnModel,
+        next_tag: &mut i64,
+        req: Req,
+        p: &mut Planned,
+    ) {
+        let d = opts.dialect;
+        let pretty = conn.pretty;
+        // 2.12 with OOB on attributes drops by id: keep ids unique there.
+        let unique = d == Dialect::Qemu212;
+        let oob_marker = matches!(
+            req,
+            Req::OobEcho | Req::OobNonOob | Req::OobUnknown | Req::OobBadArg | Req::Unlock
+        );
+        // Repeated ids only among in-band requests: an immediate reply with a repeated id
+        // could not be told apart from an in-band one with the same text.
+        let id = self.id(rng, opts, unique || oob_marker);
+        let tag = *next_tag;
+        *next_tag += 1;
+        let (command, args): (J, Option<J>) = match req {
+            Req::Caps { oob } => (
+                J::s("qmp_capabilities"),
+                if oob {
+                    Some(J::obj(vec![("enable", J::Arr(vec![J::s("oob")]))]))
+                } else if rng.random_bool(0.5) {
+                    Some(J::obj(vec![("enable", J::Arr(vec![]))]))
+                } else {
+                    None
+                },
+            ),
+            Req::Echo => {
+                let mut a = vec![("tag", J::Int(tag))];
+                if rng.random_bool(opts.p_big) {
+                    a.push(("pad", big_payload(rng)));
+                }
+                (J::s(ECHO), Some(J::obj(a)))
+            }
+            Req::EchoBadArg(0) => (J::s(ECHO), Some(J::obj(vec![("tag", J::s("x"))]))),
+            Req::EchoBadArg(1) => (J::s(ECHO), Some(J::obj(vec![]))),
+            Req::EchoBadArg(_) => (
+                J::s(ECHO),
+                Some(J::obj(vec![("tag", J::Int(tag)), ("bogus", J::Int(2))])),
+            ),
+            Req::Unknown | Req::OobUnknown => (J::s("no-such-cmd"), None),
+            Req::LacksExecute => (J::Null, None),
+            Req::ExecuteNotString => (J::Int(42), None),
+            Req::ArgsNotObject => (J::s(ECHO), Some(J::Arr(vec![J::Int(1)]))),
+            Req::UnexpectedMember | Req::ControlNotDict | Req::BothKeys => {
+                (J::s(ECHO), Some(J::obj(vec![("tag", J::Int(tag))])))
+            }
+            Req::OobEcho => (J::s(OOB_ECHO), Some(J::obj(vec![("tag", J::Int(tag))]))),
+            Req::OobNonOob => (J::s(ECHO), Some(J::obj(vec![("tag", J::Int(tag))]))),
+            Req::OobBadArg => (J::s(OOB_ECHO), Some(J::obj(vec![("tag", J::s("x"))]))),
+            Req::Lock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(true))]))),
+            Req::Unlock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(false))]))),
+        };
+        let mut members: Vec<(&str, J)> = Vec::new();
+        if req != Req::LacksExecute {
+            let key = if oob_marker && d == Dialect::Qemu72 {
+                "exec-oob"
+            } else {
+                "execute"
+            };
+            members.push((key, command.clone()));
+        }
+        if let Some(a) = args.clone() {
+            members.push(("arguments", a));
+        }
+        if oob_marker && d == Dialect::Qemu212 {
+            members.push(("control", J::obj(vec![("run-oob", J::Bool(true))])));
+        }
+        match req {
+            Req::UnexpectedMember => members.push(("zzz", J::Int(1))),
+            Req::ControlNotDict => members.push(("control", J::Int(1))),
+            Req::BothKeys => members.push(("exec-oob", J::s(OOB_ECHO))),
+            _ => {}
+        }
+        if let Some(id) = &id {
+            let at = rng.random_range(0..=members.len());
+            members.insert(at, ("id", id.clone()));
+        }
+        let spelling = match rng.random_range(0..8) {
+            0 => Spelling::SingleQuoted,
+            1..=3 => Spelling::Tight,
+            _ => Spelling::Spaced,
+        };
+        p.bytes
+            .extend_from_slice(&encode_request(&J::obj(members), spelling));
+
+        let cmd = command.as_str_opt().unwrap_or("");
+        let e = if d == Dialect::Qemu72 {
+            expect_72(req, cmd, tag, id.as_ref(), conn, pretty)
+        } else {
+            expect_212(req, cmd, tag, id.as_ref(), conn, pretty)
+        };
+        let (mut e, call) = e;
+        if let Some(call) = call {
+            e.awaits_call = call.oob;
+            p.calls.push(call);
+        }
+        p.expects.push(e);
+    }
+}
+
+fn big_payload(rng: &mut ChaCha8Rng) -> J {
+    if rng.random_bool(0.5) {
+        let n = rng.random_range(1..MAX_PAD_BYTES);
+        J::Str("p".repeat(n))
+    } else {
+        let depth = rng.random_range(1..MAX_OK_DEPTH);
+        let mut v = J::Arr(vec![]);
+        for _ in 0..depth {
+            v = J::Arr(vec![v]);
+        }
+        v
+    }
+}
+
+const NEGOTIATE_FIRST: &str = "Expecting capabilities negotiation with 'qmp_capabilities'";
+
+fn param_error(req: Req) -> &'static str {
+    match req {
+        Req::EchoBadArg(0) | Req::OobBadArg => {
+            "Invalid parameter type for 'tag', expected: integer"
+        }
+        Req::EchoBadArg(1) => "Parameter 'tag' is missing",
+        _ => "Parameter 'bogus' is unexpected",
+    }
+}
+
+fn handler_reply(tag: i64, id: Option<&J>, pretty: bool) -> Vec<u8> {
+    match handler_result(tag) {
+        Ok(v) => ok_reply(v, id, pretty),
+        Err(desc) => err_reply("GenericError", &desc, id, pretty),
+    }
+}
+
+type Outcome = (Expect, Option<ExpectCall>);
+
+fn expect(lane: ReplyLane, bytes: Vec<u8>, what: &'static str) -> Expect {
+    Expect {
+        lane,
+        bytes,
+        drop_id: None,
+        on_reply: None,
+        what,
+        awaits_call: false,
+    }
+}
+
+/// QEMU 7.2 (spec §4.2, §5.2, §6): everything but `exec-oob` goes through the queue.
+fn expect_72(
+    req: Req,
+    cmd: &str,
+    tag: i64,
+    id: Option<&J>,
+    conn: &mut ConnModel,
+    pretty: bool,
+) -> Outcome {
+    use ReplyLane::*;
+    let g = |desc: &str, lane| expect(lane, err_reply("GenericError", desc, id, pretty), "error");
+    let cnf = |desc: &str, lane| {
+        expect(
+            lane,
+            err_reply("CommandNotFound", desc, id, pretty),
+            "error",
+        )
+    };
+    let oob_req = matches!(
+        req,
+        Req::OobEcho | Req::OobNonOob | Req::OobUnknown | Req::OobBadArg | Req::Unlock
+    );
+    if oob_req {
+        // Dispatched the moment it is read, against the session as it is then.
+        let s = conn.confirmed;
+        if !s.oob() {
+            return (
+                g("QMP input member 'exec-oob' is unexpected", Immediate),
+                None,
+            );
+        }
+        return match req {
+            Req::OobUnknown => (
+                cnf(&format!("The command {cmd} has not been found"), Immediate),
+                None,
+            ),
+            Req::OobNonOob => (
+                g(
+                    &format!("The command {cmd} does not support OOB"),
+                    Immediate,
+                ),
+                None,
+            ),
+            Req::OobBadArg => (g(param_error(req), Immediate), None),
+            Req::Unlock => (
+                expect(
+                    Immediate,
+                    ok_reply(J::obj(vec![]), id, pretty),
+                    "x-oob-test unlock",
+                ),
+                Some(ExpectCall {
+                    command: OOB_TEST,
+                    tag: None,
+                    oob: true,
+                }),
+            ),
+            _ => (
+                expect(Immediate, handler_reply(tag, id, pretty), "exec-oob"),
+                Some(ExpectCall {
+                    command: OOB_ECHO,
+                    tag: Some(tag),
+                    oob: true,
+                }),
+            ),
+        };
+    }
+    let s = conn.projected;
+    let structure = match req {
+        Req::LacksExecute => Some("QMP input lacks member 'execute'".to_string()),
+        Req::ExecuteNotString => Some("QMP input member 'execute' must be a string".to_string()),
+        Req::ArgsNotObject => Some("QMP input member 'arguments' must be an object".to_string()),
+        Req::UnexpectedMember => Some("QMP input member 'zzz' is unexpected".to_string()),
+        // 2.12's `control` member is unknown to 7.2.
+        Req::ControlNotDict => Some("QMP input member 'control' is unexpected".to_string()),
+        Req::BothKeys if s.oob() => {
+            Some("QMP input member 'execute' clashes with 'exec-oob'".to_string())
+        }
+        Req::BothKeys => Some("QMP input member 'exec-oob' is unexpected".to_string()),
+        _ => None,
+    };
+    if let Some(desc) = structure {
+        return (g(&desc, InBand), None);
+    }
+    let negotiating = s == Session::Negotiating;
+    if negotiating && !matches!(req, Req::Caps { .. }) {
+        return (cnf(NEGOTIATE_FIRST, InBand), None);
+    }
+    match req {
+        Req::Unknown => (
+            cnf(&format!("The command {cmd} has not been found"), InBand),
+            None,
+        ),
+        Req::EchoBadArg(_) => (g(param_error(req), InBand), None),
+        Req::Caps { oob } => {
+            if !negotiating {
+                (
+                    cnf(
+                        "Capabilities negotiation is already complete, command ignored",
+                        InBand,
+                    ),
+                    None,
+                )
+            } else if oob && !conn.offered_oob {
+                (g("Capability oob not available", InBand), None)
+            } else {
+                let next = Session::Command { oob };
+                conn.projected = next;
+                let mut e = expect(
+                    InBand,
+                    ok_reply(J::obj(vec![]), id, pretty),
+                    "qmp_capabilities",
+                );
+                e.on_reply = Some(next);
+                (e, None)
+            }
+        }
+        Req::Lock => (
+            expect(
+                InBand,
+                ok_reply(J::obj(vec![]), id, pretty),
+                "x-oob-test lock",
+            ),
+            Some(ExpectCall {
+                command: OOB_TEST,
+                tag: None,
+                oob: false,
+            }),
+        ),
+        _ => (
+            expect(InBand, handler_reply(tag, id, pretty), "sim-echo"),
+            Some(ExpectCall {
+                command: ECHO,
+                tag: Some(tag),
+                oob: false,
+            }),
+        ),
+    }
+}
+
+/// QEMU 2.12 (spec §13.2.2): checks at once without id, then OOB at once or queued (droppable
+/// when OOB is on).
+fn expect_212(
+    req: Req,
+    cmd: &str,
+    tag: i64,
+    id: Option<&J>,
+    conn: &mut ConnModel,
+    pretty: bool,
+) -> Outcome {
+    use ReplyLane::*;
+    let s = conn.confirmed;
+    let now_err = |class: &str, desc: &str| {
+        (
+            expect(
+                Immediate,
+                err_reply(class, desc, None, pretty),
+                "2.12 check",
+            ),
+            None,
+        )
+    };
+    let structure = match req {
+        Req::LacksExecute => Some("QMP input lacks member 'execute'"),
+        Req::ExecuteNotString => Some("QMP input member 'execute' must be a string"),
+        Req::ArgsNotObject => Some("QMP input member 'arguments' must be an object"),
+        Req::UnexpectedMember => Some("QMP input member 'zzz' is unexpected"),
+        Req::BothKeys => Some("QMP input member 'exec-oob' is unexpected"),
+        Req::ControlNotDict => Some("QMP input member 'control' must be a dict"),
+        _ => None,
+    };
+    if let Some(desc) = structure {
+        return now_err("GenericError", desc);
+    }
+    let negotiating = s == Session::Negotiating;
+    if negotiating && !matches!(req, Req::Caps { .. }) {
+        return now_err("CommandNotFound", NEGOTIATE_FIRST);
+    }
+    if matches!(req, Req::Unknown | Req::OobUnknown) {
+        return now_err(
+            "CommandNotFound",
+            &format!("The command {cmd} has not been found"),
+        );
+    }
+    let oob_req = matches!(
+        req,
+        Req::OobEcho | Req::OobNonOob | Req::OobBadArg | Req::Unlock
+    );
+    if oob_req && !s.oob() {
+        return now_err(
+            "GenericError",
+            "Please enable Out-Of-Band first for the session during capabilities negotiation",
+        );
+    }
+    if req == Req::OobNonOob {
+        return now_err(
+            "GenericError",
+            &format!("The command {cmd} does not support OOB"),
+        );
+    }
+    if s.oob() && id.is_none() {
+        return now_err(
+            "GenericError",
+            "Out-Of-Band capability requires that every command contains an 'id' field",
+        );
+    }
+    let g = |desc: &str, lane| expect(lane, err_reply("GenericError", desc, id, pretty), "error");
+    if oob_req {
+        return match req {
+            Req::OobBadArg => (g(param_error(req), Immediate), None),
+            Req::Unlock => (
+                expect(
+                    Immediate,
+                    ok_reply(J::obj(vec![]), id, pretty),
+                    "x-oob-test unlock",
+                ),
+                Some(ExpectCall {
+                    command: OOB_TEST,
+                    tag: None,
+                    oob: true,
+                }),
+            ),
+            _ => (
+                expect(Immediate, handler_reply(tag, id, pretty), "run-oob"),
+                Some(ExpectCall {
+                    command: OOB_ECHO,
+                    tag: Some(tag),
+                    oob: true,
+                }),
+            ),
+        };
+    }
+    let drop_id = if s.oob() { id.cloned() } else { None };
+    let (mut e, call) = match req {
+        Req::EchoBadArg(_) => (g(param_error(req), InBand), None),
+        Req::Caps { oob } => {
+            if !negotiating {
+                (
+                    expect(
+                        InBand,
+                        err_reply(
+                            "CommandNotFound",
+                            "Capabilities negotiation is already complete, command ignored",
+                            id,
+                            pretty,
+                        ),
+                        "qmp_capabilities again",
+                    ),
+                    None,
+                )
+            } else if oob && !conn.offered_oob {
+                (
+                    g("This monitor does not support Out-Of-Band (OOB)", InBand),
+                    None,
+                )
+            } else {
+                let next = Session::Command { oob };
+                conn.projected = next;
+                let mut e = expect(
+                    InBand,
+                    ok_reply(J::obj(vec![]), id, pretty),
+                    "qmp_capabilities",
+                );
+                e.on_reply = Some(next);
+                (e, None)
+            }
+        }
+        Req::Lock => (
+            expect(
+                InBand,
+                ok_reply(J::obj(vec![]), id, pretty),
+                "x-oob-test lock",
+            ),
+            Some(ExpectCall {
+                command: OOB_TEST,
+                tag: None,
+                oob: false,
+            }),
+        ),
+        _ => (
+            expect(InBand, handler_reply(tag, id, pretty), "sim-echo"),
+            Some(ExpectCall {
+                command: ECHO,
+                tag: Some(tag),
+                oob: false,
+            }),
+        ),
+    };
+    e.drop_id = drop_id;
+    (e, call)
+}

@@ -1,0 +1,182 @@
+//! `qmp-sim`: run seeds, replay traces, shrink failing traces.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant as WallInstant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use qmp_sim::failure::Failure;
+use qmp_sim::options::Options;
+use qmp_sim::runner::{parse_seed, run_seed, run_seed_twice, trace_seed};
+
+#[derive(Parser)]
+#[command(
+    name = "qmp-sim",
+    about = "Deterministic simulation testing of qmp-core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run seeds SEED, SEED+1, ... (SEED may be a 40-hex commit hash).
+    Run {
+        /// First seed.
+        #[arg(long, default_value = "0")]
+        seed: String,
+        /// Number of seeds.
+        #[arg(long, default_value_t = 1)]
+        runs: u64,
+        /// Worker threads (default: available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Every Nth seed is run twice and its digests compared.
+        #[arg(long, default_value_t = 10)]
+        determinism_every: u64,
+        /// Directory for the trace of a failing seed.
+        #[arg(long, default_value = ".")]
+        trace_dir: PathBuf,
+    },
+    /// Replay a trace (core format) and check its digest.
+    Replay {
+        /// The trace file.
+        trace: PathBuf,
+    },
+    /// Minimise a failing trace while it still fails the same way.
+    Shrink {
+        /// The trace file.
+        trace: PathBuf,
+        /// Where to write the result (default: TRACE.min).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run {
+            seed,
+            runs,
+            threads,
+            determinism_every,
+            trace_dir,
+        } => cmd_run(&seed, runs, threads, determinism_every, &trace_dir),
+        Cmd::Replay { trace } => qmp_sim::trace::cmd_replay(&trace),
+        Cmd::Shrink { trace, out } => qmp_sim::shrink::cmd_shrink(&trace, out),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("qmp-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cmd_run(
+    seed: &str,
+    runs: u64,
+    threads: Option<usize>,
+    det_every: u64,
+    trace_dir: &std::path::Path,
+) -> Result<u8> {
+    let first = parse_seed(seed).context("--seed must be a u64 or a 40-hex commit hash")?;
+    println!("qmp-sim run: seed {first} (from {seed:?}), {runs} run(s)");
+    println!("{}", Options::from_seed(first));
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    let bar = ProgressBar::new(runs);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicU64::new(0);
+    let inputs = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let failure: Mutex<Option<(u64, Failure)>> = Mutex::new(None);
+    let probes: Mutex<std::collections::BTreeMap<String, u64>> = Mutex::default();
+    let started = WallInstant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= runs {
+                    return;
+                }
+                let seed = first.wrapping_add(k);
+                let r = if det_every > 0 && k % det_every == 0 {
+                    run_seed_twice(seed, None)
+                } else {
+                    run_seed(seed, None)
+                };
+                match r {
+                    Ok(stats) => {
+                        inputs.fetch_add(stats.inputs, Ordering::Relaxed);
+                        if let Ok(mut p) = probes.lock() {
+                            for (n, c) in stats.probes {
+                                *p.entry(n).or_insert(0) += c;
+                            }
+                        }
+                    }
+                    Err(f) => {
+                        stop.store(true, Ordering::Relaxed);
+                        if let Ok(mut slot) = failure.lock() {
+                            if slot.as_ref().is_none_or(|(s0, _)| seed < *s0) {
+                                *slot = Some((seed, f));
+                            }
+                        }
+                    }
+                }
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let total_inputs = inputs.load(Ordering::Relaxed);
+    let done = next.load(Ordering::Relaxed).min(runs);
+    let probes = probes.into_inner().unwrap_or_default();
+    let hit = probes.values().filter(|&&c| c > 0).count();
+    println!(
+        "summary: {done} seeds, {total_inputs} core inputs in {secs:.2} s ({:.0} inputs/s, {threads} threads), marks hit {hit}/{}",
+        total_inputs as f64 / secs.max(1e-9),
+        probes.len()
+    );
+    let missed: Vec<&String> = probes
+        .iter()
+        .filter(|(_, &c)| c == 0)
+        .map(|(n, _)| n)
+        .collect();
+    if !missed.is_empty() {
+        println!("marks not hit: {missed:?}");
+    }
+    let Some((seed, f)) = failure.into_inner().ok().flatten() else {
+        return Ok(0);
+    };
+    println!("FAILED seed {seed}:\n{}", Options::from_seed(seed));
+    println!("{f}");
+    let (trace, _) = trace_seed(seed, None);
+    let path = trace_dir.join(format!("qmp-sim-{seed}.trace"));
+    std::fs::write(&path, trace).with_context(|| format!("writing {}", path.display()))?;
+    println!("trace written to {}", path.display());
+    println!("reproduce: cargo run --release -p qmp-sim -- run --seed {seed} --runs 1");
+    println!(
+        "replay:    cargo run --release -p qmp-sim -- replay {}",
+        path.display()
+    );
+    Ok(f.class.exit_code() as u8)
+}

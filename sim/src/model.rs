@@ -1,0 +1,303 @@
+//! The reference model of one connection: what its client must observe, from the spec alone.
+//!
+//! Every request a client sends carries its expected reply bytes (exact, QEMU layout) and the
+//! lane it is answered on: in-band replies come in request order; "immediate" replies (7.2
+//! `exec-oob`, 2.12 checks made at once) keep their own order and may overtake in-band ones.
+//! Events a connection must receive are pushed here by the world from the throttle model.
+
+use std::collections::VecDeque;
+
+use crate::wire::{server_message, validate_message, J};
+
+/// How far a session has got, as the model sees it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Session {
+    /// After the greeting, before a successful `qmp_capabilities`.
+    Negotiating,
+    /// Command mode, with or without OOB.
+    Command {
+        /// OOB enabled by the negotiation.
+        oob: bool,
+    },
+}
+
+impl Session {
+    /// OOB is enabled.
+    pub fn oob(self) -> bool {
+        matches!(self, Session::Command { oob: true })
+    }
+}
+
+/// Which queue of the connection a reply comes from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReplyLane {
+    /// Through the in-band queue: strict request order.
+    InBand,
+    /// Answered as soon as read (OOB, or 2.12's up-front checks).
+    Immediate,
+}
+
+/// A handler call the request must cause.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpectCall {
+    /// Command name.
+    pub command: &'static str,
+    /// The request's tag (unique in the world), if the command takes one.
+    pub tag: Option<i64>,
+    /// Whether the call runs out-of-band.
+    pub oob: bool,
+}
+
+/// One reply a connection must receive.
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// Its lane.
+    pub lane: ReplyLane,
+    /// The exact bytes.
+    pub bytes: Vec<u8>,
+    /// 2.12 with OOB on: the request may instead be dropped with `COMMAND_DROPPED` for this id.
+    pub drop_id: Option<J>,
+    /// The session after this reply (successful negotiation).
+    pub on_reply: Option<Session>,
+    /// The request's kind, for failure reports.
+    pub what: &'static str,
+    /// An immediate reply that waits for an OOB handler: later immediate replies may overtake
+    /// it (see the crate docs, "Known deviations").
+    pub awaits_call: bool,
+}
+
+/// Expected reply bytes: success.
+pub fn ok_reply(ret: J, id: Option<&J>, pretty: bool) -> Vec<u8> {
+    let mut m = vec![("return".to_string(), ret)];
+    if let Some(id) = id {
+        m.push(("id".to_string(), id.clone()));
+    }
+    server_message(&J::Obj(m), pretty)
+}
+
+/// Expected reply bytes: error.
+pub fn err_reply(class: &str, desc: &str, id: Option<&J>, pretty: bool) -> Vec<u8> {
+    let mut m = vec![(
+        "error".to_string(),
+        J::obj(vec![("class", J::s(class)), ("desc", J::s(desc))]),
+    )];
+    if let Some(id) = id {
+        m.push(("id".to_string(), id.clone()));
+    }
+    server_message(&J::Obj(m), pretty)
+}
+
+/// What a message turned out to be.
+#[derive(Debug, PartialEq)]
+pub enum Seen {
+    /// The greeting.
+    Greeting,
+    /// An expected event.
+    Event,
+    /// A `COMMAND_DROPPED` event, to be checked by the world (it spans connections).
+    Dropped(serde_json::Value),
+    /// An expected reply.
+    Reply(ReplyLane),
+}
+
+/// Bound on unchecked output bytes kept per connection while waiting for a message end; a
+/// longer incomplete message is a failure (the biggest legitimate one is far below this).
+pub const MAX_PARTIAL_MESSAGE: usize = 8 << 20;
+
+/// The core answers an `exec-oob` request whose handler is an embedder call only when the
+/// call completes, and meanwhile goes on lexing the rest of the received chunk: an immediate
+/// error for a later OOB request in the same chunk can then come out first. QEMU runs the OOB
+/// handler inside the parser callback, so its replies are strictly in order. Accepted here (a
+/// reported deviation); set to `false` to hold the core to QEMU's order.
+pub const OOB_CALL_OVERTAKING: bool = true;
+
+/// The model of one open connection.
+#[derive(Debug)]
+pub struct ConnModel {
+    /// Pretty-printing monitor.
+    pub pretty: bool,
+    /// The monitor offers OOB.
+    pub offered_oob: bool,
+    /// Expected greeting, until seen.
+    pub greeting: Option<Vec<u8>>,
+    /// In-band replies still due, in order.
+    pub inband: VecDeque<Expect>,
+    /// Immediate replies still due, in order.
+    pub immediate: VecDeque<Expect>,
+    /// The session once every request sent so far has been dispatched.
+    pub projected: Session,
+    /// The session as of the replies seen.
+    pub confirmed: Session,
+    /// Input index at which the negotiation reply was produced.
+    pub negotiated_at: Option<u64>,
+    /// Events due: (input index of the broadcast, bytes).
+    pub events: VecDeque<(u64, Vec<u8>)>,
+    /// Produced bytes not yet split into messages.
+    pub rx: Vec<u8>,
+    /// Messages checked so far.
+    pub messages: u64,
+}
+
+impl ConnModel {
+    /// A fresh connection: the greeting is due first.
+    pub fn new(pretty: bool, offered_oob: bool, greeting: Vec<u8>) -> ConnModel {
+        ConnModel {
+            pretty,
+            offered_oob,
+            greeting: Some(greeting),
+            inband: VecDeque::new(),
+            immediate: VecDeque::new(),
+            projected: Session::Negotiating,
+            confirmed: Session::Negotiating,
+            negotiated_at: None,
+            events: VecDeque::new(),
+            rx: Vec::new(),
+            messages: 0,
+        }
+    }
+
+    /// Replies still due.
+    pub fn outstanding(&self) -> usize {
+        self.inband.len() + self.immediate.len()
+    }
+
+    /// A negotiation is still waiting for its reply (so the session may still change).
+    pub fn negotiation_pending(&self) -> bool {
+        self.projected != self.confirmed
+            || self
+                .inband
+                .iter()
+                .chain(self.immediate.iter())
+                .any(|e| e.on_reply.is_some())
+    }
+
+    /// Checks one complete message produced at input `step`.
+    pub fn check(&mut self, msg: &[u8], step: u64) -> Result<Seen, String> {
+        self.messages += 1;
+        validate_message(msg).map_err(|e| {
+            format!(
+                "invalid output message ({} at byte {}): {}",
+                e.what,
+                e.at,
+                show(msg)
+            )
+        })?;
+        if let Some(g) = self.greeting.take() {
+            if g != msg {
+                return Err(format!(
+                    "first message is not the greeting:\n  expected {}\n  got      {}",
+                    show(&g),
+                    show(msg)
+                ));
+            }
+            return Ok(Seen::Greeting);
+        }
+        if is_event(msg) {
+            if self.negotiated_at.is_none() {
+                return Err(format!(
+                    "event sent to a monitor in negotiation mode: {}",
+                    show(msg)
+                ));
+            }
+            if let Some(&(batch, _)) = self.events.front() {
+                let pos = self
+                    .events
+                    .iter()
+                    .take_while(|(b, _)| *b == batch)
+                    .position(|(_, bytes)| bytes == msg);
+                if let Some(pos) = pos {
+                    self.events.remove(pos);
+                    return Ok(Seen::Event);
+                }
+            }
+            if contains(msg, b"\"COMMAND_DROPPED\"") {
+                let v: serde_json::Value = serde_json::from_slice(msg)
+                    .map_err(|e| format!("COMMAND_DROPPED unreadable ({e}): {}", show(msg)))?;
+                return Ok(Seen::Dropped(v));
+            }
+            return Err(format!(
+                "unexpected event (lost, duplicated, reordered or early):\n  got      {}\n  expected {}",
+                show(msg),
+                self.events
+                    .front()
+                    .map(|(_, b)| show(b))
+                    .unwrap_or_else(|| "no event".into())
+            ));
+        }
+        for lane in [ReplyLane::Immediate, ReplyLane::InBand] {
+            let q = match lane {
+                ReplyLane::Immediate => &mut self.immediate,
+                ReplyLane::InBand => &mut self.inband,
+            };
+            let mut at = None;
+            for (n, e) in q.iter().enumerate() {
+                if e.bytes == msg {
+                    at = Some(n);
+                    break;
+                }
+                if !(OOB_CALL_OVERTAKING && e.awaits_call) {
+                    break;
+                }
+            }
+            if let Some(n) = at {
+                if let Some(e) = q.remove(n) {
+                    if let Some(s) = e.on_reply {
+                        self.confirmed = s;
+                        if matches!(s, Session::Command { .. }) && self.negotiated_at.is_none() {
+                            self.negotiated_at = Some(step);
+                        }
+                    }
+                }
+                return Ok(Seen::Reply(lane));
+            }
+        }
+        Err(format!(
+            "unexpected reply:\n  got            {}\n  next in-band   {}\n  next immediate {}",
+            show(msg),
+            self.inband
+                .front()
+                .map(|e| format!("{} ({})", show(&e.bytes), e.what))
+                .unwrap_or_else(|| "none".into()),
+            self.immediate
+                .front()
+                .map(|e| format!("{} ({})", show(&e.bytes), e.what))
+                .unwrap_or_else(|| "none".into()),
+        ))
+    }
+
+    /// A `COMMAND_DROPPED` for `id` concerns this connection: forget that request.
+    pub fn drop_request(&mut self, id: &serde_json::Value) -> bool {
+        let pos = self
+            .inband
+            .iter()
+            .position(|e| e.drop_id.as_ref().is_some_and(|d| &d.to_serde() == id));
+        match pos {
+            Some(p) => {
+                self.inband.remove(p);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// True when `msg` is an event (its first member is `timestamp`, compact or pretty).
+pub fn is_event(msg: &[u8]) -> bool {
+    msg.starts_with(b"{\"timestamp\"") || msg.starts_with(b"{\r\n    \"timestamp\"")
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A message for a failure report, cut to a readable length.
+pub fn show(b: &[u8]) -> String {
+    const SHOWN: usize = 300;
+    let s = String::from_utf8_lossy(&b[..b.len().min(SHOWN)]).into_owned();
+    let s = s.replace('\r', "\\r").replace('\n', "\\n");
+    if b.len() > SHOWN {
+        format!("{s}... ({} bytes)", b.len())
+    } else {
+        s
+    }
+}

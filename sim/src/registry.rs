@@ -1,0 +1,91 @@
+//! The commands the simulated machine registers, and what their handlers answer.
+//!
+//! Handler results are a pure function of the request's tag, so the client side can compute
+//! every expected reply when it sends the request.
+
+use qmp_core::json::{Object, Value};
+use qmp_core::server::{ArgType, CallResult, CommandSpec, ErrorClass, Member};
+
+use crate::wire::J;
+
+/// In-band echo: `{"tag": int, "pad"?: any}` → `{"tag": tag}` (or an error for some tags).
+pub const ECHO: &str = "sim-echo";
+/// The out-of-band echo: same contract, `allow-oob`.
+pub const OOB_ECHO: &str = "sim-oob";
+/// QEMU 2.12's test command: `lock: true` blocks until an out-of-band `lock: false`.
+pub const OOB_TEST: &str = "x-oob-test";
+
+/// The registry handed to the server.
+pub fn commands() -> Vec<CommandSpec> {
+    let tag = Member {
+        name: "tag".into(),
+        ty: ArgType::Int,
+        optional: false,
+    };
+    vec![
+        CommandSpec {
+            name: ECHO.into(),
+            allow_oob: false,
+            allow_preconfig: true,
+            success_response: true,
+            arguments: vec![
+                tag.clone(),
+                Member {
+                    name: "pad".into(),
+                    ty: ArgType::Any,
+                    optional: true,
+                },
+            ],
+            ..CommandSpec::default()
+        },
+        CommandSpec {
+            name: OOB_ECHO.into(),
+            allow_oob: true,
+            allow_preconfig: true,
+            success_response: true,
+            arguments: vec![tag],
+            ..CommandSpec::default()
+        },
+        CommandSpec {
+            name: OOB_TEST.into(),
+            allow_oob: true,
+            allow_preconfig: true,
+            success_response: true,
+            arguments: vec![Member {
+                name: "lock".into(),
+                ty: ArgType::Bool,
+                optional: false,
+            }],
+            ..CommandSpec::default()
+        },
+    ]
+}
+
+/// What the echo handlers answer for `tag`: mostly `{"tag": tag}`, an error for one tag in five.
+pub fn handler_result(tag: i64) -> Result<J, String> {
+    if tag.rem_euclid(5) == 4 {
+        Err(format!("sim handler failed for tag {tag}"))
+    } else {
+        Ok(J::obj(vec![("tag", J::Int(tag))]))
+    }
+}
+
+/// [`handler_result`] as the core's [`CallResult`].
+pub fn call_result(tag: i64) -> CallResult {
+    match handler_result(tag) {
+        Ok(_) => {
+            let mut o = Object::new();
+            o.insert("tag", Value::Int(tag));
+            CallResult::Return(Value::Object(o))
+        }
+        Err(desc) => CallResult::Error {
+            class: ErrorClass::GenericError,
+            desc,
+        },
+    }
+}
+
+/// The empty success of `x-oob-test`.
+pub fn empty_return() -> CallResult {
+    CallResult::Return(Value::Object(Object::new()))
+}

@@ -1,0 +1,149 @@
+//! Trace files (the core's `qmp-core-trace` format): loading them, and `qmp-sim replay`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use qmp_core::server::trace::{replay, Line};
+use qmp_core::server::{CommandSpec, Config, Input, Instant};
+
+use crate::check::run_inputs;
+
+/// A trace as data.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// Seed from the header, if any.
+    pub seed: Option<u64>,
+    /// Server configuration.
+    pub config: Config,
+    /// Registered commands.
+    pub commands: Vec<CommandSpec>,
+    /// Inputs with their instants.
+    pub inputs: Vec<(Instant, Input)>,
+}
+
+/// Parses a trace text.
+pub fn load(text: &str) -> Result<Loaded> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().context("empty trace")?;
+    let Line::Header(h) = serde_json::from_str::<Line>(first).context("trace header")? else {
+        bail!("first line is not a header");
+    };
+    let mut t = Loaded {
+        seed: h.seed,
+        config: h.config,
+        commands: h.commands,
+        inputs: Vec::new(),
+    };
+    for (n, l) in lines.enumerate() {
+        match serde_json::from_str::<Line>(l).with_context(|| format!("trace line {}", n + 2))? {
+            Line::Input { now, input } => t.inputs.push((Instant(now), input)),
+            Line::Register { spec, .. } => t.commands.push(spec),
+            _ => {}
+        }
+    }
+    Ok(t)
+}
+
+/// Writes inputs as a trace (core format) with the digest a replay must reproduce.
+pub fn write(t: &Loaded) -> String {
+    let mut rec = qmp_core::server::trace::Recorder::new(&t.config, &t.commands, t.seed);
+    let mut server = qmp_core::server::Server::new(t.config.clone());
+    for spec in &t.commands {
+        let _ = server.register(spec.clone());
+    }
+    for (now, input) in &t.inputs {
+        rec.input(*now, input);
+        let _ = server.handle(*now, input.clone());
+        while server.poll_output().is_some() {}
+    }
+    rec.finish(&server)
+}
+
+/// Prints every input and the output bytes it produced for monitor `m` (debugging aid).
+pub fn dump(t: &Loaded, m: u64) {
+    let mut server = qmp_core::server::Server::new(t.config.clone());
+    for spec in &t.commands {
+        let _ = server.register(spec.clone());
+    }
+    let mon = qmp_core::server::MonitorId(m);
+    let mut seen = 0usize;
+    for (n, (now, input)) in t.inputs.iter().enumerate() {
+        let shown = match input {
+            Input::Receive { monitor, bytes, .. } if *monitor == mon => {
+                format!("Receive {:?}", String::from_utf8_lossy(bytes))
+            }
+            Input::Written { monitor, n } if *monitor == mon => format!("Written {n}"),
+            Input::Receive { .. } | Input::Written { .. } => String::new(),
+            other => format!("{other:?}"),
+        };
+        if !shown.is_empty() {
+            println!("#{} t={} {}", n + 1, now.0, shown);
+        }
+        if let Input::Written { monitor, n } = input {
+            if *monitor == mon {
+                seen = seen.saturating_sub(*n);
+            }
+        }
+        let _ = server.handle(*now, input.clone());
+        while let Some(o) = server.poll_output() {
+            if let qmp_core::server::Output::Call(c) = &o {
+                println!(
+                    "    -> call {} {} {:?} on {}",
+                    c.id.0, c.command, c.lane, c.monitor.0
+                );
+            }
+        }
+        let p = server.pending_output(mon);
+        if p.len() > seen {
+            println!("    <- {:?}", String::from_utf8_lossy(&p[seen..]));
+        }
+        seen = p.len();
+    }
+}
+
+/// `qmp-sim replay TRACE`: digest check, then the intent-free invariants. Exit code by class.
+pub fn cmd_replay(path: &Path) -> Result<u8> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(m) = std::env::var("QMP_SIM_DUMP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        dump(&load(&text)?, m);
+    }
+    let report = match std::panic::catch_unwind(|| replay(&text)) {
+        Ok(r) => r.map_err(|e| anyhow::anyhow!("{e}"))?,
+        Err(p) => {
+            println!("replay crashed: {}", crate::failure::panic_text(p.as_ref()));
+            return Ok(127);
+        }
+    };
+    println!(
+        "replayed {} inputs ({} refused as misuse), {} outputs, digest {}",
+        report.inputs,
+        report.misuse.len(),
+        report.outputs,
+        report.digest.hex()
+    );
+    let mut code = 0;
+    match &report.expected {
+        Some(e) if !report.matches() => {
+            println!("DIGEST MISMATCH: the trace expects {e}");
+            code = 129;
+        }
+        Some(_) => println!("digest matches the trace"),
+        None => println!("the trace has no end line: digest not checked"),
+    }
+    let t = load(&text)?;
+    match run_inputs(&t.config, &t.commands, &t.inputs) {
+        Ok(r) => println!("invariants hold ({} messages checked)", r.messages),
+        Err(f) => {
+            println!("{f}");
+            code = f.class.exit_code();
+        }
+    }
+    if let Some(seed) = t.seed {
+        println!("(recorded from seed {seed}: `qmp-sim run --seed {seed} --runs 1` re-runs it with the reference model)");
+    }
+    Ok(code as u8)
+}
