@@ -6,10 +6,10 @@ use std::thread::JoinHandle;
 
 use qmp_core::json::Object;
 use qmp_core::server::{
-    CallResult, CommandSpec, Config, Dialect, MonitorOptions, RunState, Server,
+    CallResult, CommandSpec, Config, Dialect, MonitorOptions, RunState, Server, Timestamp,
 };
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::io_thread::{IoLoop, ListenerSlot, WAKER_TOKEN};
 use crate::listen::{bind, Address, ListenSpec};
 use crate::record::TraceSink;
@@ -126,7 +126,12 @@ impl QmpServerBuilder {
     }
 
     /// Bind the listeners and build the server (nothing is served until [`QmpServer::run`]).
-    pub fn build(self) -> io::Result<QmpServer> {
+    pub fn build(mut self) -> io::Result<QmpServer> {
+        let clock = SystemClock::new();
+        if self.config.wall_clock_base == Timestamp::default() {
+            // Events the core makes itself (2.12's COMMAND_DROPPED) are stamped base + now.
+            self.config.wall_clock_base = wall_at_origin(&clock);
+        }
         let mut server = Server::new(self.config.clone());
         for spec in self.registry.specs() {
             server
@@ -163,7 +168,7 @@ impl QmpServerBuilder {
         let shared = Arc::new(Shared::new(
             server,
             Box::new(MioWake(waker)),
-            Box::new(SystemClock::new()),
+            Box::new(clock),
             chardevs,
         ));
         shared.lock().recorder = self.recorder;
@@ -256,6 +261,21 @@ impl QmpServer {
             addresses,
             thread: Some(thread),
         })
+    }
+}
+
+/// The wall-clock time at `clock`'s monotonic origin.
+fn wall_at_origin(clock: &SystemClock) -> Timestamp {
+    let wall = clock.wall();
+    let since = clock.now().0 / 1_000; // microseconds since the origin
+    let total = wall
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(wall.microseconds)
+        .saturating_sub(i64::try_from(since).unwrap_or(i64::MAX));
+    Timestamp {
+        seconds: total.div_euclid(1_000_000),
+        microseconds: total.rem_euclid(1_000_000),
     }
 }
 

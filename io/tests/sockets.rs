@@ -434,3 +434,51 @@ fn qemu_2_12_dialect_run_oob_unlocks_x_oob_test() {
     assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"unlock-cmd\"}\r\n");
     assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"lock-cmd\"}\r\n");
 }
+
+#[test]
+fn a_client_that_never_reads_is_dropped_at_the_output_limit_and_others_go_on() {
+    let dir = temp_dir();
+    let config = qmp_core::server::Config {
+        version: test_version(),
+        output_limit: 256 * 1024,
+        ..qmp_core::server::Config::default()
+    };
+    let machine = qmp_io::demo::Machine::new(&config.version);
+    let b = qmp_io::QmpServerBuilder::new(config).listen(
+        qmp_io::ListenSpec::parse(&format!("unix:{},clients=2", dir.join("q.sock").display()))
+            .unwrap(),
+    );
+    let server = machine.register(b).build().unwrap().spawn().unwrap();
+    let mut hog = Client::connect(&dir.join("q.sock"));
+    hog.negotiate(true);
+    let mut ok = Client::connect(&dir.join("q.sock"));
+    ok.negotiate(true);
+    // The hog asks for ~2 MB of replies and reads none of them.
+    let req =
+        "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"help\"}}\n";
+    let mut w = hog.sock.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..6000 {
+            if w.write_all(req.as_bytes()).is_err() {
+                break; // dropped by the server
+            }
+        }
+    });
+    for i in 0..20 {
+        ok.send(&format!("{{\"execute\": \"query-name\", \"id\": {i}}}\n"));
+        assert_eq!(
+            ok.read_msg(),
+            format!("{{\"return\": {{}}, \"id\": {i}}}\r\n")
+        );
+    }
+    writer.join().unwrap();
+    assert!(hog.eof_within(TIMEOUT), "the hog is disconnected");
+    let dropped = server
+        .handle()
+        .inspect(|s| s.probes().output_limit_disconnect);
+    assert_eq!(dropped, 1);
+    ok.send("{\"execute\": \"query-status\"}\n");
+    assert!(ok.read_msg().contains("\"running\": true"));
+    server.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
