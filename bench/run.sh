@@ -9,7 +9,9 @@
 #
 # Knobs (environment): ROUNDS (2), DURATION seconds per measuring loop (2), CLIENTS for the
 # connections/events modes (8), IDLE connections (1000), BENCH_OUT results directory
-# (target/bench-results). A full run takes about 3-5 minutes on 2 cores.
+# (target/bench-results), RT=1 runs both servers and the client under `chrt -f 50` (real-time
+# scheduling, so that other work on a shared machine does not decide the tail latencies; the
+# same treatment for both servers). A full run takes about 5 minutes on 2 cores.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +23,10 @@ IDLE=${IDLE:-1000}
 OUT=${BENCH_OUT:-$ROOT/target/bench-results}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
+PREFIX=()
+if [ "${RT:-0}" = 1 ]; then
+    PREFIX=(chrt -f 50)
+fi
 # Bound on waiting for a server's socket to appear (tenths of a second).
 SOCKET_WAIT_TENTHS=300
 
@@ -60,7 +66,7 @@ wait_socket() {
 
 # start_qmpd NAME CLIENTS: one listener serving CLIENTS clients at once; sets PID.
 start_qmpd() {
-    "$BIN/qmpd" --listen "unix:$WORK/$1.sock,clients=$2" --max-connections $(($2 + 8)) \
+    "${PREFIX[@]}" "$BIN/qmpd" --listen "unix:$WORK/$1.sock,clients=$2" --max-connections $(($2 + 8)) \
         --log warn >"$OUT/$1.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
@@ -75,7 +81,7 @@ start_qemu() {
         args+=(-chardev "socket,id=c$i,path=$WORK/$1-$i.sock,server=on,wait=off"
             -mon "chardev=c$i,mode=control")
     done
-    qemu-system-x86_64 -machine none -nodefaults -display none "${args[@]}" \
+    "${PREFIX[@]}" qemu-system-x86_64 -machine none -nodefaults -display none "${args[@]}" \
         >"$OUT/$1.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
@@ -99,7 +105,7 @@ stop_pid() {
 bench() {
     local label=$1
     shift
-    "$BIN/qmp-bench" --label "$label" --json "$@" >>"$RESULTS" || echo "bench: a $label run failed: $*" >&2
+    "${PREFIX[@]}" "$BIN/qmp-bench" --label "$label" --json "$@" >>"$RESULTS" || echo "bench: a $label run failed: $*" >&2
 }
 
 # qemu_bench ARGS...: the same against QEMU's monitors, when QEMU is installed.
@@ -115,6 +121,7 @@ qemu_bench() {
     lscpu | grep -E '^(Model name|CPU\(s\)):' || true
     free -h | grep -E '^Mem:' || true
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "scheduling: ${PREFIX[*]:-default}"
 } | tee "$OUT/machine.txt"
 
 HAVE_QEMU=0
