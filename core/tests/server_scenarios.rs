@@ -694,3 +694,25 @@ fn idle_negotiated_monitor_costs_at_most_4_kib() {
     w.send(m, b"{\"execute\": \"query-status\", \"id\": 2}");
     assert!(w.server.monitor_memory_estimate(m) > bytes);
 }
+
+#[test]
+fn shutdown_returns_every_fd() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    w.send_fds(
+        m,
+        b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}",
+        vec![FdId(1)],
+    );
+    w.send_fds(m, b"{\"execute\": \"add-fd\"}", vec![FdId(2)]);
+    w.input(Input::Suspend { monitor: m });
+    w.send_fds(m, b" ", vec![FdId(3)]);
+    assert_eq!(w.server.held_fds().len(), 3);
+    w.server.shutdown();
+    w.settle();
+    let mut closed = w.closed_fds.clone();
+    closed.sort();
+    assert_eq!(closed, vec![FdId(1), FdId(2), FdId(3)]);
+    assert!(w.server.held_fds().is_empty());
+    assert_eq!(w.server.monitors().count(), 0);
+}

@@ -358,6 +358,22 @@ impl Server {
         ret: Value,
         oob: bool,
     ) {
+        if self.compact_fast_path(mid, oob) {
+            // `{"return": R, "id": I}`: the fixed member order of QEMU's writer (return in
+            // bucket 401 before id in 486), written without building the reply object.
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.clear();
+            buf.extend_from_slice(b"{\"return\": ");
+            crate::json::write_compact(&ret, &mut buf);
+            if let Some(id) = &id {
+                buf.extend_from_slice(b", \"id\": ");
+                crate::json::write_compact(id, &mut buf);
+            }
+            buf.extend_from_slice(b"}\r\n");
+            self.append_message(mid, &buf);
+            self.scratch = buf;
+            return;
+        }
         // Keys are distinct: skip the duplicate scan of `insert`.
         let mut o = Object::with_capacity(2);
         o.push_unchecked(JsonString::from("return"), ret);
@@ -365,6 +381,12 @@ impl Server {
             o.push_unchecked(JsonString::from("id"), id);
         }
         self.emit(mid, &Value::Object(o), oob);
+    }
+
+    /// Compact monitor, no planted hold: replies can be written straight from their parts.
+    fn compact_fast_path(&self, mid: MonitorId, oob: bool) -> bool {
+        !(oob && planted!(self, OobReplyHeldBehindInBand))
+            && self.monitors.get(&mid).is_some_and(|m| !m.options.pretty)
     }
 
     /// An error reply. In negotiation mode a CommandNotFound desc is replaced (§3).
@@ -384,14 +406,37 @@ impl Server {
             self.probes.negotiation_desc_replaced += 1;
             desc = JsonString::from("Expecting capabilities negotiation with 'qmp_capabilities'");
         }
+        let id = if planted!(self, IdNotEchoedOnError) {
+            None
+        } else {
+            id
+        };
+        if self.compact_fast_path(mid, oob) {
+            // `{"id": I, "error": {"class": C, "desc": D}}` (id 486 < error 489, class 211 <
+            // desc 377).
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.clear();
+            buf.push(b'{');
+            if let Some(id) = &id {
+                buf.extend_from_slice(b"\"id\": ");
+                crate::json::write_compact(id, &mut buf);
+                buf.extend_from_slice(b", ");
+            }
+            buf.extend_from_slice(b"\"error\": {\"class\": \"");
+            buf.extend_from_slice(class_name(class).as_bytes());
+            buf.extend_from_slice(b"\", \"desc\": ");
+            crate::json::write_compact(&Value::String(desc), &mut buf);
+            buf.extend_from_slice(b"}}\r\n");
+            self.append_message(mid, &buf);
+            self.scratch = buf;
+            return;
+        }
         let mut err = Object::with_capacity(2);
         err.push_unchecked(JsonString::from("class"), Value::string(class_name(class)));
         err.push_unchecked(JsonString::from("desc"), Value::String(desc));
         let mut o = Object::with_capacity(2);
         if let Some(id) = id {
-            if !planted!(self, IdNotEchoedOnError) {
-                o.push_unchecked(JsonString::from("id"), id);
-            }
+            o.push_unchecked(JsonString::from("id"), id);
         }
         o.push_unchecked(JsonString::from("error"), Value::Object(err));
         self.emit(mid, &Value::Object(o), oob);

@@ -8,6 +8,29 @@
 //! crate docs. Protocol rules are split by concern: `intake.rs` (bytes → queue or OOB),
 //! `dispatch.rs` (checks, execution, replies), `builtins.rs`, `events.rs`, `fdsets.rs`,
 //! `throttle.rs`, `args.rs`; this file owns the server value, input validation and outputs.
+//!
+//! # Where this differs from QEMU 7.2, on purpose or not yet
+//!
+//! * A [`MonitorId`] names one connection, not a chardev: `Close` destroys the monitor, so its
+//!   named fds (`getfd`) are closed then (QEMU keeps them for the next client of the same
+//!   chardev), and a reconnect is a new `Open`. Fd-set cleanup at close follows QEMU
+//!   (`mon_refcount`, run state).
+//! * Bytes are lexed as soon as they are received and the monitor is not suspended; QEMU's
+//!   I/O thread does the same one byte at a time, so which of two racing things comes first
+//!   (an OOB request read after a resume vs. the in-band reply of the request that caused the
+//!   resume) is fixed here and timing-dependent in QEMU (spec §5.3).
+//! * Due throttle timers fire at the start of every input, not only on [`Input::Tick`].
+//! * A keyed throttle rule whose key member is missing from `data` throttles by name alone
+//!   (QEMU asserts).
+//! * Several unexpected arguments: QEMU names the first in GLib hash-table order, this core the
+//!   first in QDict bucket order.
+//! * Output is capped ([`Config::output_limit`], then [`Output::Disconnect`]); QEMU's buffer
+//!   grows without bound. Unprocessed input is capped too ([`Config::input_buffer_limit`]).
+//! * The 2.12 dialect answers lexical and limit errors with `Invalid JSON syntax`, but the JSON
+//!   layer keeps 7.2's lexer recovery, streamer limit order and parser (first error wins,
+//!   duplicate keys refused, UTF-8 checked), where 2.12 differed (spec §13.2.2).
+//! * Commands with an fd parameter other than the built-ins cannot claim passed fds (the
+//!   `Call` carries none).
 
 /// True when the given planted bug is configured (always false without `planted-bugs`).
 macro_rules! planted {
@@ -107,6 +130,8 @@ pub struct Server {
     digest: Digest,
     /// Monitors whose buffered input must be lexed before the current input returns.
     to_pump: Vec<MonitorId>,
+    /// Reused buffer for replies written from their parts (one message at most).
+    scratch: Vec<u8>,
 }
 
 impl Server {
@@ -129,6 +154,7 @@ impl Server {
             probes: Probes::default(),
             digest: Digest::default(),
             to_pump: Vec::new(),
+            scratch: Vec::new(),
             config,
         }
     }
@@ -555,6 +581,13 @@ impl Server {
         let mut h = Digest::default();
         h.bytes(&m.out.buf[start..]);
         self.appended(id, h);
+    }
+
+    /// Append one serialised message (its digest computed here).
+    fn append_message(&mut self, id: MonitorId, bytes: &[u8]) {
+        let mut h = Digest::default();
+        h.bytes(bytes);
+        self.append_bytes(id, bytes, h);
     }
 
     /// Append already serialised bytes (events, held replies).
