@@ -155,3 +155,96 @@ fn transcripts_match_live_qemu() {
         failures.join("\n")
     );
 }
+
+/// Pretty layout and fixed reply shapes, from the live transcripts of spec Appendix A (A1, E4,
+/// E5, E7): built the way QEMU builds them (schema/insertion order) and written by our writer.
+#[test]
+fn pretty_and_fixed_shapes_match_appendix_a() {
+    let obj = |members: Vec<(&str, Value)>| {
+        let mut o = Object::new();
+        for (k, v) in members {
+            o.insert(k, v);
+        }
+        Value::Object(o)
+    };
+    let msg = |v: &Value, pretty: bool| {
+        let mut out = Vec::new();
+        write_message(v, pretty, &mut out);
+        out
+    };
+    // E4: negotiation reply on a pretty monitor (the empty-object quirk).
+    let e4 = obj(vec![("return", obj(vec![]))]);
+    assert_eq!(msg(&e4, true), b"{\r\n    \"return\": {\r\n    }\r\n}\r\n");
+    // E5: query-status with id [1]; status/singlestep share bucket 202.
+    let status = obj(vec![
+        ("running", Value::Bool(true)),
+        ("singlestep", Value::Bool(false)),
+        ("status", Value::from("running")),
+    ]);
+    let e5 = obj(vec![
+        ("return", status.clone()),
+        ("id", Value::Array(vec![Value::Int(1)])),
+    ]);
+    assert_eq!(
+        msg(&e5, true),
+        &b"{\r\n    \"return\": {\r\n        \"status\": \"running\",\r\n        \"singlestep\": false,\r\n        \"running\": true\r\n    },\r\n    \"id\": [\r\n        1\r\n    ]\r\n}\r\n"[..]
+    );
+    // B2 in compact form.
+    let b2 = obj(vec![("return", status)]);
+    assert_eq!(
+        msg(&b2, false),
+        &b"{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n"[..]
+    );
+    // E7: error reply on the pretty monitor.
+    let e7 = obj(vec![(
+        "error",
+        obj(vec![
+            ("class", Value::from("CommandNotFound")),
+            ("desc", Value::from("The command nope has not been found")),
+        ]),
+    )]);
+    assert_eq!(
+        msg(&e7, true),
+        &b"{\r\n    \"error\": {\r\n        \"class\": \"CommandNotFound\",\r\n        \"desc\": \"The command nope has not been found\"\r\n    }\r\n}\r\n"[..]
+    );
+    // A1: the greeting; minor and micro share bucket 225 and micro (inserted last) comes first.
+    let greeting = obj(vec![(
+        "QMP",
+        obj(vec![
+            (
+                "version",
+                obj(vec![
+                    (
+                        "qemu",
+                        obj(vec![
+                            ("major", Value::Int(7)),
+                            ("minor", Value::Int(2)),
+                            ("micro", Value::Int(22)),
+                        ]),
+                    ),
+                    ("package", Value::from("Debian 1:7.2+dfsg-7+deb12u18+b3")),
+                ]),
+            ),
+            ("capabilities", Value::Array(vec![Value::from("oob")])),
+        ]),
+    )]);
+    assert_eq!(
+        msg(&greeting, false),
+        &b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n"[..]
+    );
+    // An error with an id: {"id": ..., "error": ...} (id 486 < error 489).
+    let a2 = obj(vec![
+        (
+            "error",
+            obj(vec![
+                ("class", Value::from("GenericError")),
+                ("desc", Value::from("x")),
+            ]),
+        ),
+        ("id", Value::Int(1)),
+    ]);
+    assert_eq!(
+        msg(&a2, false),
+        &b"{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}}\r\n"[..]
+    );
+}
