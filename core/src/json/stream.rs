@@ -146,6 +146,31 @@ impl JsonStreamer {
             }
             let b = input[i];
             i += 1;
+            if self.lex == Lex::Start {
+                // The start state's common bytes, without the general state dispatch.
+                match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => continue,
+                    b'"' if self.limits.max_token_size > 0 => {
+                        self.begin(b, Lex::DqString);
+                        continue;
+                    }
+                    b':' => {
+                        self.single(TokKind::Colon);
+                        if self.completed {
+                            break;
+                        }
+                        continue;
+                    }
+                    b',' => {
+                        self.single(TokKind::Comma);
+                        if self.completed {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             self.step(b);
             if self.completed {
                 break;
