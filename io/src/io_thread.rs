@@ -285,6 +285,7 @@ impl IoLoop {
         let close = {
             let mut st = self.shared.lock();
             st.attached.insert(monitor, chardev);
+            st.io_stats.accepted += 1;
             st.apply_locked(self.shared.now(), Input::Open { monitor, options })
         };
         drop(close);
@@ -364,6 +365,7 @@ impl IoLoop {
                     let bytes = self.buf[..n].to_vec();
                     let (close, refused, dispatch) = {
                         let mut st = self.shared.lock();
+                        st.io_stats.reads += 1;
                         let (ids, refused) = st.adopt_fds(fds);
                         let close = st.apply_locked(
                             self.shared.now(),
@@ -458,12 +460,16 @@ impl IoLoop {
             let chunk = &out[..out.len().min(WRITE_CHUNK)];
             match conn.write(chunk) {
                 Ok(n) => {
+                    if n < chunk.len() {
+                        st.io_stats.partial_writes += 1;
+                    }
                     let close =
                         st.apply_locked(self.shared.now(), Input::Written { monitor: m, n });
                     drop(st);
                     drop(close);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    st.io_stats.blocked_writes += 1;
                     conn.write_blocked = true;
                     break;
                 }

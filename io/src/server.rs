@@ -364,6 +364,11 @@ impl ServerHandle {
         f(&self.0.lock().server)
     }
 
+    /// Counters of the IO thread's socket work.
+    pub fn io_stats(&self) -> crate::shared::IoStats {
+        self.0.lock().io_stats
+    }
+
     /// Descriptors currently held on behalf of the core (for leak checks).
     pub fn fds_held(&self) -> usize {
         self.0.lock().fds.len()

@@ -58,6 +58,19 @@ pub enum ShutdownState {
     Stopped,
 }
 
+/// Counters of the IO thread's socket work.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Writes the socket took only part of.
+    pub partial_writes: u64,
+    /// Writes refused with EAGAIN (the shim then waits for writability).
+    pub blocked_writes: u64,
+    /// Reads that returned data.
+    pub reads: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+}
+
 /// Everything behind the one lock. See the module docs for which thread touches which field.
 pub struct CoreState {
     /// The sans-IO core.
@@ -91,6 +104,8 @@ pub struct CoreState {
     pub shutdown: ShutdownState,
     /// Where inputs are recorded, if anywhere.
     pub recorder: Option<Box<dyn TraceSink>>,
+    /// Counters of the IO thread's socket work (tests and diagnostics).
+    pub io_stats: IoStats,
     /// Misuse errors the core reported (a shim bug if ever non-zero; logged at the time).
     pub misuse_count: u64,
 }
@@ -112,6 +127,7 @@ impl CoreState {
             calls: BTreeMap::new(),
             shutdown: ShutdownState::Running,
             recorder: None,
+            io_stats: IoStats::default(),
             misuse_count: 0,
         }
     }

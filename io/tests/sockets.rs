@@ -211,9 +211,9 @@ fn slow_reader_gets_every_byte_in_order() {
     let d = start(&["unix:qmp.sock"]);
     let mut c = Client::connect(&d.path("qmp.sock"));
     c.negotiate(false);
-    // 2000 replies of ~300 bytes: far more than the socket buffer holds, so the server sees
-    // EAGAIN and partial writes while we do not read.
-    let n = 2000;
+    // 6000 replies of ~300 bytes: far more than the socket buffer holds, so the server sees
+    // EAGAIN while we do not read, and partial writes once we do.
+    let n = 6000;
     let mut batch = String::new();
     for i in 0..n {
         batch.push_str(&format!(
@@ -222,16 +222,19 @@ fn slow_reader_gets_every_byte_in_order() {
     }
     let mut w = c.sock.try_clone().unwrap();
     let writer = std::thread::spawn(move || w.write_all(batch.as_bytes()).unwrap());
-    // Do not read until the server has met a full socket (a partial write).
+    // Do not read until the socket has refused a write (EAGAIN).
     let h = d.server().handle();
     let deadline = std::time::Instant::now() + TIMEOUT;
-    while h.inspect(|s| s.probes().partial_write) == 0 {
+    while h.io_stats().blocked_writes == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the socket never filled up"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Let the output pile up well beyond what the socket can take at once, so that draining it
+    // needs partial writes.
+    std::thread::sleep(Duration::from_millis(200));
     let help = "cont|c  -- resume emulation\\r\\nhelp|? [cmd] -- show the help\\r\\ninfo [subcommand] -- show various information about the system state\\r\\nquit|q  -- quit the emulator\\r\\nstop|s  -- stop emulation\\r\\nsystem_powerdown  -- send system power down event\\r\\n";
     for i in 0..n {
         // Read in small pieces to keep the server's writes partial.
@@ -239,6 +242,9 @@ fn slow_reader_gets_every_byte_in_order() {
         assert_eq!(m, format!("{{\"return\": \"{help}\", \"id\": {i}}}\r\n"));
     }
     writer.join().unwrap();
+    // Draining the pile took writes the socket only partly accepted.
+    let stats = h.io_stats();
+    assert!(stats.partial_writes > 0, "{stats:?}");
 }
 
 #[test]
