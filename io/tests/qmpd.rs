@@ -178,9 +178,11 @@ fn record_session(d: &Daemon) {
     assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
     assert!(c.read_msg().contains("\"paused\""));
     c.send("{\"exec-oob\": \"migrate-pause\", \"id\": 2}\n{\"execute\": \"nope\"}\n{]\n");
-    assert!(c.read_msg().contains("postcopy-active"));
-    assert!(c.read_msg().contains("CommandNotFound"));
-    assert!(c.read_msg().contains("JSON parse error"));
+    // The exec-oob reply may overtake the in-band ones or not (see docs/compat.md D8).
+    let got: Vec<String> = (0..3).map(|_| c.read_msg()).collect();
+    for want in ["postcopy-active", "CommandNotFound", "JSON parse error"] {
+        assert!(got.iter().any(|m| m.contains(want)), "{want} in {got:?}");
+    }
     c.send("{\"execute\": \"quit\"}\n");
     assert!(c.eof_within(TIMEOUT));
 }
