@@ -197,15 +197,23 @@ fn cpu_ns() -> u64 {
 }
 
 /// Run `f` (doing `per_call` operations) for about 2 s of thread CPU time; print ops/s.
+/// The clock is read once per batch of calls (a thread-CPU clock read is a system call).
 fn cpu_rate(name: &str, per_call: u64, mut f: impl FnMut()) {
-    for _ in 0..20 {
+    let t = cpu_ns();
+    let mut warm = 0u64;
+    while cpu_ns() - t < 100_000_000 {
         f();
+        warm += 1;
     }
+    // Calls per batch: about 1 ms of work.
+    let batch = (warm / 100).max(1);
     let start = cpu_ns();
     let mut calls = 0u64;
     while cpu_ns() - start < 2_000_000_000 {
-        f();
-        calls += 1;
+        for _ in 0..batch {
+            f();
+        }
+        calls += batch;
     }
     let ns = cpu_ns() - start;
     println!(

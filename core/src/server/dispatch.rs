@@ -208,7 +208,8 @@ impl Server {
             return Executed::Answered;
         }
         let success_response = entry.spec.success_response;
-        let command = entry.spec.name.clone();
+        // The request's name equals the registered one: reuse its allocation.
+        let command = String::from_utf8(env.name.0).unwrap_or_else(|_| entry.spec.name.clone());
         let call = CallId(self.next_call);
         self.next_call += 1;
         if lane == Lane::OutOfBand {
