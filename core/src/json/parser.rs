@@ -40,9 +40,15 @@ pub(crate) struct Tok {
 /// Objects with more members than this get an ordered key index for duplicate detection.
 const LINEAR_DUP_SCAN: usize = 16;
 
-/// Reusable parser stack, so a message does not allocate one.
+/// Reusable parser state, so a message does not allocate its stack, and containers are built
+/// once with their exact size: elements and members of all open containers are collected in
+/// two shared vectors (nesting is last-in first-out, so each container owns a tail of them).
 #[derive(Default, Debug)]
-pub(crate) struct Scratch(Vec<Frame>);
+pub(crate) struct Scratch {
+    stack: Vec<Frame>,
+    items: Vec<Value>,
+    members: Vec<(JsonString, Value)>,
+}
 
 impl Clone for Scratch {
     fn clone(&self) -> Self {
@@ -53,11 +59,20 @@ impl Clone for Scratch {
 
 #[derive(Debug)]
 enum Frame {
-    Array(Vec<Value>),
-    /// Waiting for a member's key (`index` is built once the object is big).
-    ObjectKey(Object, Option<BTreeSet<JsonString>>),
-    /// Waiting for the value of `key`.
-    ObjectValue(Object, Option<BTreeSet<JsonString>>, JsonString),
+    /// An open array whose elements are `items[start..]`.
+    Array { start: usize },
+    /// An open object whose members are `members[start..]`, waiting for a key (`index` is
+    /// built once the object is big).
+    ObjectKey {
+        start: usize,
+        index: Option<BTreeSet<JsonString>>,
+    },
+    /// The same, waiting for the value of `key`.
+    ObjectValue {
+        start: usize,
+        index: Option<BTreeSet<JsonString>>,
+        key: JsonString,
+    },
 }
 
 /// The parser's error messages (the part after `JSON parse error, `).
@@ -69,13 +84,15 @@ fn msg(s: &str) -> Msg {
 
 /// Parse the tokens of one message. `Err` holds the first error's message, uncut.
 pub(crate) fn parse(text: &[u8], toks: &[Tok], scratch: &mut Scratch) -> Result<Value, Msg> {
-    let result = parse_with(text, toks, &mut scratch.0);
+    let result = parse_with(text, toks, scratch);
     // Partly built containers of a refused message are dropped here.
-    scratch.0.clear();
+    scratch.stack.clear();
+    scratch.items.clear();
+    scratch.members.clear();
     result
 }
 
-fn parse_with(text: &[u8], toks: &[Tok], stack: &mut Vec<Frame>) -> Result<Value, Msg> {
+fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg> {
     let mut pos = 0usize;
     let peek = |pos: usize| toks.get(pos).copied();
     'value: loop {
@@ -93,7 +110,10 @@ fn parse_with(text: &[u8], toks: &[Tok], stack: &mut Vec<Frame>) -> Result<Value
                         Value::Object(Object::new())
                     }
                     Some(_) => {
-                        stack.push(Frame::ObjectKey(Object::new(), None));
+                        sc.stack.push(Frame::ObjectKey {
+                            start: sc.members.len(),
+                            index: None,
+                        });
                         continue 'value;
                     }
                 }
@@ -107,7 +127,9 @@ fn parse_with(text: &[u8], toks: &[Tok], stack: &mut Vec<Frame>) -> Result<Value
                         Value::Array(Vec::new())
                     }
                     Some(_) => {
-                        stack.push(Frame::Array(Vec::new()));
+                        sc.stack.push(Frame::Array {
+                            start: sc.items.len(),
+                        });
                         continue 'value;
                     }
                 }
@@ -144,66 +166,68 @@ fn parse_with(text: &[u8], toks: &[Tok], stack: &mut Vec<Frame>) -> Result<Value
         };
         // Hand the finished value to the enclosing container, closing containers as they end.
         loop {
-            match stack.pop() {
+            match sc.stack.pop() {
                 None => return Ok(v),
-                Some(Frame::Array(mut items)) => {
-                    items.push(v);
-                    match peek(pos) {
-                        None => return Err(msg("premature EOI")),
-                        Some(t) => {
-                            pos += 1;
-                            match t.kind {
-                                TokKind::RSquare => v = Value::Array(items),
-                                TokKind::Comma => {
-                                    stack.push(Frame::Array(items));
-                                    continue 'value;
-                                }
-                                _ => return Err(msg("expected separator in list")),
-                            }
+                Some(Frame::Array { start }) => {
+                    sc.items.push(v);
+                    let Some(t) = peek(pos) else {
+                        return Err(msg("premature EOI"));
+                    };
+                    pos += 1;
+                    match t.kind {
+                        TokKind::RSquare => v = Value::Array(sc.items.drain(start..).collect()),
+                        TokKind::Comma => {
+                            sc.stack.push(Frame::Array { start });
+                            continue 'value;
                         }
+                        _ => return Err(msg("expected separator in list")),
                     }
                 }
-                Some(Frame::ObjectKey(obj, index)) => {
+                Some(Frame::ObjectKey { start, index }) => {
                     let Value::String(key) = v else {
                         return Err(msg("key is not a string in object"));
                     };
-                    match peek(pos) {
-                        None => return Err(msg("premature EOI")),
-                        Some(t) => {
-                            pos += 1;
-                            if t.kind != TokKind::Colon {
-                                return Err(msg("missing : in object pair"));
-                            }
-                        }
+                    let Some(t) = peek(pos) else {
+                        return Err(msg("premature EOI"));
+                    };
+                    pos += 1;
+                    if t.kind != TokKind::Colon {
+                        return Err(msg("missing : in object pair"));
                     }
-                    stack.push(Frame::ObjectValue(obj, index, key));
+                    sc.stack.push(Frame::ObjectValue { start, index, key });
                     continue 'value;
                 }
-                Some(Frame::ObjectValue(mut obj, mut index, key)) => {
+                Some(Frame::ObjectValue {
+                    start,
+                    mut index,
+                    key,
+                }) => {
                     let duplicate = match &mut index {
                         Some(set) => !set.insert(key.clone()),
-                        None => obj.entries().iter().any(|(k, _)| *k == key),
+                        None => sc.members[start..].iter().any(|(k, _)| *k == key),
                     };
                     if duplicate {
                         return Err(msg("duplicate key"));
                     }
-                    obj.push_unchecked(key, v);
-                    if index.is_none() && obj.len() > LINEAR_DUP_SCAN {
-                        index = Some(obj.keys().cloned().collect());
+                    sc.members.push((key, v));
+                    if index.is_none() && sc.members.len() - start > LINEAR_DUP_SCAN {
+                        index = Some(sc.members[start..].iter().map(|(k, _)| k.clone()).collect());
                     }
-                    match peek(pos) {
-                        None => return Err(msg("premature EOI")),
-                        Some(t) => {
-                            pos += 1;
-                            match t.kind {
-                                TokKind::RCurly => v = Value::Object(obj),
-                                TokKind::Comma => {
-                                    stack.push(Frame::ObjectKey(obj, index));
-                                    continue 'value;
-                                }
-                                _ => return Err(msg("expected separator in dict")),
-                            }
+                    let Some(t) = peek(pos) else {
+                        return Err(msg("premature EOI"));
+                    };
+                    pos += 1;
+                    match t.kind {
+                        TokKind::RCurly => {
+                            let entries: Vec<(JsonString, Value)> =
+                                sc.members.drain(start..).collect();
+                            v = Value::Object(Object::from_unique_entries(entries));
                         }
+                        TokKind::Comma => {
+                            sc.stack.push(Frame::ObjectKey { start, index });
+                            continue 'value;
+                        }
+                        _ => return Err(msg("expected separator in dict")),
                     }
                 }
             }

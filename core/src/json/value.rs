@@ -153,6 +153,12 @@ impl Object {
         self.entries.push((key, value));
     }
 
+    /// An object from members whose keys the caller guarantees to be unique (the parser
+    /// checks them itself).
+    pub(crate) fn from_unique_entries(entries: Vec<(JsonString, Value)>) -> Self {
+        Object { entries }
+    }
+
     /// Remove a member, keeping the order of the others.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let pos = self
