@@ -716,3 +716,42 @@ fn shutdown_returns_every_fd() {
     assert!(w.server.held_fds().is_empty());
     assert_eq!(w.server.monitors().count(), 0);
 }
+
+#[test]
+fn default_output_limit_is_not_met_by_a_reading_client() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    // A 2 MiB id echoed twice, pipelined; the client reads (the harness writes everything).
+    let big = "x".repeat(2 << 20);
+    let req = format!("{{\"execute\": \"query-name\", \"id\": \"{big}\"}}");
+    w.send(m, format!("{req}{req}").as_bytes());
+    assert_eq!(
+        w.take(m).len(),
+        2 * (big.len() + "{\"return\": {}, \"id\": \"\"}\r\n".len())
+    );
+    assert!(w.disconnects.is_empty());
+    // The largest reply (an echoed 64 MiB message, escaping tripling string bytes) fits.
+    assert!(DEFAULT_OUTPUT_LIMIT >= 3 * qmp_core::json::JsonLimits::QEMU_MAX_TOKEN_SIZE);
+}
+
+#[test]
+fn input_limit_disconnects_a_driver_that_reads_while_suspended() {
+    let mut w = World::new(Config {
+        input_buffer_limit: 64,
+        ..Config::default()
+    });
+    let m = w.negotiated(1, true);
+    w.input(Input::Suspend { monitor: m });
+    w.send_fds(m, &[b' '; 40], vec![FdId(9)]);
+    assert!(w.disconnects.is_empty());
+    w.send(m, &[b' '; 40]);
+    assert_eq!(
+        w.disconnects,
+        vec![(m, DisconnectReason::InputLimit { limit: 64 })]
+    );
+    // The held bytes and their fd were dropped; the monitor ignores further input.
+    assert_eq!(w.closed_fds, vec![FdId(9)]);
+    assert!(!w.server.wants_read(m));
+    w.send(m, b"{\"execute\": \"query-name\"}");
+    assert_eq!(w.take(m), "");
+}
