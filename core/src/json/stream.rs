@@ -539,21 +539,32 @@ fn block_is_plain(block: &[u8; SCAN_BLOCK], quote: u8) -> bool {
 /// `0x20..=0xFD` except the closing quote and the backslash.
 #[inline]
 fn plain_run(s: &[u8], quote: u8) -> usize {
+    let stop = if quote == b'"' { &DQ_STOP } else { &SQ_STOP };
+    // Most strings (keys, command names) are short: look at the first bytes one by one
+    // before switching to whole blocks.
+    let head = s.len().min(SHORT_STRING);
     let mut i = 0;
-    let mut blocks = s.chunks_exact(SCAN_BLOCK);
-    for block in &mut blocks {
+    while i < head {
+        if stop[s[i] as usize] {
+            return i;
+        }
+        i += 1;
+    }
+    for block in s[i..].chunks_exact(SCAN_BLOCK) {
         let block: &[u8; SCAN_BLOCK] = block.try_into().unwrap_or(&[0; SCAN_BLOCK]);
         if !block_is_plain(block, quote) {
             break;
         }
         i += SCAN_BLOCK;
     }
-    let stop = if quote == b'"' { &DQ_STOP } else { &SQ_STOP };
     while i < s.len() && !stop[s[i] as usize] {
         i += 1;
     }
     i
 }
+
+/// Bytes examined one at a time before the block scan starts.
+const SHORT_STRING: usize = 16;
 
 /// Bytes that stop a plain run in a double-quoted (`DQ_STOP`) or single-quoted string.
 const DQ_STOP: [bool; 256] = stop_table(b'"');
