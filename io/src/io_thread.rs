@@ -402,31 +402,9 @@ impl IoLoop {
 
     /// Run every queued out-of-band call now, on this thread, without the lock.
     fn run_oob_calls(&mut self) {
-        loop {
-            let call = {
-                let mut st = self.shared.lock();
-                match st.oob_calls.pop_front() {
-                    Some(c) => c,
-                    None => return,
-                }
-            };
+        while let Some(call) = self.shared.take_oob_call() {
             let result = self.registry.run(&self.shared, &call);
-            let now = self.shared.now();
-            let (close, dispatch) = {
-                let mut st = self.shared.lock();
-                let close = st.apply_locked(
-                    now,
-                    Input::Complete {
-                        call: call.id,
-                        result,
-                    },
-                );
-                (close, st.server.dispatcher_ready())
-            };
-            drop(close);
-            if dispatch {
-                self.shared.notify_dispatcher();
-            }
+            self.shared.complete_oob(call.id, result);
         }
     }
 

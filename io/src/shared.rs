@@ -96,6 +96,8 @@ pub struct CoreState {
     /// Monitors already closed in the core by `yank`, whose sockets the IO thread must drop
     /// (without telling the core again).
     pub yanked: Vec<MonitorId>,
+    /// The out-of-band call the IO thread is running now (taken, not yet completed).
+    pub oob_running: Option<CallId>,
     /// The in-band call the dispatcher is running now (taken, not yet completed).
     pub inband_running: Option<CallId>,
     /// Handler calls per open monitor, for the connection summary line.
@@ -123,6 +125,7 @@ impl CoreState {
             disconnects: Vec::new(),
             attached: BTreeMap::new(),
             yanked: Vec::new(),
+            oob_running: None,
             inband_running: None,
             calls: BTreeMap::new(),
             shutdown: ShutdownState::Running,
@@ -362,8 +365,15 @@ impl Shared {
                 return Some(call);
             }
             // At shutdown the dispatcher takes no new requests; queued ones get no reply, as
-            // in QEMU (spec §5.5).
-            if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
+            // in QEMU (spec §5.5). While an out-of-band call is waiting for or running on the
+            // IO thread, the dispatcher waits too: QEMU runs an OOB command inside the parser
+            // callback, before any request that followed it can be dispatched, so its reply
+            // comes first (OOB handlers never block, so the wait is short).
+            if st.shutdown == ShutdownState::Running
+                && st.oob_calls.is_empty()
+                && st.oob_running.is_none()
+                && st.server.dispatcher_ready()
+            {
                 let now = self.clock.now();
                 let close = st.apply_locked(now, Input::NextInBand);
                 let call = st.inband_call.take();
@@ -381,6 +391,35 @@ impl Shared {
                 continue;
             }
             st = sync::wait(&self.dispatcher_cv, st);
+        }
+    }
+
+    /// The IO thread takes the next out-of-band call to run (without the lock).
+    pub fn take_oob_call(&self) -> Option<Call> {
+        let mut st = self.lock();
+        let call = st.oob_calls.pop_front()?;
+        st.oob_running = Some(call.id);
+        Some(call)
+    }
+
+    /// The IO thread reports an out-of-band call's result; the dispatcher, held back while the
+    /// call ran, may go on. Descriptors are closed after the lock is released.
+    pub fn complete_oob(&self, call: CallId, result: CallResult) {
+        let now = self.clock.now();
+        let (close, dispatch) = {
+            let mut st = self.lock();
+            if st.oob_running == Some(call) {
+                st.oob_running = None;
+            }
+            let close = st.apply_locked(now, Input::Complete { call, result });
+            (
+                close,
+                st.server.dispatcher_ready() && st.oob_calls.is_empty(),
+            )
+        };
+        drop(close);
+        if dispatch {
+            self.notify_dispatcher();
         }
     }
 

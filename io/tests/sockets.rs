@@ -508,3 +508,27 @@ fn a_client_that_never_reads_is_dropped_at_the_output_limit_and_others_go_on() {
     server.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn exec_oob_before_in_band_requests_of_the_same_write_is_answered_first() {
+    // QEMU runs an OOB command inside the parser callback, before the requests after it can be
+    // dispatched (compat case D8). Repeated, since a race would show only sometimes.
+    let d = start(&["unix:qmp.sock"]);
+    let mut c = Client::connect(&d.path("qmp.sock"));
+    c.negotiate(true);
+    for round in 0..30 {
+        c.send(&format!(
+            "{{\"exec-oob\": \"query-yank\", \"id\": \"o{round}\"}}{{\"execute\": \"query-name\", \"id\": 1}}{{\"execute\": \"nope\", \"id\": 2}}{{\"execute\": \"query-name\", \"id\": 3}}"
+        ));
+        assert_eq!(
+            c.read_msg(),
+            format!("{{\"return\": [{{\"type\": \"chardev\", \"id\": \"compat_monitor0\"}}], \"id\": \"o{round}\"}}\r\n")
+        );
+        assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": 1}\r\n");
+        assert_eq!(
+            c.read_msg(),
+            "{\"id\": 2, \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nope has not been found\"}}\r\n"
+        );
+        assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": 3}\r\n");
+    }
+}
