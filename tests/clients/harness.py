@@ -27,9 +27,15 @@ class Skip(Exception):
     """Raised by a test that does not apply to this server."""
 
 
-def test(fn):
-    TESTS.append(fn)
-    return fn
+def test(fn=None, monitors=None, qmpd_only=None):
+    """Register a test; `monitors` (default: one Unix socket) are started for it, and a test
+    that needs qmpd-only features names the reason in `qmpd_only`."""
+    def register(f):
+        f.monitors = monitors or [Monitor()]
+        f.qmpd_only = qmpd_only
+        TESTS.append(f)
+        return f
+    return register(fn) if fn is not None else register
 
 
 class Server:
@@ -37,6 +43,7 @@ class Server:
 
     def __init__(self, kind, running):
         self.kind = kind
+        self.paths = running.paths
         self.path = running.paths[0]
         self.running = running
 
@@ -58,7 +65,11 @@ def run(target, names=None):
     for fn in TESTS:
         if names and not any(n in fn.__name__ for n in names):
             continue
-        running = target.start([Monitor()])
+        if fn.qmpd_only and target.name != "qmpd":
+            skipped += 1
+            print("SKIP  %s (%s)" % (fn.__name__, fn.qmpd_only))
+            continue
+        running = target.start(fn.monitors)
         server = Server(target.name, running)
         started = time.monotonic()
         try:

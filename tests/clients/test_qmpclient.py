@@ -6,7 +6,8 @@ import os
 
 from qemu.qmp import ExecuteError, QMPClient
 
-from harness import Skip, test
+from harness import test
+from targets import Monitor
 
 
 async def _connect(server):
@@ -132,10 +133,8 @@ async def qmpclient_quit_ends_session_and_server(server):
     assert server.exited(), "server still running after quit"
 
 
-@test
+@test(qmpd_only="x-emit-event is qmpd's test command")
 async def qmpclient_throttled_events_via_x_emit_event(server):
-    if server.kind != "qmpd":
-        raise Skip("x-emit-event is qmpd's test command")
     client = await _connect(server)
     try:
         with client.listener("RTC_CHANGE") as listener:
@@ -150,3 +149,49 @@ async def qmpclient_throttled_events_via_x_emit_event(server):
             assert listener.empty()
     finally:
         await client.disconnect()
+
+
+@test(monitors=[Monitor(tcp=True), Monitor()])
+async def qmpclient_over_tcp_sees_events_from_unix_client(server):
+    tcp, unix = QMPClient("tcp"), QMPClient("unix")
+    await tcp.connect(server.paths[0])
+    await unix.connect(server.paths[1])
+    try:
+        with tcp.listener("STOP") as listener:
+            assert await unix.execute("stop") == {}
+            ev = await asyncio.wait_for(listener.get(), 5)
+            assert ev["event"] == "STOP", ev
+        assert (await tcp.execute("query-status"))["running"] is False
+    finally:
+        await tcp.disconnect()
+        await unix.disconnect()
+
+
+@test(monitors=[Monitor(clients=2)], qmpd_only="clients=N is a qmpd listener option")
+async def qmpclient_two_clients_on_one_listener(server):
+    a, b = QMPClient("a"), QMPClient("b")
+    await a.connect(server.path)
+    await b.connect(server.path)  # with clients=1 this would wait in the backlog
+    try:
+        with a.listener("STOP") as la, b.listener("STOP") as lb:
+            assert await b.execute("stop") == {}
+            for listener in (la, lb):
+                ev = await asyncio.wait_for(listener.get(), 5)
+                assert ev["event"] == "STOP", ev
+        # Each client is its own monitor: b's named fd is not a's.
+        r, w = os.pipe()
+        try:
+            b.send_fd_scm(r)
+            assert await b.execute("getfd", {"fdname": "bfd"}) == {}
+        finally:
+            os.close(r)
+            os.close(w)
+        try:
+            await a.execute("closefd", {"fdname": "bfd"})
+            raise AssertionError("a closed b's fd")
+        except ExecuteError as e:
+            assert e.error.error.desc == "File descriptor named 'bfd' not found", e.error
+        assert await b.execute("closefd", {"fdname": "bfd"}) == {}
+    finally:
+        await a.disconnect()
+        await b.disconnect()

@@ -22,9 +22,11 @@ STOP_TIMEOUT = 3.0
 class Monitor:
     """One QMP monitor: a listening Unix socket (or loopback TCP port), compact or pretty."""
 
-    def __init__(self, pretty=False, tcp=False):
+    def __init__(self, pretty=False, tcp=False, clients=1):
         self.pretty = pretty
         self.tcp = tcp
+        # qmpd only (`,clients=N`): QEMU's socket chardevs serve one client at a time.
+        self.clients = clients
 
 
 def free_port():
@@ -180,5 +182,7 @@ class Qmpd(Target):
             listen = spec(path)
             if mon.pretty:
                 listen += ",pretty=on"
+            if mon.clients != 1:
+                listen += ",clients=%d" % mon.clients
             argv += ["--listen", listen]
         return argv
