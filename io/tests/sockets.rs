@@ -411,6 +411,16 @@ fn human_monitor_command_texts() {
         ("help stop", "\"stop|s  -- stop emulation\\r\\n\""),
         ("help nope", "\"unknown command: 'nope'\\r\\n\""),
         (
+            "help info status extra",
+            "\"info status  -- show the current VM status (running|paused)\\r\\n\"",
+        ),
+        ("help info nosuch", "\"unknown command: 'info nosuch'\\r\\n\""),
+        ("? c", "\"cont|c  -- resume emulation\\r\\n\""),
+        (
+            "c x",
+            "\"cont|c: extraneous characters at the end of line\\r\\nTry \\\"help c\\\" for more information\\r\\n\"",
+        ),
+        (
             "info status extra",
             "\"status: extraneous characters at the end of line\\r\\nTry \\\"help info status\\\" for more information\\r\\n\"",
         ),

@@ -42,6 +42,14 @@ fn lines(ls: impl Iterator<Item = &'static str>) -> String {
     ls.map(|l| format!("{l}\r\n")).collect()
 }
 
+/// QEMU's complaint about arguments given to a command that takes none: `name` as the command
+/// table spells it (`stop|s`), `typed` as the user did (`s`, `info status`).
+fn extraneous(name: &str, typed: &str) -> String {
+    format!(
+        "{name}: extraneous characters at the end of line\r\nTry \"help {typed}\" for more information\r\n"
+    )
+}
+
 /// Run one HMP command line and return what QEMU would print.
 pub fn run(machine: &Machine, ctx: &CallContext<'_>, line: &str) -> String {
     let mut words = line.split_ascii_whitespace();
@@ -51,31 +59,40 @@ pub fn run(machine: &Machine, ctx: &CallContext<'_>, line: &str) -> String {
     let rest: Vec<&str> = words.collect();
     match cmd {
         "info" => info(machine, &rest),
-        "help" | "?" => match rest.first() {
-            None => lines(HELP.iter().map(|(_, l)| *l)),
-            Some(&"info") => lines(INFO_HELP.iter().map(|(_, l)| *l)),
-            Some(name) => match HELP.iter().find(|(names, _)| names.contains(name)) {
-                Some((_, l)) => format!("{l}\r\n"),
-                None => unknown(name),
-            },
+        "help" | "?" => help(&rest),
+        _ => {
+            let Some((names, _)) = HELP.iter().find(|(names, _)| names.contains(&cmd)) else {
+                return unknown(cmd);
+            };
+            if !rest.is_empty() {
+                return extraneous(&names.join("|"), cmd);
+            }
+            match names[0] {
+                "stop" => machine.stop(ctx),
+                "cont" => machine.cont(ctx),
+                "system_powerdown" => machine.powerdown(ctx),
+                "quit" => machine.quit(ctx),
+                _ => {}
+            }
+            String::new()
+        }
+    }
+}
+
+/// `help [cmd [subcmd]]`: everything, one command's line, or one `info` subcommand's line;
+/// words after those are ignored, as QEMU does.
+fn help(rest: &[&str]) -> String {
+    match rest {
+        [] => lines(HELP.iter().map(|(_, l)| *l)),
+        ["info"] => lines(INFO_HELP.iter().map(|(_, l)| *l)),
+        ["info", sub, ..] => match INFO_HELP.iter().find(|(n, _)| n == sub) {
+            Some((_, l)) => format!("{l}\r\n"),
+            None => unknown(&format!("info {sub}")),
         },
-        "stop" | "s" => {
-            machine.stop(ctx);
-            String::new()
-        }
-        "cont" | "c" => {
-            machine.cont(ctx);
-            String::new()
-        }
-        "system_powerdown" => {
-            machine.powerdown(ctx);
-            String::new()
-        }
-        "quit" | "q" => {
-            machine.quit(ctx);
-            String::new()
-        }
-        other => unknown(other),
+        [name, ..] => match HELP.iter().find(|(names, _)| names.contains(name)) {
+            Some((_, l)) => format!("{l}\r\n"),
+            None => unknown(name),
+        },
     }
 }
 
@@ -87,9 +104,7 @@ fn info(machine: &Machine, rest: &[&str]) -> String {
         return unknown(&format!("info {sub}"));
     }
     if rest.len() > 1 {
-        return format!(
-            "{sub}: extraneous characters at the end of line\r\nTry \"help info {sub}\" for more information\r\n"
-        );
+        return extraneous(sub, &format!("info {sub}"));
     }
     match *sub {
         "status" => format!(
