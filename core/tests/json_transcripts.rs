@@ -1,6 +1,7 @@
 //! Transcript suite: input bytes -> the exact bytes QEMU 7.2 sent back.
 //!
-//! Cases live in `data/json/transcripts.txt`, recorded from a live QEMU 7.2.22 by
+//! Cases live in `data/json/transcripts.txt` (some on a `pretty=on` monitor), recorded from a
+//! live QEMU 7.2.22 by
 //! `data/json/gen_transcripts.py` (Appendix A groups B, C, P; check-qjson's strings, UTF-8,
 //! numbers, keywords and errors; more framing edge cases). Cases whose text is known only from
 //! QEMU's source are marked `src: source` (none so far: every case was recorded live).
@@ -18,6 +19,8 @@ use qmp_core::json::{
 
 struct Case {
     name: String,
+    /// Recorded on a `pretty=on` monitor.
+    pretty: bool,
     chunks: Vec<Vec<u8>>,
     out: Vec<u8>,
 }
@@ -60,9 +63,12 @@ fn load() -> Vec<Case> {
             cases.extend(cur.take());
             cur = Some(Case {
                 name: name.to_owned(),
+                pretty: false,
                 chunks: Vec::new(),
                 out: Vec::new(),
             });
+        } else if line == "pretty: yes" {
+            cur.as_mut().unwrap().pretty = true;
         } else if let Some(lit) = line.strip_prefix("in: ") {
             cur.as_mut().unwrap().chunks.push(py_bytes(lit));
         } else if let Some(lit) = line.strip_prefix("out: ") {
@@ -74,7 +80,7 @@ fn load() -> Vec<Case> {
 }
 
 /// The reply QEMU sends for one streamer result, for the request shapes the cases use.
-fn reply(item: &StreamItem, out: &mut Vec<u8>) {
+fn reply(item: &StreamItem, pretty: bool, out: &mut Vec<u8>) {
     let v = match item {
         StreamItem::Error(e) => error_reply(&e.desc),
         StreamItem::Value(Value::Object(o)) if o.is_empty() => {
@@ -96,11 +102,11 @@ fn reply(item: &StreamItem, out: &mut Vec<u8>) {
         }
         StreamItem::Value(_) => error_reply(&JsonString::from("QMP input must be a JSON object")),
     };
-    write_message(&v, false, out);
+    write_message(&v, pretty, out);
 }
 
 /// Feed `chunks` with the given split size (0 = as recorded), reply to every message.
-fn run(chunks: &[Vec<u8>], split: usize) -> Vec<u8> {
+fn run(chunks: &[Vec<u8>], split: usize, pretty: bool) -> Vec<u8> {
     let mut s = JsonStreamer::new(JsonLimits::default());
     let mut out = Vec::new();
     for chunk in chunks {
@@ -116,7 +122,7 @@ fn run(chunks: &[Vec<u8>], split: usize) -> Vec<u8> {
                 assert!(n > 0, "feed made no progress");
                 rest = &rest[n..];
                 while let Some(item) = s.pop() {
-                    reply(&item, &mut out);
+                    reply(&item, pretty, &mut out);
                 }
             }
         }
@@ -135,7 +141,7 @@ fn transcripts_match_live_qemu() {
     let mut failures = Vec::new();
     for case in &cases {
         for split in [0, 1, 7] {
-            let got = run(&case.chunks, split);
+            let got = run(&case.chunks, split, case.pretty);
             if got != case.out {
                 failures.push(format!(
                     "{} (split {split}):\n  want {}\n  got  {}",

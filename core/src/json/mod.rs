@@ -11,6 +11,17 @@
 //! order), [`writer`] (compact/pretty text and wire framing), `exact` (the lossless serde form
 //! used by traces), [`value`] (the value model).
 //!
+//! Documented departures and limits of this module:
+//!
+//! * A value written and parsed again comes back with its object members in hash-bucket order
+//!   and with integral doubles as integers (`1E2` is echoed as `100`), exactly as QEMU echoes
+//!   them; the lossless form for traces is the serde one (`exact`).
+//! * Interpolation (`%d`, `%s`, ...) is never enabled for QMP, so it is not implemented; `%` is
+//!   a stray byte. `premature EOI` cannot happen on a stream but is kept in the parser.
+//! * The parser is iterative; the writer, `Clone`, `PartialEq` and `Drop` of [`Value`] recurse
+//!   once per nesting level, which `max_nesting` bounds for parsed values. Keep `max_nesting`
+//!   near QEMU's 1024 (each level costs a few hundred bytes of native stack).
+//!
 //! ```
 //! use qmp_core::json::{JsonStreamer, JsonLimits, StreamItem, write_message};
 //! let mut s = JsonStreamer::new(JsonLimits::default());
