@@ -21,8 +21,14 @@
 //! the lock. `attached`: kept by the IO thread (open/close), read by `yank` on any thread.
 //! `oob_calls`, `transmit`, `disconnects`, `yanked`: filled by any thread, emptied by the
 //! IO thread. `inband_call`: filled by whoever applied `NextInBand` (the dispatcher), emptied by
-//! the dispatcher. `shutdown`: set by anyone, acted on by the IO thread (which stops the
-//! dispatcher).
+//! the dispatcher, which marks it in `inband_running` until it completes it. `oob_running`: the
+//! IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`]; while it or
+//! `oob_calls` is set the dispatcher takes no new request (QEMU runs an OOB command before the
+//! requests that followed it are dispatched). `calls`, `io_stats`: counters, any thread.
+//! `shutdown`: set by anyone, acted on by the IO thread (which stops the dispatcher).
+//!
+//! The recorder writes (buffered) under the lock, so that the trace holds the inputs in exactly
+//! the order the core saw them.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::fd::OwnedFd;
