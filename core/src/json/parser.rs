@@ -175,7 +175,7 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
                     };
                     pos += 1;
                     match t.kind {
-                        TokKind::RSquare => v = Value::Array(sc.items.drain(start..).collect()),
+                        TokKind::RSquare => v = Value::Array(take_tail(&mut sc.items, start)),
                         TokKind::Comma => {
                             sc.stack.push(Frame::Array { start });
                             continue 'value;
@@ -220,7 +220,7 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
                     match t.kind {
                         TokKind::RCurly => {
                             let entries: Vec<(JsonString, Value)> =
-                                sc.members.drain(start..).collect();
+                                take_tail(&mut sc.members, start);
                             v = Value::Object(Object::from_unique_entries(entries));
                         }
                         TokKind::Comma => {
@@ -233,6 +233,14 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
             }
         }
     }
+}
+
+/// Move `v[start..]` into a vector of exactly that size (`split_off(0)` would hand over the
+/// scratch buffer's whole capacity instead).
+fn take_tail<T>(v: &mut Vec<T>, start: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(v.len().saturating_sub(start));
+    out.extend(v.drain(start..));
+    out
 }
 
 /// `cvt4hex`: four hex digits, or -1 at the first non-hex byte (the token's end reads as NUL).
