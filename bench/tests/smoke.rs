@@ -1,5 +1,5 @@
 //! Smoke test of every qmp-bench mode for a fraction of a second against a tiny in-test QMP
-//! server (and against qmpd too when `QMP_BENCH_QMPD` names a qmpd socket), so the tool cannot
+//! server, and against qmpd too when its binary has been built, so the tool cannot
 //! rot while `make bench` is not part of `make test`.
 
 mod fake;
@@ -106,27 +106,56 @@ fn the_binary_prints_json_lines_and_a_report() {
     assert!(seq.contains(" 1.0x ") && seq.contains("MISSED"), "{text}");
 }
 
-/// Runs against a live qmpd when the caller provides one (`QMP_BENCH_QMPD=/path/to/socket`,
-/// started with `clients=N` for N >= 50); skipped otherwise.
+/// Kills the qmpd the test started, whatever happens to the test.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs every mode against qmpd when its binary is there: `QMP_BENCH_QMPD_BIN`, or `qmpd` next
+/// to this crate's binary (`cargo test --workspace` builds it into the same directory).
+/// Skipped, with a message, otherwise.
 #[test]
-fn every_mode_runs_against_qmpd_when_given() {
-    let Some(path) = std::env::var_os("QMP_BENCH_QMPD") else {
-        eprintln!("QMP_BENCH_QMPD not set: qmpd part skipped");
+fn every_mode_runs_against_qmpd_when_built() {
+    let bin = std::env::var_os("QMP_BENCH_QMPD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_BIN_EXE_qmp-bench")).with_file_name("qmpd")
+        });
+    if !bin.exists() {
+        eprintln!("{} not built: qmpd part skipped", bin.display());
         return;
-    };
-    let pid: Option<u32> = std::env::var("QMP_BENCH_QMPD_PID")
-        .ok()
-        .and_then(|p| p.parse().ok());
+    }
+    let sock = std::env::temp_dir().join(format!("qmp-bench-qmpd-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let child = Child(
+        Command::new(&bin)
+            .arg("--listen")
+            .arg(format!("unix:{},clients=64", sock.display()))
+            .args(["--max-connections", "80", "--log", "warn"])
+            .spawn()
+            .expect("start qmpd"),
+    );
+    // Bounded wait for the listener: 10 s.
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let o = Opts {
         label: "qmpd".into(),
-        pid,
-        ..opts(PathBuf::from(path))
+        pid: Some(child.0.id()),
+        ..opts(sock.clone())
     };
     for mode in Mode::ALL {
-        if mode == Mode::Idle && pid.is_none() {
-            continue;
-        }
         let out = qmp_bench::run(mode, &o).unwrap_or_else(|e| panic!("{}: {e}", mode.name()));
-        assert!(out.ops > 0, "{}: {out:?}", mode.name());
+        assert!(out.ops > 0 && out.value > 0.0, "{}: {out:?}", mode.name());
     }
+    drop(child);
+    let _ = std::fs::remove_file(&sock);
 }
