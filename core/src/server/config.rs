@@ -18,6 +18,9 @@ pub const QMP_REQ_QUEUE_LEN_MAX: usize = 8;
 /// 8, so 256 MiB is met only by a client that stops reading.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 256 << 20;
 
+// The largest reply (an echoed 64 MiB message, escaping tripling string bytes) fits.
+const _: () = assert!(DEFAULT_OUTPUT_LIMIT >= 3 * JsonLimits::QEMU_MAX_TOKEN_SIZE);
+
 /// Default [`Config::input_buffer_limit`]: 8 MiB.
 ///
 /// Bytes are only held unprocessed while a monitor is suspended; a shim that stops reading when

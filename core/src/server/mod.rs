@@ -270,7 +270,8 @@ impl Server {
         Ok(())
     }
 
-    /// The next thing the server wants done, or `None` when nothing is left.
+    /// The next thing the server wants done, or `None` when nothing is left. A `Transmit` for
+    /// a monitor closed since it was queued is harmless: its pending output is empty.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
         let o = self.outputs.pop_front()?;

@@ -166,7 +166,7 @@ impl Queued {
 }
 
 fn object_heap_bytes(o: &crate::json::Object) -> usize {
-    o.entries().len() * std::mem::size_of::<(JsonString, Value)>()
+    std::mem::size_of_val(o.entries())
         + o.iter()
             .map(|(k, v)| k.0.capacity() + value_heap_bytes(v))
             .sum::<usize>()
