@@ -753,3 +753,36 @@ fn input_limit_disconnects_a_driver_that_reads_while_suspended() {
     w.send(m, b"{\"execute\": \"query-name\"}");
     assert_eq!(w.take(m), "");
 }
+
+/// Several unexpected arguments: QEMU names the first one its GLib hash table yields
+/// (live QEMU 7.2.22 answers, recorded for these inputs).
+#[test]
+fn first_unexpected_argument_in_glib_order() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    for (args, cmd, expected) in [
+        (r#"{"a":1,"b":2,"zz":3}"#, "query-status", "b"),
+        (r#"{"zz":1,"b":2,"a":3}"#, "query-status", "b"),
+        (
+            r#"{"id":1,"return":2,"error":3,"c":4}"#,
+            "query-status",
+            "return",
+        ),
+        (r#"{"x":1,"y":2}"#, "query-status", "y"),
+        (
+            r#"{"command-line":"x","q":1,"r":2}"#,
+            "human-monitor-command",
+            "r",
+        ),
+    ] {
+        w.send(
+            m,
+            format!("{{\"execute\":\"{cmd}\",\"arguments\":{args}}}").as_bytes(),
+        );
+        assert_eq!(
+            w.take(m),
+            format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Parameter '{expected}' is unexpected\"}}}}\r\n"),
+            "{args}"
+        );
+    }
+}

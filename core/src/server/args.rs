@@ -64,20 +64,137 @@ fn visit_struct(
             }
         }
     }
-    // Leftovers: QEMU reports the first in GLib hash order; we report the first in QDict
-    // bucket order (documented deviation when several are left over).
-    for i in crate::json::bucket_order(obj) {
-        let (key, _) = &obj.entries()[i];
-        let known = members
-            .iter()
-            .chain(variant.iter())
-            .any(|m| m.name.as_bytes() == key.as_bytes());
-        if !known {
-            let name = full_name(path, key.as_bytes());
-            return Err(text(&[b"Parameter '", &name, b"' is unexpected"]));
-        }
+    // Leftovers: QEMU's input visitor keeps the members still unvisited in a GLib hash table
+    // and reports the first one its iterator yields.
+    let visited: Vec<&[u8]> = members
+        .iter()
+        .chain(variant.iter())
+        .map(|m| m.name.as_bytes())
+        .collect();
+    if let Some(key) = first_unvisited(obj, &visited) {
+        let name = full_name(path, key);
+        return Err(text(&[b"Parameter '", &name, b"' is unexpected"]));
     }
     Ok(())
+}
+
+/// GLib's `prime_mod` table (`ghash.c`), indexed by shift.
+const PRIME_MOD: [u32; 32] = [
+    1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+    262139, 524287, 1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859, 134217689,
+    268435399, 536870909, 1073741789, 2147483647,
+];
+
+/// `g_str_hash` (djb2 over signed chars), made "real" as `ghash.c` does (values 0 and 1 are
+/// reserved for empty and deleted slots).
+fn g_str_hash(key: &[u8]) -> u32 {
+    let mut h: u32 = 5381;
+    for &b in key {
+        if b == 0 {
+            break;
+        }
+        h = (h << 5).wrapping_add(h).wrapping_add(b as i8 as i32 as u32);
+    }
+    if h < 2 {
+        2
+    } else {
+        h
+    }
+}
+
+/// A model of a `GHashTable` used as a set: open addressing with quadratic probing from
+/// `(hash * 11) % mod`, growth when the table is 15/16 full, shrinking below 1/4; iteration is
+/// slot order. Resizes are modelled as re-insertion in slot order (exact while no resize
+/// happens, i.e. for up to 7 members).
+struct GSet {
+    shift: u32,
+    slots: Vec<Option<(u32, usize)>>,
+    nnodes: usize,
+}
+
+impl GSet {
+    fn new() -> GSet {
+        GSet {
+            shift: 3,
+            slots: vec![None; 8],
+            nnodes: 0,
+        }
+    }
+
+    fn place(&mut self, hash: u32, item: usize) {
+        let mask = self.slots.len() - 1;
+        let mut i = (hash.wrapping_mul(11) % PRIME_MOD[self.shift as usize]) as usize;
+        let mut step = 0;
+        while self.slots[i].is_some() {
+            step += 1;
+            i = (i + step) & mask;
+        }
+        self.slots[i] = Some((hash, item));
+    }
+
+    fn resize(&mut self) {
+        let want = (self.nnodes as f64 * 1.333) as usize;
+        let mut shift = 0;
+        let mut n = want;
+        while n > 0 {
+            n >>= 1;
+            shift += 1;
+        }
+        self.shift = shift.clamp(3, 31);
+        let old = std::mem::replace(&mut self.slots, vec![None; 1 << self.shift]);
+        for (hash, item) in old.into_iter().flatten() {
+            self.place(hash, item);
+        }
+    }
+
+    fn insert(&mut self, hash: u32, item: usize) {
+        self.place(hash, item);
+        self.nnodes += 1;
+        let n = self.nnodes;
+        if self.slots.len() <= n + n / 16 {
+            self.resize();
+        }
+    }
+
+    fn remove(&mut self, item: usize) {
+        if let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.is_some_and(|(_, i)| i == item))
+        {
+            *slot = None;
+            self.nnodes -= 1;
+            if self.slots.len() > self.nnodes * 4 && self.slots.len() > 8 {
+                self.resize();
+            }
+        }
+    }
+}
+
+/// The member QEMU's `qobject_input_check_struct` would name: members enter the set in QDict
+/// order, visited ones leave in schema order, the first left in slot order is reported.
+fn first_unvisited<'a>(obj: &'a Object, visited: &[&[u8]]) -> Option<&'a [u8]> {
+    let entries = obj.entries();
+    if entries
+        .iter()
+        .all(|(k, _)| visited.iter().any(|v| *v == k.as_bytes()))
+    {
+        return None;
+    }
+    let mut set = GSet::new();
+    for i in crate::json::bucket_order(obj) {
+        set.insert(g_str_hash(entries[i].0.as_bytes()), i);
+    }
+    for name in visited {
+        if let Some(i) = entries.iter().position(|(k, _)| k.as_bytes() == *name) {
+            set.remove(i);
+        }
+    }
+    set.slots
+        .iter()
+        .flatten()
+        .next()
+        .map(|&(_, i)| entries[i].0.as_bytes())
 }
 
 fn visit_member(path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc> {

@@ -22,8 +22,9 @@
 //! * Due throttle timers fire at the start of every input, not only on [`Input::Tick`].
 //! * A keyed throttle rule whose key member is missing from `data` throttles by name alone
 //!   (QEMU asserts).
-//! * Several unexpected arguments: QEMU names the first in GLib hash-table order, this core the
-//!   first in QDict bucket order.
+//! * Several unexpected arguments: QEMU names the first in GLib hash-table order; this core
+//!   models that table exactly for objects of up to 7 members (checked against live QEMU) and
+//!   approximates its in-place rehash for bigger ones.
 //! * Output is capped ([`Config::output_limit`], then [`Output::Disconnect`]); QEMU's buffer
 //!   grows without bound. Unprocessed input is capped too ([`Config::input_buffer_limit`]).
 //! * The 2.12 dialect answers lexical and limit errors with `Invalid JSON syntax`, but the JSON
