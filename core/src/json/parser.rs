@@ -330,6 +330,10 @@ pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
 
 /// Copy raw string bytes, checking them as modified UTF-8 like `mod_utf8_codepoint`.
 fn copy_validated(seg: &[u8], out: &mut Vec<u8>) -> Result<(), Msg> {
+    if seg.is_ascii() {
+        out.extend_from_slice(seg);
+        return Ok(());
+    }
     let mut i = 0;
     while i < seg.len() {
         let a = utf8::ascii_prefix_len(&seg[i..]);
