@@ -125,7 +125,7 @@ mod tests {
         let msg = b"{\"execute\": \"query-name\", \"id\": 'a'}1}[{]}\x1b{\"a\": 1e400}";
         for header in [0u8, 1, 2, 8, 9] {
             let mut data = vec![header];
-            data.extend(std::iter::repeat(3).take(usize::from(header & 7)));
+            data.extend(std::iter::repeat_n(3, usize::from(header & 7)));
             data.extend_from_slice(msg);
             run(&data);
         }
