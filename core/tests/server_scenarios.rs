@@ -786,3 +786,26 @@ fn first_unexpected_argument_in_glib_order() {
         );
     }
 }
+
+#[test]
+fn reply_of_a_closed_connection_never_reaches_a_reused_id() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, false);
+    w.send(
+        m,
+        b"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"null-co\"}, \"id\": \"old\"}",
+    );
+    w.input(Input::Close { monitor: m });
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, b"{\"execute\": \"qmp_capabilities\"}");
+    assert_eq!(
+        w.take(m),
+        "",
+        "the dispatcher is still busy with the old call"
+    );
+    w.release_blocked();
+    assert_eq!(w.take(m), "{\"return\": {}}\r\n");
+    assert_eq!(w.server.probes().reply_to_closed_monitor, 1);
+    assert_eq!(w.server.suspend_count(m), 0);
+}

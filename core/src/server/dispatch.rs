@@ -208,6 +208,7 @@ impl Server {
             return Executed::Answered;
         }
         let success_response = entry.spec.success_response;
+        let generation = self.monitors.get(&mid).map_or(0, |m| m.generation);
         // The request's name equals the registered one: reuse its allocation.
         let command = String::from_utf8(env.name.0).unwrap_or_else(|_| entry.spec.name.clone());
         let call = CallId(self.next_call);
@@ -232,6 +233,7 @@ impl Server {
                 request_id: env.id,
                 success_response,
                 resume_on_complete: false,
+                generation,
             },
         );
         self.digest.word(2);
@@ -329,7 +331,7 @@ impl Server {
             self.inband_call = None;
         }
         let mid = pc.info.monitor;
-        if !self.monitors.contains_key(&mid) {
+        if self.monitors.get(&mid).map(|m| m.generation) != Some(pc.generation) {
             self.probes.reply_to_closed_monitor += 1;
             return;
         }

@@ -102,6 +102,8 @@ struct PendingCall {
     success_response: bool,
     /// OOB was off when the dispatcher took the request: resume the monitor once answered.
     resume_on_complete: bool,
+    /// The monitor's generation when the call was issued.
+    generation: u64,
 }
 
 /// The whole monitor subsystem of one process. See the crate docs for the run loop.
@@ -133,6 +135,8 @@ pub struct Server {
     to_pump: Vec<MonitorId>,
     /// Reused buffer for replies written from their parts (one message at most).
     scratch: Vec<u8>,
+    /// `Open` inputs applied so far (monitor generations).
+    opens: u64,
 }
 
 impl Server {
@@ -156,6 +160,7 @@ impl Server {
             digest: Digest::default(),
             to_pump: Vec::new(),
             scratch: Vec::new(),
+            opens: 0,
             config,
         }
     }
@@ -430,7 +435,10 @@ impl Server {
 
     fn open(&mut self, id: MonitorId, options: MonitorOptions) {
         let streamer = JsonStreamer::new(self.config.json_limits);
-        self.monitors.insert(Monitor::new(id, options, streamer));
+        let mut m = Monitor::new(id, options, streamer);
+        self.opens += 1;
+        m.generation = self.opens;
+        self.monitors.insert(m);
         self.rr.insert(0, id);
         self.open_monitors += 1;
         let greeting = self.greeting(options);

@@ -213,6 +213,9 @@ pub(crate) struct Monitor {
     pub(crate) dead: bool,
     /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
     pub(crate) held_replies: Vec<Vec<u8>>,
+    /// Which `Open` created this monitor: an id may be reused after `Close`, and a call of
+    /// the earlier connection must not answer the later one.
+    pub(crate) generation: u64,
 }
 
 impl Monitor {
@@ -233,6 +236,7 @@ impl Monitor {
             transmit_queued: false,
             dead: false,
             held_replies: Vec::new(),
+            generation: 0,
         }
     }
 
