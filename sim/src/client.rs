@@ -31,6 +31,8 @@ pub struct Planned {
     pub calls: Vec<ExpectCall>,
     /// This is the blocking pair (lock in-band, unlock out-of-band).
     pub lock: bool,
+    /// Pass one descriptor with the first byte of this write (`getfd`).
+    pub fd: bool,
 }
 
 /// What a request is meant to exercise.
@@ -52,6 +54,8 @@ enum Req {
     OobBadArg,
     Lock,
     Unlock,
+    GetFd(u8),
+    CloseFd(u8),
 }
 
 /// Garbage the 7.2 JSON layer answers with known errors (spec §1.3–1.5, Appendix A).
@@ -253,6 +257,19 @@ impl ClientGen {
                 Req::Caps { oob: false },
             ];
             bad[rng.random_range(0..bad.len())]
+        } else if rng.random_bool(opts.p_fds)
+            && matches!(conn.projected, Session::Command { .. })
+            && !(d == Dialect::Qemu212 && conn.confirmed.oob())
+            && !conn.inband.iter().any(|e| e.what == "getfd")
+        {
+            // One getfd in flight at a time: its descriptor is then surely pending when it runs.
+            let n = rng.random_range(0..3u8);
+            if rng.random_bool(0.6) {
+                p.fd = true;
+                Req::GetFd(n)
+            } else {
+                Req::CloseFd(n)
+            }
         } else if rng.random_bool(opts.p_oob) && settled {
             // With OOB off this exercises the refusal texts.
             let kinds = [
@@ -313,9 +330,7 @@ impl ClientGen {
             req,
             Req::OobEcho | Req::OobNonOob | Req::OobUnknown | Req::OobBadArg | Req::Unlock
         );
-        // Repeated ids only among in-band requests: an immediate reply with a repeated id
-        // could not be told apart from an in-band one with the same text.
-        let id = self.id(rng, opts, unique || oob_marker);
+        let id = self.id(rng, opts, unique);
         let tag = *next_tag;
         *next_tag += 1;
         let (command, args): (J, Option<J>) = match req {
@@ -332,7 +347,7 @@ impl ClientGen {
             Req::Echo => {
                 let mut a = vec![("tag", J::Int(tag))];
                 if rng.random_bool(opts.p_big) {
-                    a.push(("pad", big_payload(rng)));
+                    a.push(("pad", big_payload(rng, opts.max_read)));
                 }
                 (J::s(ECHO), Some(J::obj(a)))
             }
@@ -353,6 +368,14 @@ impl ClientGen {
             Req::OobNonOob => (J::s(ECHO), Some(J::obj(vec![("tag", J::Int(tag))]))),
             Req::OobBadArg => (J::s(OOB_ECHO), Some(J::obj(vec![("tag", J::s("x"))]))),
             Req::Lock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(true))]))),
+            Req::GetFd(n) => (
+                J::s("getfd"),
+                Some(J::obj(vec![("fdname", J::Str(format!("fd{n}")))])),
+            ),
+            Req::CloseFd(n) => (
+                J::s("closefd"),
+                Some(J::obj(vec![("fdname", J::Str(format!("fd{n}")))])),
+            ),
             Req::Unlock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(false))]))),
         };
         let mut members: Vec<(&str, J)> = Vec::new();
@@ -403,9 +426,10 @@ impl ClientGen {
     }
 }
 
-fn big_payload(rng: &mut ChaCha8Rng) -> J {
+fn big_payload(rng: &mut ChaCha8Rng, max_read: usize) -> J {
     if rng.random_bool(0.5) {
-        let n = rng.random_range(1..MAX_PAD_BYTES);
+        // Byte-by-byte networks get smaller payloads: the point is the split, not the volume.
+        let n = rng.random_range(1..MAX_PAD_BYTES.min(max_read * 512).max(2));
         J::Str("p".repeat(n))
     } else {
         let depth = rng.random_range(1..MAX_OK_DEPTH);
@@ -565,6 +589,26 @@ fn expect_72(
                 (e, None)
             }
         }
+        Req::GetFd(n) => {
+            conn.fd_names[n as usize] = true;
+            (
+                expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "getfd"),
+                None,
+            )
+        }
+        Req::CloseFd(n) => {
+            if std::mem::replace(&mut conn.fd_names[n as usize], false) {
+                (
+                    expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "closefd"),
+                    None,
+                )
+            } else {
+                (
+                    g(&format!("File descriptor named 'fd{n}' not found"), InBand),
+                    None,
+                )
+            }
+        }
         Req::Lock => (
             expect(
                 InBand,
@@ -713,6 +757,26 @@ fn expect_212(
                 );
                 e.on_reply = Some(next);
                 (e, None)
+            }
+        }
+        Req::GetFd(n) => {
+            conn.fd_names[n as usize] = true;
+            (
+                expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "getfd"),
+                None,
+            )
+        }
+        Req::CloseFd(n) => {
+            if std::mem::replace(&mut conn.fd_names[n as usize], false) {
+                (
+                    expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "closefd"),
+                    None,
+                )
+            } else {
+                (
+                    g(&format!("File descriptor named 'fd{n}' not found"), InBand),
+                    None,
+                )
             }
         }
         Req::Lock => (

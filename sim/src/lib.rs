@@ -15,6 +15,7 @@ pub mod events;
 pub mod failure;
 pub mod model;
 pub mod options;
+pub mod planted;
 pub mod registry;
 pub mod runner;
 pub mod server;

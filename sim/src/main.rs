@@ -43,6 +43,15 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         trace_dir: PathBuf,
     },
+    /// Plant each deliberately wrong core variant and count the seeds until one is caught.
+    Planted {
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seeds allowed per bug.
+        #[arg(long, default_value_t = qmp_sim::planted::MAX_SEEDS_PER_BUG)]
+        max_seeds: u64,
+    },
     /// Replay a trace (core format) and check its digest.
     Replay {
         /// The trace file.
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
             determinism_every,
             trace_dir,
         } => cmd_run(&seed, runs, threads, determinism_every, &trace_dir),
+        Cmd::Planted { seed, max_seeds } => cmd_planted(seed, max_seeds),
         Cmd::Replay { trace } => qmp_sim::trace::cmd_replay(&trace),
         Cmd::Shrink { trace, out } => qmp_sim::shrink::cmd_shrink(&trace, out),
     };
@@ -179,4 +189,25 @@ fn cmd_run(
         path.display()
     );
     Ok(f.class.exit_code() as u8)
+}
+
+fn cmd_planted(seed: u64, max: u64) -> Result<u8> {
+    let mut missed = 0;
+    for bug in qmp_sim::planted::ALL {
+        let t = WallInstant::now();
+        let c = qmp_sim::planted::hunt(bug, seed, max);
+        match (&c.seeds, &c.failure) {
+            (Some(n), Some((s, f))) => println!(
+                "{bug:?}: caught after {n} seed(s) (seed {s}, {:.2} s): [{}] {}",
+                t.elapsed().as_secs_f64(),
+                f.oracle,
+                f.detail.lines().next().unwrap_or("")
+            ),
+            _ => {
+                missed += 1;
+                println!("{bug:?}: NOT caught in {max} seeds");
+            }
+        }
+    }
+    Ok(if missed == 0 { 0 } else { 129 })
 }

@@ -136,6 +136,8 @@ pub struct ConnModel {
     pub rx: Vec<u8>,
     /// Messages checked so far.
     pub messages: u64,
+    /// Named fds `fd0`..`fd2` held once every request sent so far has run.
+    pub fd_names: [bool; 3],
 }
 
 impl ConnModel {
@@ -153,6 +155,7 @@ impl ConnModel {
             events: VecDeque::new(),
             rx: Vec::new(),
             messages: 0,
+            fd_names: [false; 3],
         }
     }
 
@@ -224,7 +227,10 @@ impl ConnModel {
                     .unwrap_or_else(|| "no event".into())
             ));
         }
-        for lane in [ReplyLane::Immediate, ReplyLane::InBand] {
+        // In-band first: when both lanes expect identical bytes (same text, same or no id),
+        // the immediate request may not even have been read yet; if it was, its twin in-band
+        // reply will match the immediate entry later, so nothing is lost either way.
+        for lane in [ReplyLane::InBand, ReplyLane::Immediate] {
             let q = match lane {
                 ReplyLane::Immediate => &mut self.immediate,
                 ReplyLane::InBand => &mut self.inband,
@@ -255,9 +261,11 @@ impl ConnModel {
             "unexpected reply:\n  got            {}\n  next in-band   {}\n  next immediate {}",
             show(msg),
             self.inband
-                .front()
+                .iter()
+                .take(3)
                 .map(|e| format!("{} ({})", show(&e.bytes), e.what))
-                .unwrap_or_else(|| "none".into()),
+                .collect::<Vec<_>>()
+                .join("\n                 "),
             self.immediate
                 .front()
                 .map(|e| format!("{} ({})", show(&e.bytes), e.what))

@@ -105,7 +105,7 @@ impl Options {
             clients,
             oob_capable,
             pretty,
-            requests: rng.random_range(40..240),
+            requests: rng.random_range(20..140),
             p_negotiate: [0.9, 1.0][rng.random_range(0..2)],
             p_enable_oob: [0.0, 0.5, 1.0][rng.random_range(0..3)],
             p_garbage: pick(&mut rng, 0.5, 0.01, 0.15),

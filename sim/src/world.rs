@@ -79,6 +79,10 @@ struct Conn {
     waiting: bool,
     /// The x-oob-test unlock of this connection has not reached its handler yet.
     unlock_due: bool,
+    /// Request bytes handed to the server so far.
+    tx_sent: u64,
+    /// Absolute request-byte positions that carry one descriptor (`getfd`).
+    fd_marks: VecDeque<u64>,
 }
 
 #[derive(Debug)]
@@ -210,6 +214,10 @@ pub struct World<C: Core> {
     digest: Digest,
     messages: u64,
     drops: Vec<(usize, serde_json::Value)>,
+    /// The dispatcher's round-robin order as the spec defines it (§5.3).
+    rr: Vec<MonitorId>,
+    /// The monitor whose in-band request the current input served.
+    served: Option<MonitorId>,
 }
 
 impl<C: Core> World<C> {
@@ -254,6 +262,8 @@ impl<C: Core> World<C> {
             digest: Digest::new(),
             messages: 0,
             drops: Vec::new(),
+            rr: Vec::new(),
+            served: None,
         }
     }
 
@@ -392,7 +402,30 @@ impl<C: Core> World<C> {
             Action::Dispatch => {
                 self.dispatch_scheduled = false;
                 if self.inband_busy.is_none() && self.core.dispatcher_ready() {
+                    // QEMU serves the first monitor in list order that has a request and moves
+                    // it to the end of the list (new monitors go to the head).
+                    let predicted = self
+                        .rr
+                        .iter()
+                        .copied()
+                        .find(|m| self.core.queue_len(*m) > 0);
+                    self.served = None;
                     self.apply(Input::NextInBand)?;
+                    if self.served != predicted {
+                        return Err(self.fail(Failure::correctness(
+                            "round-robin",
+                            format!(
+                                "dispatcher served monitor {:?}, round robin over {:?} gives {:?}",
+                                self.served.map(|m| m.0),
+                                self.rr.iter().map(|m| m.0).collect::<Vec<_>>(),
+                                predicted.map(|m| m.0)
+                            ),
+                        )));
+                    }
+                    if let Some(m) = predicted {
+                        self.rr.retain(|x| *x != m);
+                        self.rr.push(m);
+                    }
                 }
                 Ok(())
             }
@@ -450,8 +483,13 @@ impl<C: Core> World<C> {
                             .gen
                             .plan(&mut self.rng, &self.opts, &mut throwaway, &mut tag)
                     {
-                        let cut = self.rng.random_range(0..p.bytes.len().max(1));
-                        conn.tx.extend(&p.bytes[..cut]);
+                        // A strict prefix of one request's JSON (trailing whitespace aside)
+                        // is never a complete message, so the server must not answer it.
+                        let json_len = p.bytes.trim_ascii_end().len();
+                        if p.expects.len() == 1 && json_len > 0 {
+                            let cut = self.rng.random_range(0..json_len);
+                            conn.tx.extend(&p.bytes[..cut]);
+                        }
                     }
                 }
             }
@@ -481,6 +519,9 @@ impl<C: Core> World<C> {
             }
             Some(p) => {
                 self.requests_left = self.requests_left.saturating_sub(1);
+                if p.fd {
+                    conn.fd_marks.push_back(conn.tx_sent + conn.tx.len() as u64);
+                }
                 conn.tx.extend(&p.bytes);
                 if p.lock {
                     conn.unlock_due = true;
@@ -535,8 +576,11 @@ impl<C: Core> World<C> {
             closing: false,
             waiting: false,
             unlock_due: false,
+            tx_sent: 0,
+            fd_marks: VecDeque::new(),
         });
         let m = client.monitor;
+        self.rr.insert(0, m);
         let at = self.now + exp_gap(&mut self.rng, self.opts.client_gap_ns);
         self.schedule(at, Action::ClientAct(i));
         self.apply(Input::Open {
@@ -564,6 +608,7 @@ impl<C: Core> World<C> {
         }
         let unlock_due = self.clients[i].conn.as_ref().is_some_and(|c| c.unlock_due);
         self.clients[i].conn = None;
+        self.rr.retain(|x| *x != m);
         self.apply(Input::Close { monitor: m })?;
         if unlock_due {
             // Its unlock will never arrive: release the handler on its behalf, as an operator
@@ -599,6 +644,13 @@ impl<C: Core> World<C> {
         let n = self.rng.random_range(1..=max_read.min(conn.tx.len()));
         let bytes: Vec<u8> = conn.tx.drain(..n).collect();
         let mut fds = Vec::new();
+        conn.tx_sent += n as u64;
+        while conn.fd_marks.front().is_some_and(|&at| at < conn.tx_sent) {
+            conn.fd_marks.pop_front();
+            self.next_fd += 1;
+            self.fds.insert(self.next_fd, false);
+            fds.push(FdId(self.next_fd));
+        }
         if faults && self.rng.random_bool(self.opts.p_fds) {
             for _ in 0..self.rng.random_range(1..=3) {
                 self.next_fd += 1;
@@ -1007,6 +1059,7 @@ impl<C: Core> World<C> {
             )));
         }
         self.inband_busy = Some(call.id);
+        self.served = Some(call.monitor);
         if call.command == OOB_TEST {
             if self.sem > 0 {
                 self.sem -= 1;
@@ -1092,6 +1145,10 @@ impl<C: Core> World<C> {
                     }
                     Ok(Seen::Dropped(v)) => self.drops.push((i, v)),
                     Ok(Seen::Reply(_)) => {
+                        // During NextInBand every reply is the served monitor's: the request's
+                        // own, or one for input the resume let it read (identical replies of
+                        // the two lanes may be matched crosswise, so the lane is not used).
+                        self.served = Some(m);
                         if conn.waiting {
                             conn.waiting = false;
                             self.seq += 1;
