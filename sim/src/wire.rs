@@ -541,10 +541,11 @@ mod tests {
         let e5 = J::obj(vec![
             (
                 "return",
+                // QAPI StatusInfo member order; status and singlestep share bucket 202.
                 J::obj(vec![
-                    ("status", J::s("running")),
-                    ("singlestep", J::Bool(false)),
                     ("running", J::Bool(true)),
+                    ("singlestep", J::Bool(false)),
+                    ("status", J::s("running")),
                 ]),
             ),
             ("id", J::Arr(vec![J::Int(1)])),
