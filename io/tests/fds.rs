@@ -192,3 +192,32 @@ fn unclaimed_and_replaced_fds_are_closed_exactly_once() {
     assert_eq!(h.fds_closed(), 3);
     assert!(closed_before >= 1);
 }
+
+#[test]
+fn descriptors_still_held_are_closed_at_shutdown() {
+    let mut d = start(&["unix:qmp.sock"]);
+    let mut c = Client::connect(&d.path("qmp.sock"));
+    c.negotiate(true);
+    // Paused, fd sets survive the last disconnect (spec §10.3); only shutdown closes them.
+    c.send("{\"execute\": \"stop\"}\n");
+    assert!(c.read_msg().contains("STOP"));
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    let (r, w) = pipe();
+    send_with_fds(&c.sock, b"{\"execute\": \"add-fd\"}\n", &[w.as_fd()]);
+    drop(w);
+    assert!(c.read_msg().starts_with("{\"return\": {\"fd\": "));
+    drop(c);
+    assert!(
+        !writer_closed(&r, Duration::from_millis(200)),
+        "kept while paused"
+    );
+    let h = d.server().handle();
+    assert_eq!(h.fds_held(), 1);
+    d.server
+        .take()
+        .expect("running")
+        .shutdown()
+        .expect("shutdown");
+    assert!(writer_closed(&r, TIMEOUT), "closed at shutdown");
+    assert_eq!(h.fds_held(), 0);
+}
