@@ -128,7 +128,7 @@ fn cmd_run(
                     return;
                 }
                 let seed = first.wrapping_add(k);
-                let r = if det_every > 0 && k % det_every == 0 {
+                let r = if det_every > 0 && k.is_multiple_of(det_every) {
                     run_seed_twice(seed, None)
                 } else {
                     run_seed(seed, None)

@@ -1285,7 +1285,7 @@ impl<C: Core> World<C> {
                 )));
             }
         }
-        if self.step % 64 == 0 {
+        if self.step.is_multiple_of(64) {
             let pending: usize = self
                 .clients
                 .iter()

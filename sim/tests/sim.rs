@@ -43,7 +43,10 @@ fn bounded_run_passes_and_hits_every_mark_that_matters() {
         .map(|(name, _)| name)
         .collect();
     println!("{BOUNDED_SEEDS} seeds, {inputs} inputs, probes: {probes:?}");
-    assert!(probes.len() > UNREACHED_BY_DESIGN.len(), "the core reports probes");
+    assert!(
+        probes.len() > UNREACHED_BY_DESIGN.len(),
+        "the core reports probes"
+    );
     assert!(missed.is_empty(), "probes never hit: {missed:?}");
 }
 
@@ -52,7 +55,11 @@ fn reruns_are_identical_and_traces_replay_to_the_same_digest() {
     for seed in [3u64, 17, 42, 1000] {
         let stats = run_seed_twice(seed, None).unwrap_or_else(|f| panic!("seed {seed}: {f}"));
         let (text, result) = trace_seed(seed, None);
-        assert_eq!(result.map(|s| s.digest).ok(), Some(stats.digest), "seed {seed}");
+        assert_eq!(
+            result.map(|s| s.digest).ok(),
+            Some(stats.digest),
+            "seed {seed}"
+        );
         let report = qmp_core::server::trace::replay(&text).expect("trace parses");
         assert!(report.matches(), "seed {seed}: replay digest differs");
         assert_eq!(report.digest.0, stats.digest, "seed {seed}");
@@ -72,7 +79,12 @@ fn shrinking_keeps_the_failure_and_drops_inputs() {
     let t = load(&text).expect("trace loads");
     let (min, f) = shrink(&t).expect("fails under the input-only checks");
     assert_eq!(f.oracle, "queue-without-oob");
-    assert!(min.inputs.len() < t.inputs.len() / 2, "{} -> {}", t.inputs.len(), min.inputs.len());
+    assert!(
+        min.inputs.len() < t.inputs.len() / 2,
+        "{} -> {}",
+        t.inputs.len(),
+        min.inputs.len()
+    );
     assert!(run_inputs(&min.config, &min.commands, &min.inputs).is_err());
 }
 
@@ -84,7 +96,11 @@ fn every_planted_bug_is_caught_within_the_bound() {
         let (seed, f) = c
             .failure
             .unwrap_or_else(|| panic!("{bug:?} not caught in {MAX_SEEDS_PER_BUG} seeds"));
-        report.push(format!("{bug:?}: {} seeds (seed {seed}, [{}])", c.seeds.unwrap_or(0), f.oracle));
+        report.push(format!(
+            "{bug:?}: {} seeds (seed {seed}, [{}])",
+            c.seeds.unwrap_or(0),
+            f.oracle
+        ));
     }
     println!("{}", report.join("\n"));
 }
