@@ -92,6 +92,35 @@ proptest! {
     }
 
     #[test]
+    fn any_bytes_any_limits_never_panic_and_chunk_invariantly(
+        input in prop::collection::vec(any::<u8>(), 0..64),
+        size in 0usize..12, count in 0usize..8, nesting in 0usize..4,
+        cuts in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let l = JsonLimits { max_token_size: size, max_token_count: count, max_nesting: nesting };
+        let whole = qmp_core::json::parse_stream_with(&input, l);
+        let mut s = JsonStreamer::new(l);
+        let mut got = Vec::new();
+        let mut pos = 0;
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        for end in bounds {
+            let mut rest = &input[pos.min(end)..end];
+            while !rest.is_empty() {
+                let n = s.feed(rest);
+                prop_assert!(n > 0);
+                rest = &rest[n..];
+                got.extend(std::iter::from_fn(|| s.pop()));
+            }
+            pos = pos.max(end);
+        }
+        prop_assert_eq!(&got, &whole);
+        // Pending memory stays within the limits (token text plus one partial token).
+        prop_assert!(s.buffered_bytes() <= 2 * size + 2 + count * 64);
+    }
+
+    #[test]
     fn feed_stops_only_after_completing_bytes(input in wire_bytes()) {
         // Every `feed` that stops early has just completed a message, and stopping never
         // loses or reorders bytes (checked by the equality above); here: no early stop
