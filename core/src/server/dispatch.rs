@@ -99,15 +99,18 @@ fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value
         ));
     };
     let oob = key == b"exec-oob";
-    let name = match obj.remove(if oob { "exec-oob" } else { "execute" }) {
-        Some(Value::String(s)) => s,
-        _ => JsonString::default(),
-    };
-    let args = match obj.remove("arguments") {
-        Some(Value::Object(a)) => a,
-        _ => Object::new(),
-    };
-    let id = obj.remove("id");
+    // Checked: only these members are left; take them apart in one pass.
+    let mut name = JsonString::default();
+    let mut args = Object::new();
+    let mut id = None;
+    for (k, v) in obj {
+        match (k.as_bytes(), v) {
+            (b"execute" | b"exec-oob", Value::String(s)) => name = s,
+            (b"arguments", Value::Object(a)) => args = a,
+            (b"id", v) => id = Some(v),
+            _ => {}
+        }
+    }
     Ok(Envelope {
         id,
         name,

@@ -74,7 +74,7 @@ pub use probes::Probes;
 pub use schema::{ArgType, CommandSpec, FlatUnion, Member, Variant};
 pub use types::*;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::json::{JsonStreamer, Value};
 use fdsets::{Cleanup, FdSets};
@@ -106,6 +106,42 @@ struct PendingCall {
     generation: u64,
 }
 
+/// Outstanding calls sorted by id: no allocation per call (a tree would allocate a node when
+/// the single in-band call of a busy dispatcher comes and goes).
+#[derive(Debug, Default)]
+struct CallTable {
+    v: Vec<PendingCall>,
+}
+
+impl CallTable {
+    fn find(&self, id: &CallId) -> Result<usize, usize> {
+        self.v.binary_search_by_key(id, |c| c.info.id)
+    }
+
+    fn insert(&mut self, id: CallId, pc: PendingCall) {
+        match self.find(&id) {
+            Ok(i) => self.v[i] = pc,
+            Err(i) => self.v.insert(i, pc),
+        }
+    }
+
+    fn get(&self, id: &CallId) -> Option<&PendingCall> {
+        self.find(id).ok().map(|i| &self.v[i])
+    }
+
+    fn get_mut(&mut self, id: &CallId) -> Option<&mut PendingCall> {
+        self.find(id).ok().map(|i| &mut self.v[i])
+    }
+
+    fn remove(&mut self, id: &CallId) -> Option<PendingCall> {
+        self.find(id).ok().map(|i| self.v.remove(i))
+    }
+
+    fn contains_key(&self, id: &CallId) -> bool {
+        self.find(id).is_ok()
+    }
+}
+
 /// The whole monitor subsystem of one process. See the crate docs for the run loop.
 #[derive(Debug)]
 pub struct Server {
@@ -115,7 +151,9 @@ pub struct Server {
     /// Dispatcher order (QEMU's `mon_list`): new monitors at the head, a served one moves to
     /// the tail. Holds exactly the keys of `monitors`.
     rr: Vec<MonitorId>,
-    calls: BTreeMap<CallId, PendingCall>,
+    /// Outstanding calls, by id (ids are issued in increasing order, so pushing keeps it
+    /// sorted). Bounded by one in-band call plus the OOB calls not completed yet.
+    calls: CallTable,
     next_call: u64,
     /// The in-band call being run by the dispatcher, if any (at most one).
     inband_call: Option<CallId>,
@@ -146,7 +184,7 @@ impl Server {
             registry: Registry::new(),
             monitors: MonitorTable::default(),
             rr: Vec::new(),
-            calls: BTreeMap::new(),
+            calls: CallTable::default(),
             next_call: 1,
             inband_call: None,
             queued_total: 0,
@@ -342,7 +380,7 @@ impl Server {
 
     /// Calls issued and not completed, oldest first.
     pub fn outstanding_calls(&self) -> impl Iterator<Item = &OutstandingCall> + '_ {
-        self.calls.values().map(|c| &c.info)
+        self.calls.v.iter().map(|c| &c.info)
     }
 
     /// Descriptors the core holds (received with bytes not lexed yet, pending, named, in fd
@@ -375,7 +413,7 @@ impl Server {
                 .sum::<usize>()
             + self.throttle.memory_estimate()
             + self.fdsets.memory_estimate()
-            + self.calls.len() * std::mem::size_of::<(CallId, PendingCall)>()
+            + self.calls.v.capacity() * std::mem::size_of::<PendingCall>()
             + self.outputs.capacity() * std::mem::size_of::<Output>()
     }
 
