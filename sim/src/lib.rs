@@ -1,11 +1,37 @@
 //! qmp-sim: deterministic simulation testing of `qmp-core`.
 //!
-//! One `u64` seed determines a whole world ([`options::Options`]): simulated clients of both
-//! dialects, their network, the main loop's dispatcher and handlers, event sources, clocks and
-//! descriptors ([`world::World`]). After every input the world compares what each client
-//! observes with an independent reference model ([`model`], [`events`], [`client`]) and checks
-//! the core's invariants; then a liveness phase requires quiescence. The CLI (`qmp-sim`) runs
-//! seeds, replays traces and shrinks failing ones; [`check`] is the entry point for fuzz targets.
+//! One `u64` seed (or a 40-hex commit hash) determines a whole world ([`options::Options`],
+//! swarm testing: each seed picks its own features and fault rates): simulated clients of both
+//! dialects ([`client`]), their network (reads split down to one byte, short and zero writes,
+//! readers that stall), the main loop's dispatcher with a handler latency distribution and the
+//! blocking `x-oob-test` pair, external suspend/resume, event bursts with and without throttle
+//! keys, a monotonic virtual clock and a drifting, jumping wall clock, and passed descriptors
+//! ([`world::World`]). The loop always jumps to the earliest pending action.
+//!
+//! Oracles, after every input: the reference model ([`model`], [`events`]: exact reply bytes
+//! per request, lanes and order, events per negotiated monitor, `COMMAND_DROPPED` attribution),
+//! the dispatcher's round robin, queue length, suspend count and `wants_read`, output after
+//! close, call/lane consistency, descriptor accounting, output validity and a memory bound.
+//! Then a liveness phase (faults off, bounded virtual time, quiescence required, pending work
+//! named) and, for a share of seeds, a determinism re-run comparing the core's digest.
+//!
+//! Entry points: the `qmp-sim` CLI (`run`, `replay`, `shrink`, `planted`), [`runner`] for
+//! tests, and [`check`] (intent-free invariants over any input list) for fuzz targets.
+//!
+//! # Known deviations and gaps
+//!
+//! - [`model::OOB_CALL_OVERTAKING`]: the core answers an `exec-oob` handler call only when the
+//!   embedder completes it and keeps lexing the rest of the chunk meanwhile, so a later OOB
+//!   error in the same chunk can be answered first; QEMU keeps OOB replies in order. Tolerated
+//!   (reported), switchable.
+//! - A monitor is not reopened while a call of its previous connection still runs (QEMU would
+//!   deliver that stale reply to the new client; the model does not describe it).
+//! - Not simulated: fd sets (`add-fd`), preconfig/run-state changes, `-compat` policies, HMP,
+//!   output/input-limit disconnects (the world reads only while `wants_read`), commands without
+//!   success response, 64 MiB tokens. 2.12 JSON errors are limited to lexical errors and
+//!   non-objects (2.12 parser texts are not simulated).
+//! - Shrinking minimises under the intent-free checks only; failures that only the reference
+//!   model sees are reproduced from their seed instead.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
