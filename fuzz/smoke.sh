@@ -17,7 +17,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --quiet cargo-fuzz --locked
     echo "fuzz-smoke: cargo-fuzz installed after $((SECONDS - start)) s"
 fi
-cargo fuzz build --dev --sanitizer none
+tdir=${CARGO_TARGET_DIR:-target}
+cargo fuzz build --dev --sanitizer none --target-dir "$tdir"
 echo "fuzz-smoke: targets built after $((SECONDS - start)) s"
 
 triple=$(rustc -vV | sed -n 's/^host: //p')
@@ -27,7 +28,7 @@ for t in $targets; do
     mkdir -p "$scratch" "artifacts/$t" "regressions/$t"
     log="target/smoke-$t.log"
     # New units go to the scratch dir (first corpus argument), never into the committed corpus.
-    if ! "target/$triple/debug/$t" "$scratch" "corpus/$t" "regressions/$t" \
+    if ! "$tdir/$triple/debug/$t" "$scratch" "corpus/$t" "regressions/$t" \
         -dict=dict/qmp.dict -max_total_time="$per_target" -artifact_prefix="artifacts/$t/" \
         -print_final_stats=1 >"$log" 2>&1; then
         tail -n 40 "$log"

@@ -26,4 +26,11 @@ fn main() {
             );
         }
     }
+    for m in server.monitors().collect::<Vec<_>>() {
+        println!(
+            "monitor {} pending output:\n{}",
+            m.0,
+            String::from_utf8_lossy(server.pending_output(m))
+        );
+    }
 }

@@ -343,11 +343,14 @@ impl Scenario {
 /// The target body.
 pub fn run(data: &[u8]) {
     let s = Scenario::decode(data);
-    let Some(first) = known::check(qmp_sim::check::run_inputs(
-        &s.config,
-        &s.registry,
-        &s.inputs,
-    )) else {
+    let run = known::Run {
+        config: &s.config,
+        registry: &s.registry,
+        inputs: &s.inputs,
+        driven: false,
+    };
+    let checked = qmp_sim::check::run_inputs(&s.config, &s.registry, &s.inputs);
+    let Some(first) = known::check(checked, &run) else {
         return;
     };
     let second = qmp_sim::check::run_inputs(&s.config, &s.registry, &s.inputs)
