@@ -9,6 +9,7 @@ use std::time::Instant as WallInstant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use qmp_core::server::PlantedBug;
 use qmp_sim::failure::Failure;
 use qmp_sim::options::Options;
 use qmp_sim::runner::{parse_seed, run_seed, run_seed_twice, trace_seed};
@@ -42,6 +43,9 @@ enum Cmd {
         /// Directory for the trace of a failing seed.
         #[arg(long, default_value = ".")]
         trace_dir: PathBuf,
+        /// Plant a deliberately wrong core behaviour (e.g. `IdNotEchoedOnError`).
+        #[arg(long)]
+        planted: Option<String>,
     },
     /// Plant each deliberately wrong core variant and count the seeds until one is caught.
     Planted {
@@ -76,7 +80,11 @@ fn main() -> ExitCode {
             threads,
             determinism_every,
             trace_dir,
-        } => cmd_run(&seed, runs, threads, determinism_every, &trace_dir),
+            planted,
+        } => match planted.map(|p| parse_bug(&p)).transpose() {
+            Ok(bug) => cmd_run(&seed, runs, threads, determinism_every, &trace_dir, bug),
+            Err(e) => Err(e),
+        },
         Cmd::Planted { seed, max_seeds } => cmd_planted(seed, max_seeds),
         Cmd::Replay { trace } => qmp_sim::trace::cmd_replay(&trace),
         Cmd::Shrink { trace, out } => qmp_sim::shrink::cmd_shrink(&trace, out),
@@ -90,12 +98,25 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_bug(name: &str) -> Result<PlantedBug> {
+    qmp_sim::planted::ALL
+        .into_iter()
+        .find(|b| format!("{b:?}") == name)
+        .with_context(|| {
+            format!(
+                "unknown planted bug {name:?}; one of {:?}",
+                qmp_sim::planted::ALL
+            )
+        })
+}
+
 fn cmd_run(
     seed: &str,
     runs: u64,
     threads: Option<usize>,
     det_every: u64,
     trace_dir: &std::path::Path,
+    bug: Option<PlantedBug>,
 ) -> Result<u8> {
     let first = parse_seed(seed).context("--seed must be a u64 or a 40-hex commit hash")?;
     println!("qmp-sim run: seed {first} (from {seed:?}), {runs} run(s)");
@@ -129,9 +150,9 @@ fn cmd_run(
                 }
                 let seed = first.wrapping_add(k);
                 let r = if det_every > 0 && k.is_multiple_of(det_every) {
-                    run_seed_twice(seed, None)
+                    run_seed_twice(seed, bug)
                 } else {
-                    run_seed(seed, None)
+                    run_seed(seed, bug)
                 };
                 match r {
                     Ok(stats) => {
@@ -179,11 +200,12 @@ fn cmd_run(
     };
     println!("FAILED seed {seed}:\n{}", Options::from_seed(seed));
     println!("{f}");
-    let (trace, _) = trace_seed(seed, None);
+    let (trace, _) = trace_seed(seed, bug);
     let path = trace_dir.join(format!("qmp-sim-{seed}.trace"));
     std::fs::write(&path, trace).with_context(|| format!("writing {}", path.display()))?;
     println!("trace written to {}", path.display());
-    println!("reproduce: cargo run --release -p qmp-sim -- run --seed {seed} --runs 1");
+    let planted = bug.map(|b| format!(" --planted {b:?}")).unwrap_or_default();
+    println!("reproduce: cargo run --release -p qmp-sim -- run --seed {seed} --runs 1{planted}");
     println!(
         "replay:    cargo run --release -p qmp-sim -- replay {}",
         path.display()

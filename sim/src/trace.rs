@@ -143,7 +143,14 @@ pub fn cmd_replay(path: &Path) -> Result<u8> {
         }
     }
     if let Some(seed) = t.seed {
-        println!("(recorded from seed {seed}: `qmp-sim run --seed {seed} --runs 1` re-runs it with the reference model)");
+        let planted = t
+            .config
+            .planted_bug
+            .map(|b| format!(" --planted {b:?}"))
+            .unwrap_or_default();
+        println!(
+            "(recorded from seed {seed}: `qmp-sim run --seed {seed} --runs 1{planted}` re-runs it with the reference model)"
+        );
     }
     Ok(code as u8)
 }

@@ -104,3 +104,37 @@ fn every_planted_bug_is_caught_within_the_bound() {
     }
     println!("{}", report.join("\n"));
 }
+
+#[test]
+fn fuzz_entry_points_accept_a_driven_session_and_reject_bad_output() {
+    use qmp_core::server::{Config, Input, Instant, MonitorId, MonitorOptions};
+    use qmp_sim::check::{check_output_line, run_inputs_driven};
+    let m = MonitorId(1);
+    let inputs = vec![
+        (
+            Instant(0),
+            Input::Open {
+                monitor: m,
+                options: MonitorOptions {
+                    oob_capable: true,
+                    pretty: false,
+                },
+            },
+        ),
+        (
+            Instant(10),
+            Input::Receive {
+                monitor: m,
+                bytes: b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}{\"execute\":\"sim-echo\",\"arguments\":{\"tag\":1},\"id\":1}{]\x1b".to_vec(),
+                fds: vec![],
+            },
+        ),
+        (Instant(20), Input::Close { monitor: m }),
+    ];
+    let report = run_inputs_driven(&Config::default(), &qmp_sim::registry::commands(), &inputs)
+        .expect("a plain session passes");
+    // Greeting, negotiation, the echo's return, two JSON errors.
+    assert_eq!(report.messages, 5);
+    assert!(check_output_line(b"{\"return\": {}, \"id\": -inf}\r\n").is_ok());
+    assert!(check_output_line(b"{\"return\": {}}\n").is_err());
+}
