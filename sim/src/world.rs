@@ -1278,7 +1278,14 @@ impl<C: Core> World<C> {
                     ),
                 )));
             }
-            if self.core.wants_read(m) && sc != 0 {
+            let wants = self.core.wants_read(m);
+            if !wants && sc == 0 && !conn.closing {
+                return Err(self.fail(Failure::correctness(
+                    "wants-read",
+                    format!("monitor {} refuses input with suspend count 0", m.0),
+                )));
+            }
+            if wants && sc != 0 {
                 return Err(self.fail(Failure::correctness(
                     "wants-read",
                     format!("monitor {} wants_read with suspend count {sc}", m.0),
