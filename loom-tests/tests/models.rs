@@ -312,7 +312,7 @@ fn suspend_resume_balanced(resume: Resume) {
         let mut read = false;
         let mut wire = Vec::new();
         let mut passes = 0;
-        while !(read && !wire.is_empty()) {
+        while !read || wire.is_empty() {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
             let wants = shared.lock().server.wants_read(MON);
@@ -328,7 +328,7 @@ fn suspend_resume_balanced(resume: Resume) {
                 shared.apply(Input::NextInBand);
             }
             wire.extend(write_pending(&shared, usize::MAX));
-            if !(read && !wire.is_empty()) {
+            if !read || wire.is_empty() {
                 waker.sleep();
             }
         }
