@@ -14,7 +14,10 @@
 //! 2. Drain [`server::Server::poll_output`] until it returns `None`:
 //!    * `Call` on [`server::Lane::OutOfBand`]: run it at once (it must not block) and report
 //!      [`server::Input::Complete`]; on the in-band lane: run it on the dispatcher, one at a
-//!      time, then report `Complete`.
+//!      time, then report `Complete`. Until an OOB call is completed its monitor's input is
+//!      held (as QEMU's I/O thread runs the handler before parsing on): nothing after that
+//!      request is handled and [`server::Server::wants_read`] is false for it. So an OOB call
+//!      must be completed promptly; the core never waits for it otherwise.
 //!    * `CloseFd`: close the descriptor (outside any lock); the core no longer holds it.
 //!    * `Disconnect`: close the connection, then report [`server::Input::Close`].
 //!    * `Transmit(m)`: write [`server::Server::pending_output`]`(m)` (any amount) and report

@@ -242,6 +242,152 @@ fn dispatcher_busy_and_resume_rules_without_oob() {
     assert_eq!(w.server.suspend_count(m), 0);
 }
 
+// ---- 6. out-of-band ----
+
+const PAUSE_ERR: &str = "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"migrate-pause is currently only supported during postcopy-active state\"}}\r\n";
+
+/// D10 (differential suite vs QEMU 7.2): an OOB request runs in the IO thread straight from
+/// the parser callback, so a later request of the same monitor, even one refused at once, is
+/// answered after it.
+#[test]
+fn oob_call_holds_later_bytes_of_its_monitor() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    w.send(
+        m,
+        b"{\"exec-oob\": \"migrate-pause\", \"id\": 1}{\"exec-oob\": \"no-such\", \"id\": 2}",
+    );
+    let expected = format!(
+        "{PAUSE_ERR}{{\"id\": 2, \"error\": {{\"class\": \"CommandNotFound\", \"desc\": \"The command no-such has not been found\"}}}}\r\n"
+    );
+    assert_eq!(w.take(m), expected);
+}
+
+/// While its OOB call is outstanding a monitor takes no input (the rest of the chunk and later
+/// chunks stay buffered); completing it resumes lexing; other monitors are not held.
+#[test]
+fn oob_call_is_a_suspension_point_until_completed() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let other = w.negotiated(2, true);
+    let receive = |w: &mut World, m: MonitorId, b: &[u8]| {
+        w.server
+            .handle(
+                w.now,
+                Input::Receive {
+                    monitor: m,
+                    bytes: b.to_vec(),
+                    fds: vec![],
+                },
+            )
+            .unwrap();
+    };
+    receive(
+        &mut w,
+        m,
+        b"{\"exec-oob\": \"query-yank\", \"id\": 1} {\"exec-oob\": \"migrate-pause\", \"id\": 2}",
+    );
+    let calls: Vec<Output> = std::iter::from_fn(|| w.server.poll_output()).collect();
+    let [Output::Call(first)] = &calls[..] else {
+        panic!("one call expected, got {calls:?}")
+    };
+    assert_eq!(
+        (first.command.as_str(), first.lane),
+        ("query-yank", Lane::OutOfBand)
+    );
+    assert!(!w.server.wants_read(m));
+    assert!(w.server.wants_read(other));
+    assert_eq!(w.server.suspend_count(m), 0);
+    // Bytes arriving meanwhile are buffered, not lexed (`]` completes two messages).
+    receive(&mut w, m, b"1]");
+    assert!(w.server.poll_output().is_none());
+    assert_eq!(w.server.pending_output(m), b"");
+    w.server
+        .handle(
+            w.now,
+            Input::Complete {
+                call: first.id,
+                result: CallResult::Return(Value::Array(vec![])),
+            },
+        )
+        .unwrap();
+    // The reply, then the second OOB call (and nothing after it yet).
+    assert_eq!(
+        w.server.pending_output(m),
+        b"{\"return\": [], \"id\": 1}\r\n"
+    );
+    let calls: Vec<Output> = std::iter::from_fn(|| w.server.poll_output()).collect();
+    let [Output::Transmit(_), Output::Call(second)] = &calls[..] else {
+        panic!("transmit and a call expected, got {calls:?}")
+    };
+    assert_eq!(second.command, "migrate-pause");
+    assert!(!w.server.wants_read(m));
+    w.run_call(second.clone());
+    w.settle();
+    assert!(w.server.wants_read(m));
+    assert_eq!(
+        w.take(m),
+        format!(
+            "{{\"return\": [], \"id\": 1}}\r\n{}{}{}",
+            PAUSE_ERR.replace("\"id\": 1", "\"id\": 2"),
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\r\n",
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n",
+        )
+    );
+    assert!(w.server.probes().oob_call_held_input > 0);
+}
+
+/// A monitor closed while its OOB call runs: the call may still complete, its reply goes
+/// nowhere, and a new connection with the same id reads at once.
+#[test]
+fn oob_call_outstanding_at_close() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    w.server
+        .handle(
+            w.now,
+            Input::Receive {
+                monitor: m,
+                bytes: b"{\"exec-oob\": \"query-yank\", \"id\": 1}{\"exec-oob\": \"query-yank\", \"id\": 2}".to_vec(),
+                fds: vec![],
+            },
+        )
+        .unwrap();
+    let Some(Output::Call(call)) = w.server.poll_output() else {
+        panic!("call expected")
+    };
+    assert!(w.server.poll_output().is_none());
+    w.input(Input::Close { monitor: m });
+    let m = w.negotiated(1, true);
+    assert!(w.server.wants_read(m));
+    w.input(Input::Complete {
+        call: call.id,
+        result: CallResult::Return(Value::Array(vec![])),
+    });
+    assert_eq!(w.take(m), "");
+    assert_eq!(w.server.outstanding_calls().count(), 0);
+    w.send(m, b"{\"execute\": \"query-name\", \"id\": 3}");
+    assert_eq!(w.take(m), "{\"return\": {}, \"id\": 3}\r\n");
+}
+
+/// The 2.12 dialect ran `control.run-oob` requests in the parser callback too.
+#[test]
+fn oob_call_holds_later_bytes_212() {
+    let mut w = World::new(Config {
+        dialect: Dialect::Qemu212,
+        ..Config::default()
+    });
+    let m = w.negotiated(1, true);
+    w.send(
+        m,
+        b"{\"execute\": \"migrate-pause\", \"id\": 1, \"control\": {\"run-oob\": true}}{\"execute\": \"query-name\"}",
+    );
+    assert_eq!(
+        w.take(m),
+        format!("{PAUSE_ERR}{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"Out-Of-Band capability requires that every command contains an 'id' field\"}}}}\r\n")
+    );
+}
+
 // ---- 7. suspend counts ----
 
 #[test]

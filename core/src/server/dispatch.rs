@@ -221,6 +221,10 @@ impl Server {
             if busy || self.monitors.get(&mid).is_some_and(|m| !m.queue.is_empty()) {
                 self.probes.oob_overtake += 1;
             }
+            // The monitor's input waits for this call (see `intake.rs`).
+            if let Some(m) = self.monitors.get_mut(&mid) {
+                m.oob_call = Some(call);
+            }
         } else {
             self.inband_call = Some(call);
         }
@@ -353,6 +357,14 @@ impl Server {
         }
         if pc.resume_on_complete {
             self.resume(mid);
+        }
+        if let Some(m) = self.monitors.get_mut(&mid) {
+            if m.oob_call == Some(call) {
+                m.oob_call = None;
+                if m.streamer.has_ready() || !m.input.is_empty() {
+                    self.to_pump.push(mid);
+                }
+            }
         }
         self.flush_held(mid);
     }

@@ -4,6 +4,14 @@
 //! Bytes go to the streamer, which stops right after a byte that completed a message; the
 //! messages are handled, and lexing continues only while the monitor is not suspended. So
 //! bytes after the request that suspended a monitor are not looked at until it resumes.
+//!
+//! An out-of-band call is a stop too: QEMU runs the OOB handler in the I/O thread straight
+//! from the parser callback, so neither a further message completed by the same byte nor
+//! any later byte of that monitor is handled before the handler returns. Here, once a
+//! request of monitor M became an OOB `Call`, M's remaining messages and bytes stay buffered
+//! (`wants_read(M)` is false) until that call is completed; then they are handled as if
+//! never interrupted. A later refused `exec-oob`, answered in the core, thus comes after the
+//! reply of the earlier call, as in QEMU.
 
 use super::config::{Dialect, QMP_REQ_QUEUE_LEN_MAX};
 use super::dispatch::Envelope;
@@ -13,15 +21,35 @@ use super::Server;
 use crate::json::{JsonErrorKind, JsonString, Object, StreamItem, Value};
 
 impl Server {
-    /// Lex buffered input of a monitor until it is used up or the monitor is suspended.
+    /// Handle ready messages and lex buffered input of a monitor until both are used up, the
+    /// monitor is suspended (bytes only) or one of its OOB calls is outstanding.
     pub(super) fn pump(&mut self, id: MonitorId) {
         let early = planted!(self, EarlyBytesAfterSuspension);
-        // Bounded: every pass lexes at least one byte or stops.
+        let dialect = self.config.dialect;
+        // Bounded: every pass handles one message, lexes at least one byte, or stops.
         loop {
             let Some(m) = self.monitors.get_mut(&id) else {
                 return;
             };
-            if m.dead || m.input.is_empty() {
+            if m.dead {
+                return;
+            }
+            if m.oob_call.is_some() {
+                if m.streamer.has_ready() || !m.input.is_empty() {
+                    self.probes.oob_call_held_input += 1;
+                }
+                return;
+            }
+            // Messages completed by a byte already lexed go first, whatever the suspend
+            // count (it only stops reading): they were left by an OOB call.
+            if let Some(item) = m.streamer.pop() {
+                match dialect {
+                    Dialect::Qemu72 => self.on_item_72(id, item),
+                    Dialect::Qemu212 => self.on_item_212(id, item),
+                }
+                continue;
+            }
+            if m.input.is_empty() {
                 return;
             }
             if m.suspend_count > 0 && !(early && m.input.front_started()) {
@@ -44,12 +72,6 @@ impl Server {
             }
             let n = m.streamer.feed(front);
             m.input.consume(n.max(1));
-            while let Some(item) = self.monitors.get_mut(&id).and_then(|m| m.streamer.pop()) {
-                match self.config.dialect {
-                    Dialect::Qemu72 => self.on_item_72(id, item),
-                    Dialect::Qemu212 => self.on_item_212(id, item),
-                }
-            }
         }
     }
 

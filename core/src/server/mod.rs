@@ -19,6 +19,9 @@
 //!   I/O thread does the same one byte at a time, so which of two racing things comes first
 //!   (an OOB request read after a resume vs. the in-band reply of the request that caused the
 //!   resume) is fixed here and timing-dependent in QEMU (spec §5.3).
+//! * An out-of-band call stops its monitor's input until it is completed (QEMU runs the
+//!   handler synchronously in the I/O thread); the embedder must complete OOB calls promptly,
+//!   or that monitor stalls (other monitors do not).
 //! * Due throttle timers fire at the start of every input, not only on [`Input::Tick`].
 //! * A keyed throttle rule whose key member is missing from `data` throttles by name alone
 //!   (QEMU asserts).
@@ -339,13 +342,14 @@ impl Server {
     }
 
     /// Whether the driver should read from this connection: it is open, the core has not given
-    /// up on it, and its suspend count is 0 (no full queue, no outstanding request without OOB,
-    /// no external suspend). Reading while this is false only makes the core buffer the bytes
-    /// (up to `Config::input_buffer_limit`).
+    /// up on it, its suspend count is 0 (no full queue, no outstanding request without OOB,
+    /// no external suspend), and no out-of-band call issued from its input is outstanding
+    /// (QEMU's I/O thread runs that handler before reading on). Reading while this is false
+    /// only makes the core buffer the bytes (up to `Config::input_buffer_limit`).
     pub fn wants_read(&self, m: MonitorId) -> bool {
         self.monitors
             .get(&m)
-            .is_some_and(|m| !m.dead && m.suspend_count == 0)
+            .is_some_and(|m| !m.dead && m.suspend_count == 0 && m.oob_call.is_none())
     }
 
     /// An in-band request is queued and no in-band call is outstanding: `NextInBand` has work.

@@ -1,12 +1,12 @@
-//! One connection's state: session mode, suspend counter, unprocessed input, the in-band
-//! queue, pending and named fds, and pending output.
+//! One connection's state: session mode, suspend counter, the out-of-band call holding its
+//! input, unprocessed input, the in-band queue, pending and named fds, and pending output.
 //!
 //! Pure data with small helpers; the rules that move a monitor between states live in the
 //! intake (`intake.rs`), the dispatcher (`dispatch.rs`) and the server (`mod.rs`).
 
 use std::collections::VecDeque;
 
-use super::types::{FdId, MonitorId, MonitorOptions};
+use super::types::{CallId, FdId, MonitorId, MonitorOptions};
 use crate::json::{JsonStreamer, JsonString, Value};
 
 /// Received bytes not yet handed to the lexer (kept while the monitor is suspended).
@@ -211,6 +211,11 @@ pub(crate) struct Monitor {
     /// The core gave up on this client (disconnect reported): input is ignored, output
     /// discarded, until the driver closes it.
     pub(crate) dead: bool,
+    /// The out-of-band call issued from this monitor's input and not completed yet. QEMU runs
+    /// an OOB handler in the I/O thread from the parser callback, so nothing more of this
+    /// monitor is lexed or handled until it returns: input stops here like at a suspension
+    /// point (the rest stays buffered) and goes on when the call completes. At most one.
+    pub(crate) oob_call: Option<CallId>,
     /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
     pub(crate) held_replies: Vec<Vec<u8>>,
     /// Which `Open` created this monitor: an id may be reused after `Close`, and a call of
@@ -235,6 +240,7 @@ impl Monitor {
             out: OutBuf::default(),
             transmit_queued: false,
             dead: false,
+            oob_call: None,
             held_replies: Vec::new(),
             generation: 0,
         }

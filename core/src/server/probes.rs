@@ -39,6 +39,9 @@ probes! {
     partial_write,
     /// Lexing stopped at a suspension in the middle of a received chunk.
     stopped_mid_read,
+    /// Input of a monitor waited for its outstanding out-of-band call (buffered bytes, or a
+    /// message completed by the same byte).
+    oob_call_held_input,
     /// Buffered bytes were lexed after a resume.
     resumed_buffered_input,
     /// `getfd` replaced an fd of the same name.
