@@ -48,6 +48,8 @@ pub(crate) struct Scratch {
     stack: Vec<Frame>,
     items: Vec<Value>,
     members: Vec<(JsonString, Value)>,
+    /// Key indexes of the open big objects, innermost last (see `Frame::indexed`).
+    indexes: Vec<BTreeSet<JsonString>>,
 }
 
 impl Clone for Scratch {
@@ -57,22 +59,17 @@ impl Clone for Scratch {
     }
 }
 
+/// One open container. Kept to two words: frames are pushed and popped for every value.
 #[derive(Debug)]
 enum Frame {
     /// An open array whose elements are `items[start..]`.
     Array { start: usize },
-    /// An open object whose members are `members[start..]`, waiting for a key (`index` is
-    /// built once the object is big).
-    ObjectKey {
-        start: usize,
-        index: Option<BTreeSet<JsonString>>,
-    },
-    /// The same, waiting for the value of `key`.
-    ObjectValue {
-        start: usize,
-        index: Option<BTreeSet<JsonString>>,
-        key: JsonString,
-    },
+    /// An open object whose members are `members[start..]`, waiting for a key. `indexed`: the
+    /// object is big and its keys are in `indexes.last()`.
+    ObjectKey { start: usize, indexed: bool },
+    /// The same, waiting for the value of the last member, whose key is parked in `members`
+    /// with a placeholder value (so the frame need not carry the key).
+    ObjectValue { start: usize, indexed: bool },
 }
 
 /// The parser's error messages (the part after `JSON parse error, `).
@@ -89,6 +86,7 @@ pub(crate) fn parse(text: &[u8], toks: &[Tok], scratch: &mut Scratch) -> Result<
     scratch.stack.clear();
     scratch.items.clear();
     scratch.members.clear();
+    scratch.indexes.clear();
     result
 }
 
@@ -112,7 +110,7 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
                     Some(_) => {
                         sc.stack.push(Frame::ObjectKey {
                             start: sc.members.len(),
-                            index: None,
+                            indexed: false,
                         });
                         continue 'value;
                     }
@@ -183,7 +181,7 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
                         _ => return Err(msg("expected separator in list")),
                     }
                 }
-                Some(Frame::ObjectKey { start, index }) => {
+                Some(Frame::ObjectKey { start, indexed }) => {
                     let Value::String(key) = v else {
                         return Err(msg("key is not a string in object"));
                     };
@@ -194,24 +192,30 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
                     if t.kind != TokKind::Colon {
                         return Err(msg("missing : in object pair"));
                     }
-                    sc.stack.push(Frame::ObjectValue { start, index, key });
+                    sc.members.push((key, Value::Null));
+                    sc.stack.push(Frame::ObjectValue { start, indexed });
                     continue 'value;
                 }
-                Some(Frame::ObjectValue {
-                    start,
-                    mut index,
-                    key,
-                }) => {
-                    let duplicate = match &mut index {
-                        Some(set) => !set.insert(key.clone()),
-                        None => sc.members[start..].iter().any(|(k, _)| *k == key),
+                Some(Frame::ObjectValue { start, mut indexed }) => {
+                    // QEMU checks for a duplicate only once the value parsed without error.
+                    // The parked key is the last member.
+                    let parked = sc.members.len().saturating_sub(start + 1);
+                    let (earlier, last) = sc.members[start..].split_at_mut(parked);
+                    let Some((key, slot)) = last.first_mut() else {
+                        return Err(msg("premature EOI")); // unreachable: a key was parked
+                    };
+                    let duplicate = match sc.indexes.last_mut() {
+                        Some(set) if indexed => !set.insert(key.clone()),
+                        _ => earlier.iter().any(|(k, _)| k == key),
                     };
                     if duplicate {
                         return Err(msg("duplicate key"));
                     }
-                    sc.members.push((key, v));
-                    if index.is_none() && sc.members.len() - start > LINEAR_DUP_SCAN {
-                        index = Some(sc.members[start..].iter().map(|(k, _)| k.clone()).collect());
+                    *slot = v;
+                    if !indexed && sc.members.len() - start > LINEAR_DUP_SCAN {
+                        sc.indexes
+                            .push(sc.members[start..].iter().map(|(k, _)| k.clone()).collect());
+                        indexed = true;
                     }
                     let Some(t) = peek(pos) else {
                         return Err(msg("premature EOI"));
@@ -219,12 +223,15 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
                     pos += 1;
                     match t.kind {
                         TokKind::RCurly => {
+                            if indexed {
+                                sc.indexes.pop();
+                            }
                             let entries: Vec<(JsonString, Value)> =
                                 take_tail(&mut sc.members, start);
                             v = Value::Object(Object::from_unique_entries(entries));
                         }
                         TokKind::Comma => {
-                            sc.stack.push(Frame::ObjectKey { start, index });
+                            sc.stack.push(Frame::ObjectKey { start, indexed });
                             continue 'value;
                         }
                         _ => return Err(msg("expected separator in dict")),
@@ -263,6 +270,13 @@ pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
     let Some(&quote) = tok.first() else {
         return Ok(JsonString::default());
     };
+    // The common string (keys, command names, ids): ASCII without escapes, copied as is after
+    // one pass over it.
+    if let Some(body) = tok.get(1..tok.len() - 1) {
+        if body.iter().all(|&c| c != b'\\' && c < 0x80) {
+            return Ok(JsonString(body.to_vec()));
+        }
+    }
     let mut out = Vec::with_capacity(tok.len().saturating_sub(2));
     let mut i = 1;
     loop {
