@@ -296,7 +296,9 @@ fn oob_call_is_a_suspension_point_until_completed() {
         ("query-yank", Lane::OutOfBand)
     );
     assert!(!w.server.wants_read(m));
+    assert_eq!(w.server.oob_call_holding_input(m), Some(first.id));
     assert!(w.server.wants_read(other));
+    assert_eq!(w.server.oob_call_holding_input(other), None);
     assert_eq!(w.server.suspend_count(m), 0);
     // Bytes arriving meanwhile are buffered, not lexed (`]` completes two messages).
     receive(&mut w, m, b"1]");
@@ -325,6 +327,7 @@ fn oob_call_is_a_suspension_point_until_completed() {
     w.run_call(second.clone());
     w.settle();
     assert!(w.server.wants_read(m));
+    assert_eq!(w.server.oob_call_holding_input(m), None);
     assert_eq!(
         w.take(m),
         format!(

@@ -352,6 +352,13 @@ impl Server {
             .is_some_and(|m| !m.dead && m.suspend_count == 0 && m.oob_call.is_none())
     }
 
+    /// The out-of-band call issued from this monitor's input and not completed yet, if any:
+    /// until it is completed the monitor's input is held and [`Server::wants_read`] is false
+    /// (whatever the suspend count).
+    pub fn oob_call_holding_input(&self, m: MonitorId) -> Option<CallId> {
+        self.monitors.get(&m).and_then(|m| m.oob_call)
+    }
+
     /// An in-band request is queued and no in-band call is outstanding: `NextInBand` has work.
     pub fn dispatcher_ready(&self) -> bool {
         self.inband_call.is_none() && self.queued_total > 0
