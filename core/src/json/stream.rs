@@ -113,68 +113,106 @@ impl JsonStreamer {
         self.completed = false;
         let mut i = 0;
         while i < input.len() {
-            if matches!(self.lex, Lex::DqString | Lex::SqString) {
-                let quote = if self.lex == Lex::DqString {
-                    b'"'
-                } else {
-                    b'\''
-                };
-                // Stop the bulk copy where the token would exceed the size limit, so the
-                // byte that crosses it goes through `step` and its check.
-                let room = self
-                    .limits
-                    .max_token_size
-                    .saturating_sub(self.msg.len() - self.cur);
-                let end = input.len().min(i.saturating_add(room));
-                let run = plain_run(&input[i..end], quote);
-                self.msg.extend_from_slice(&input[i..i + run]);
-                i += run;
-                if i >= input.len() {
-                    break;
-                }
-                // The usual next byte is the closing quote: finish the token right here.
-                if input[i] == quote && self.msg.len() - self.cur < self.limits.max_token_size {
+            match self.lex {
+                Lex::Start => {
+                    // The start state's common bytes, without the general state dispatch.
+                    let b = input[i];
                     i += 1;
-                    self.msg.push(quote);
-                    self.lex = Lex::Start;
-                    self.text_token(TokKind::String);
-                    if self.completed {
-                        break;
+                    match b {
+                        b' ' | b'\t' | b'\r' | b'\n' => continue,
+                        b'{' => self.single(TokKind::LCurly),
+                        b'}' => self.single(TokKind::RCurly),
+                        b'[' => self.single(TokKind::LSquare),
+                        b']' => self.single(TokKind::RSquare),
+                        b':' => self.single(TokKind::Colon),
+                        b',' => self.single(TokKind::Comma),
+                        // A string usually ends within the same input: scan it at once.
+                        // (With a zero size limit the quote alone is too long: `step`.)
+                        b'"' if self.limits.max_token_size > 0 => {
+                            self.begin(b, Lex::DqString);
+                            i = self.string_run(input, i, b'"');
+                        }
+                        _ => self.step(b),
                     }
-                    continue;
+                }
+                Lex::DqString | Lex::SqString => {
+                    let quote = if self.lex == Lex::DqString {
+                        b'"'
+                    } else {
+                        b'\''
+                    };
+                    i = self.string_run(input, i, quote);
+                    // Still open with input left: the byte there escapes or ends the string
+                    // with an error, or crosses the size limit; `step` decides.
+                    if self.lex != Lex::Start && i < input.len() {
+                        let b = input[i];
+                        i += 1;
+                        self.step(b);
+                    }
+                }
+                Lex::Digits | Lex::Keyword => {
+                    // The run of bytes that only extend the token, up to the size limit (the
+                    // byte crossing it goes through `step` and its check, as do the byte
+                    // ending the token and `.`/`e` of a number).
+                    let room = self
+                        .limits
+                        .max_token_size
+                        .saturating_sub(self.msg.len() - self.cur);
+                    let end = input.len().min(i.saturating_add(room));
+                    let extends: fn(&u8) -> bool = if self.lex == Lex::Digits {
+                        u8::is_ascii_digit
+                    } else {
+                        u8::is_ascii_lowercase
+                    };
+                    let run = input[i..end]
+                        .iter()
+                        .position(|c| !extends(c))
+                        .unwrap_or(end - i);
+                    self.msg.extend_from_slice(&input[i..i + run]);
+                    i += run;
+                    if i < input.len() {
+                        let b = input[i];
+                        i += 1;
+                        self.step(b);
+                    }
+                }
+                _ => {
+                    let b = input[i];
+                    i += 1;
+                    self.step(b);
                 }
             }
-            let b = input[i];
-            i += 1;
-            if self.lex == Lex::Start {
-                // The start state's common bytes, without the general state dispatch.
-                match b {
-                    b' ' | b'\t' | b'\r' | b'\n' => continue,
-                    b'"' if self.limits.max_token_size > 0 => {
-                        self.begin(b, Lex::DqString);
-                        continue;
-                    }
-                    b':' => {
-                        self.single(TokKind::Colon);
-                        if self.completed {
-                            break;
-                        }
-                        continue;
-                    }
-                    b',' => {
-                        self.single(TokKind::Comma);
-                        if self.completed {
-                            break;
-                        }
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            self.step(b);
             if self.completed {
                 break;
             }
+        }
+        i
+    }
+
+    /// In a string at `input[i..]`: copy the run of plain bytes and, when the closing quote
+    /// follows within the size limit, finish the token. Returns the position after what was
+    /// consumed.
+    #[inline(always)]
+    fn string_run(&mut self, input: &[u8], mut i: usize, quote: u8) -> usize {
+        // Stop the bulk copy where the token would exceed the size limit, so the byte that
+        // crosses it goes through `step` and its check.
+        let room = self
+            .limits
+            .max_token_size
+            .saturating_sub(self.msg.len() - self.cur);
+        let end = input.len().min(i.saturating_add(room));
+        let run = plain_run(&input[i..end], quote);
+        self.msg.extend_from_slice(&input[i..i + run]);
+        i += run;
+        // The usual next byte is the closing quote: finish the token right here.
+        if i < input.len()
+            && input[i] == quote
+            && self.msg.len() - self.cur < self.limits.max_token_size
+        {
+            i += 1;
+            self.msg.push(quote);
+            self.lex = Lex::Start;
+            self.text_token(TokKind::String);
         }
         i
     }
@@ -468,13 +506,25 @@ impl JsonStreamer {
     /// `json_message_process_token` for a valid token of `len` bytes.
     #[inline(always)]
     fn store(&mut self, tok: Tok, len: usize) {
-        match tok.kind {
-            TokKind::LCurly => self.braces += 1,
-            TokKind::RCurly => self.braces -= 1,
-            TokKind::LSquare => self.brackets += 1,
-            TokKind::RSquare => self.brackets -= 1,
-            _ => {}
-        }
+        let opens = match tok.kind {
+            TokKind::LCurly => {
+                self.braces += 1;
+                true
+            }
+            TokKind::LSquare => {
+                self.brackets += 1;
+                true
+            }
+            TokKind::RCurly => {
+                self.braces -= 1;
+                false
+            }
+            TokKind::RSquare => {
+                self.brackets -= 1;
+                false
+            }
+            _ => false,
+        };
         let limits = self.limits;
         if self.token_size.saturating_add(len).saturating_add(1) > limits.max_token_size {
             return self.emit_error(
@@ -488,7 +538,9 @@ impl JsonStreamer {
                 b"JSON token count limit exceeded".to_vec(),
             );
         }
-        if self.braces + self.brackets > limits.max_nesting as i64 {
+        // Only an opening token can raise the depth: every stored state is within the limit
+        // (a deeper one was refused and the counters reset), so the others need no check.
+        if opens && self.braces + self.brackets > limits.max_nesting as i64 {
             return self.emit_error(
                 JsonErrorKind::NestingLimit,
                 b"JSON nesting depth limit exceeded".to_vec(),
