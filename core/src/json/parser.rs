@@ -273,10 +273,17 @@ pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
     // The common string (keys, command names, ids): ASCII without escapes, copied as is after
     // one pass over it.
     if let Some(body) = tok.get(1..tok.len() - 1) {
-        if body.iter().all(|&c| c != b'\\' && c < 0x80) {
+        if body.len() <= SHORT_PLAIN && is_plain_ascii(body) {
             return Ok(JsonString(body.to_vec()));
         }
     }
+    parse_string_general(tok, quote)
+}
+
+/// `parse_string` for strings with escapes, non-ASCII bytes or a long body. Kept out of line
+/// so that the fast path above stays small where it is inlined.
+#[inline(never)]
+fn parse_string_general(tok: &[u8], quote: u8) -> Result<JsonString, Msg> {
     let mut out = Vec::with_capacity(tok.len().saturating_sub(2));
     let mut i = 1;
     loop {
@@ -342,6 +349,27 @@ pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
     Ok(JsonString(out))
 }
 
+/// Strings up to this long take the one-pass fast path; longer ones go through the memchr
+/// and vectorised ASCII scans of the general path, which win over a long run.
+const SHORT_PLAIN: usize = 64;
+
+/// True when `s` is ASCII without a backslash, tested eight bytes at a time.
+fn is_plain_ascii(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or([0x80; 8]));
+        let bs = x ^ (ONES * u64::from(b'\\'));
+        // A high bit is set by a byte >= 0x80, or, when all are ASCII, by a zero byte of
+        // `bs` (the classic has-zero-byte test), i.e. a backslash.
+        if (x | (bs.wrapping_sub(ONES) & !bs)) & HIGH != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&c| c != b'\\' && c < 0x80)
+}
+
 /// Copy raw string bytes, checking them as modified UTF-8 like `mod_utf8_codepoint`.
 fn copy_validated(seg: &[u8], out: &mut Vec<u8>) -> Result<(), Msg> {
     if seg.is_ascii() {
@@ -377,6 +405,21 @@ mod tests {
         parse_string(t)
             .map(|s| s.0)
             .map_err(|m| String::from_utf8(m).unwrap())
+    }
+
+    #[test]
+    fn plain_ascii_blocks() {
+        for len in 0..40 {
+            for at in 0..len {
+                for bad in [b'\\', 0x80, 0xFF] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(!is_plain_ascii(&v), "{len} {at} {bad}");
+                }
+            }
+            assert!(is_plain_ascii(&vec![0x7F; len]));
+            assert!(is_plain_ascii(&vec![0x5D; len]));
+        }
     }
 
     #[test]
