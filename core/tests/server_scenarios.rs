@@ -553,6 +553,34 @@ fn written_too_much_is_misuse() {
         .unwrap();
     assert_eq!(w.server.pending_output(m).len(), n - 10);
     assert_eq!(w.server.probes().partial_write, 1);
+    // Nothing written is not a partial write (EAGAIN reported as 0).
+    w.server
+        .handle(w.now, Input::Written { monitor: m, n: 0 })
+        .unwrap();
+    assert_eq!(w.server.probes().partial_write, 1);
+    // The rest in one report: not partial either.
+    w.server
+        .handle(
+            w.now,
+            Input::Written {
+                monitor: m,
+                n: n - 10,
+            },
+        )
+        .unwrap();
+    assert_eq!(w.server.probes().partial_write, 1);
+}
+
+/// The probe counts exactly the reports that left bytes pending (a shim writing in pieces).
+#[test]
+fn partial_write_probe_counts_short_writes() {
+    let mut w = World::qemu72();
+    w.write_chunk = 7;
+    let m = w.open(1, true, false);
+    let greeting = w.take(m);
+    // Every 7-byte report but the last left bytes pending.
+    let expected = greeting.len().div_ceil(7) as u64 - 1;
+    assert_eq!(w.server.probes().partial_write, expected);
 }
 
 // ---- 10. fds ----

@@ -233,7 +233,8 @@ impl Server {
             } => self.receive(monitor, bytes, fds),
             Input::Written { monitor, n } => {
                 if let Some(m) = self.monitors.get_mut(&monitor) {
-                    if n < m.out.len() {
+                    // A report of 0 (EAGAIN) wrote nothing: not a partial write.
+                    if n > 0 && n < m.out.len() {
                         self.probes.partial_write += 1;
                     }
                     m.out.written(n);

@@ -35,7 +35,7 @@ probes! {
     throttle_state_freed,
     /// An event arrived while its key's period was running and became pending.
     throttle_delayed,
-    /// `Written` covered only part of the pending output.
+    /// `Written` covered part of the pending output: some bytes, not all.
     partial_write,
     /// Lexing stopped at a suspension in the middle of a received chunk.
     stopped_mid_read,
