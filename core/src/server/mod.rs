@@ -9,6 +9,10 @@
 //! `dispatch.rs` (checks, execution, replies), `builtins.rs`, `events.rs`, `fdsets.rs`,
 //! `throttle.rs`, `args.rs`; this file owns the server value, input validation and outputs.
 //!
+//! An out-of-band call stops its monitor's input until it is completed, as QEMU runs the OOB
+//! handler synchronously in the I/O thread from the parser callback (see `intake.rs`): the
+//! embedder must complete OOB calls promptly, or that monitor stalls (others do not).
+//!
 //! # Where this differs from QEMU 7.2, on purpose or not yet
 //!
 //! * A [`MonitorId`] names one connection, not a chardev: `Close` destroys the monitor, so its
@@ -19,9 +23,6 @@
 //!   I/O thread does the same one byte at a time, so which of two racing things comes first
 //!   (an OOB request read after a resume vs. the in-band reply of the request that caused the
 //!   resume) is fixed here and timing-dependent in QEMU (spec §5.3).
-//! * An out-of-band call stops its monitor's input until it is completed (QEMU runs the
-//!   handler synchronously in the I/O thread); the embedder must complete OOB calls promptly,
-//!   or that monitor stalls (other monitors do not).
 //! * Due throttle timers fire at the start of every input, not only on [`Input::Tick`].
 //! * A keyed throttle rule whose key member is missing from `data` throttles by name alone
 //!   (QEMU asserts).
