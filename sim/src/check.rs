@@ -21,6 +21,7 @@ use qmp_core::server::{
 use crate::failure::{panic_text, Failure};
 use crate::model::{is_event, show};
 use crate::wire::{split_messages, validate_message};
+pub use crate::world::QUEUE_OVERSHOOT_MAX;
 use crate::world::{MEMORY_SLACK, QUEUE_MAX};
 
 /// What a checked run did.
@@ -47,11 +48,25 @@ pub fn check_output_line(msg: &[u8]) -> Result<(), Failure> {
     })
 }
 
+/// The queue length at which a monitor stops reading: 8 with OOB on, 1 with OOB off.
+pub fn queue_limit(oob_enabled: bool) -> usize {
+    if oob_enabled {
+        QUEUE_MAX
+    } else {
+        1
+    }
+}
+
 #[derive(Default)]
 struct Mon {
     pretty: bool,
     rx: Vec<u8>,
     unwritten: usize,
+    /// Queue length after the previous input.
+    queued: usize,
+    /// The core gave up on this monitor at the output or input limit (`Disconnect`): its
+    /// pending output is dropped.
+    given_up: bool,
 }
 
 struct Checker {
@@ -59,7 +74,9 @@ struct Checker {
     mons: BTreeMap<MonitorId, Mon>,
     passed_fds: BTreeSet<u64>,
     closed_fds: BTreeSet<u64>,
-    calls: BTreeMap<CallId, bool>,
+    /// Outstanding calls: in-band or not, and the monitor whose request caused it (`None`
+    /// once that connection closed: a reopened monitor is a new connection).
+    calls: BTreeMap<CallId, (bool, Option<MonitorId>)>,
     report: CheckReport,
     driven: bool,
 }
@@ -91,6 +108,14 @@ impl Checker {
                 Input::Complete { call, .. } => Some(*call),
                 _ => None,
             };
+            // Messages left ready by an OOB call are handled when it completes, so they may
+            // belong to the byte that filled the queue in an earlier input.
+            let held: BTreeSet<MonitorId> = self
+                .mons
+                .keys()
+                .copied()
+                .filter(|&m| self.server.oob_call_holding_input(m).is_some())
+                .collect();
             let server = &mut self.server;
             let r = catch_unwind(AssertUnwindSafe(|| server.handle(now, input)));
             match r {
@@ -118,6 +143,11 @@ impl Checker {
             }
             if let Some(m) = closed {
                 self.mons.remove(&m);
+                for (_, owner) in self.calls.values_mut() {
+                    if *owner == Some(m) {
+                        *owner = None;
+                    }
+                }
                 if !self.server.pending_output(m).is_empty() {
                     return Err(at(Failure::correctness(
                         "output-after-close",
@@ -138,7 +168,10 @@ impl Checker {
                     Output::Call(c) => {
                         if self
                             .calls
-                            .insert(c.id, c.lane == qmp_core::server::Lane::InBand)
+                            .insert(
+                                c.id,
+                                (c.lane == qmp_core::server::Lane::InBand, Some(c.monitor)),
+                            )
                             .is_some()
                         {
                             return Err(at(Failure::correctness(
@@ -155,7 +188,7 @@ impl Checker {
                                 ),
                             )));
                         }
-                        if self.calls.values().filter(|inband| **inband).count() > 1 {
+                        if self.calls.values().filter(|(inband, _)| *inband).count() > 1 {
                             return Err(at(Failure::correctness(
                                 "dispatcher-overlap",
                                 "two in-band calls outstanding at once",
@@ -194,16 +227,18 @@ impl Checker {
                         }
                     }
                     Output::Disconnect { monitor, .. } => {
-                        if !self.mons.contains_key(&monitor) {
+                        let Some(mon) = self.mons.get_mut(&monitor) else {
                             return Err(at(Failure::correctness(
                                 "disconnect-closed",
                                 format!("Disconnect for monitor {} which is not open", monitor.0),
                             )));
-                        }
+                        };
+                        // Either limit: the core drops the monitor's output and input by design.
+                        mon.given_up = true;
                     }
                 }
             }
-            self.check_monitors(step, now)?;
+            self.check_monitors(step, now, &held)?;
             if self.driven {
                 if self.server.dispatcher_ready() {
                     queue.insert(0, Input::NextInBand);
@@ -225,12 +260,32 @@ impl Checker {
         Ok(())
     }
 
-    fn check_monitors(&mut self, step: u64, now: Instant) -> Result<(), Failure> {
+    fn check_monitors(
+        &mut self,
+        step: u64,
+        now: Instant,
+        held: &BTreeSet<MonitorId>,
+    ) -> Result<(), Failure> {
         let at = |f: Failure| f.at(step, now.0);
         let mut pending_total = 0;
         for (&m, mon) in self.mons.iter_mut() {
             let pending = self.server.pending_output(m);
             pending_total += pending.len();
+            if mon.given_up {
+                // Giving up drops the pending output at once, and nothing is added after.
+                if !pending.is_empty() {
+                    return Err(at(Failure::correctness(
+                        "output-after-give-up",
+                        format!(
+                            "monitor {}: {} bytes pending after the output-limit disconnect",
+                            m.0,
+                            pending.len()
+                        ),
+                    )));
+                }
+                mon.unwritten = 0;
+                mon.rx.clear();
+            }
             if pending.len() < mon.unwritten {
                 return Err(at(Failure::correctness(
                     "pending-shrank",
@@ -255,16 +310,50 @@ impl Checker {
                 }
             }
             let q = self.server.queue_len(m);
-            if q > QUEUE_MAX {
+            let oob = self.server.oob_enabled(m);
+            let limit = queue_limit(oob);
+            let oracle = if oob {
+                "queue-limit"
+            } else {
+                "queue-without-oob"
+            };
+            let prev = std::mem::replace(&mut mon.queued, q);
+            // Past the limit only with messages of the byte that filled the queue: at most
+            // QUEUE_OVERSHOOT_MAX of them, and only in the input that lexed that byte (or the
+            // completion of an OOB call that held the rest of its messages); once full, no
+            // further byte is lexed until the queue drops below the limit.
+            if q > limit + QUEUE_OVERSHOOT_MAX {
                 return Err(at(Failure::correctness(
-                    "queue-limit",
-                    format!("monitor {} queue {q}", m.0),
+                    oracle,
+                    format!(
+                        "monitor {} queue {q} > {limit} + {QUEUE_OVERSHOOT_MAX} from one byte",
+                        m.0
+                    ),
                 )));
             }
-            if !self.server.oob_enabled(m) && q > 1 {
+            if q > limit && q > prev && prev >= limit && !held.contains(&m) {
                 return Err(at(Failure::correctness(
-                    "queue-without-oob",
-                    format!("monitor {} queue {q} with OOB off", m.0),
+                    oracle,
+                    format!(
+                        "monitor {} queue {prev} -> {q} past the limit {limit} (bytes after the suspension point were lexed)",
+                        m.0
+                    ),
+                )));
+            }
+            if q >= limit && self.server.wants_read(m) {
+                return Err(at(Failure::correctness(
+                    oracle,
+                    format!("monitor {} queue {q} (limit {limit}) and wants_read", m.0),
+                )));
+            }
+            let oob_call = self
+                .calls
+                .values()
+                .any(|&(inband, cm)| !inband && cm == Some(m));
+            if oob_call && self.server.wants_read(m) {
+                return Err(at(Failure::correctness(
+                    "wants-read",
+                    format!("monitor {} wants_read while its OOB call runs", m.0),
                 )));
             }
             if self.server.wants_read(m) && self.server.suspend_count(m) != 0 {
