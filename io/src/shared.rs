@@ -279,10 +279,23 @@ impl Shared {
     /// descriptors the core returned, then wake whoever has work.
     pub fn apply(&self, input: Input) {
         let now = self.clock.now();
+        // A resume or a completion can let a monitor read again (wants_read true), which the IO
+        // thread only notices when it looks at the state: it skips a monitor that must not
+        // read and then sleeps, even with unread bytes in the socket.
+        let may_read_again = match &input {
+            Input::Resume { monitor } => Some(*monitor),
+            _ => None,
+        };
+        let completes = matches!(input, Input::Complete { .. });
         let (close, io_work, dispatch) = {
             let mut st = self.lock();
             let close = st.apply_locked(now, input);
-            (close, st.io_work_pending(), st.server.dispatcher_ready())
+            let reads = completes || may_read_again.is_some_and(|m| st.server.wants_read(m));
+            (
+                close,
+                reads || st.io_work_pending(),
+                st.server.dispatcher_ready(),
+            )
         };
         drop(close);
         if dispatch {
@@ -453,5 +466,60 @@ impl Shared {
     pub fn stop(&self) {
         self.lock().shutdown = ShutdownState::Stopped;
         self.dispatcher_cv.notify_all();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use qmp_core::server::{Config, Input, MonitorId, MonitorOptions, Server};
+
+    use super::{Shared, Wake};
+    use crate::clock::SystemClock;
+
+    /// Counts the wake-ups the shim gives the IO thread.
+    struct Counter(Arc<AtomicUsize>);
+
+    impl Wake for Counter {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn shared() -> (Shared, Arc<AtomicUsize>) {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let shared = Shared::new(
+            Server::new(Config::default()),
+            Box::new(Counter(wakes.clone())),
+            Box::new(SystemClock::new()),
+            Vec::new(),
+        );
+        (shared, wakes)
+    }
+
+    const M: MonitorId = MonitorId(3);
+
+    #[test]
+    fn resume_from_another_thread_wakes_the_io_thread() {
+        let (shared, wakes) = shared();
+        shared.apply(Input::Open {
+            monitor: M,
+            options: MonitorOptions::default(),
+        });
+        // The greeting is written; from now on only the monitor's read state changes.
+        shared.lock().transmit.clear();
+        let n = shared.lock().server.pending_output(M).len();
+        shared.apply(Input::Written { monitor: M, n });
+        shared.apply(Input::Suspend { monitor: M });
+        assert!(!shared.lock().server.wants_read(M));
+        let before = wakes.load(Ordering::SeqCst);
+        shared.apply(Input::Resume { monitor: M });
+        assert!(shared.lock().server.wants_read(M));
+        assert!(
+            wakes.load(Ordering::SeqCst) > before,
+            "resume did not wake the IO thread"
+        );
     }
 }

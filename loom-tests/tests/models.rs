@@ -344,7 +344,6 @@ fn suspend_resume_balanced(resume: Resume) {
 }
 
 #[test]
-#[ignore = "open bug in qmp-io: Shared::apply(Resume) does not wake the IO thread (FUZZING.md)"]
 fn m4_suspend_resume_balanced() {
     suspend_resume_balanced(real_resume);
 }
