@@ -542,3 +542,40 @@ fn exec_oob_before_in_band_requests_of_the_same_write_is_answered_first() {
         assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": 3}\r\n");
     }
 }
+
+#[test]
+fn input_held_by_an_oob_call_goes_on_after_it_completes() {
+    // The core stops a monitor's input while an OOB call it emitted is outstanding; the IO
+    // thread runs the handler, completes it, and the rest of the same write (more OOB calls,
+    // a refused exec-oob, in-band requests) must still be handled without any further byte.
+    let d = start(&["unix:qmp.sock"]);
+    let mut c = Client::connect(&d.path("qmp.sock"));
+    c.negotiate(true);
+    let yank = "[{\"type\": \"chardev\", \"id\": \"compat_monitor0\"}]";
+    for round in 0..20 {
+        c.send(&format!(
+            "{{\"exec-oob\": \"query-yank\", \"id\": \"a{round}\"}}\
+             {{\"exec-oob\": \"migrate-pause\", \"id\": \"b{round}\"}}\
+             {{\"execute\": \"query-name\", \"id\": 1}}\
+             {{\"exec-oob\": \"query-name\", \"id\": \"c{round}\"}}\
+             {{\"exec-oob\": \"query-yank\", \"id\": \"d{round}\"}}\
+             {{\"execute\": \"query-name\", \"id\": 2}}"
+        ));
+        let got: Vec<String> = (0..6).map(|_| c.read_msg()).collect();
+        let pos = |want: &str| {
+            got.iter()
+                .position(|m| m == want)
+                .unwrap_or_else(|| panic!("no {want:?} in {got:?}"))
+        };
+        let a = pos(&format!("{{\"return\": {yank}, \"id\": \"a{round}\"}}\r\n"));
+        let b = pos(&format!("{{\"id\": \"b{round}\", \"error\": {{\"class\": \"GenericError\", \"desc\": \"migrate-pause is currently only supported during postcopy-active state\"}}}}\r\n"));
+        let refused = pos(&format!("{{\"id\": \"c{round}\", \"error\": {{\"class\": \"GenericError\", \"desc\": \"The command query-name does not support OOB\"}}}}\r\n"));
+        let dd = pos(&format!("{{\"return\": {yank}, \"id\": \"d{round}\"}}\r\n"));
+        let one = pos("{\"return\": {}, \"id\": 1}\r\n");
+        let two = pos("{\"return\": {}, \"id\": 2}\r\n");
+        // OOB replies in request order; an OOB request is answered before the in-band
+        // requests that follow it; in-band replies in order.
+        assert!(a < b && b < refused && refused < dd, "{got:?}");
+        assert!(b < one && dd < two && one < two, "{got:?}");
+    }
+}
