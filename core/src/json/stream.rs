@@ -159,15 +159,14 @@ impl JsonStreamer {
                         .max_token_size
                         .saturating_sub(self.msg.len() - self.cur);
                     let end = input.len().min(i.saturating_add(room));
-                    let extends: fn(&u8) -> bool = if self.lex == Lex::Digits {
-                        u8::is_ascii_digit
+                    let span = &input[i..end];
+                    // Two monomorphic scans, not a function pointer: no call per byte.
+                    let run = if self.lex == Lex::Digits {
+                        span.iter().position(|c| !c.is_ascii_digit())
                     } else {
-                        u8::is_ascii_lowercase
-                    };
-                    let run = input[i..end]
-                        .iter()
-                        .position(|c| !extends(c))
-                        .unwrap_or(end - i);
+                        span.iter().position(|c| !c.is_ascii_lowercase())
+                    }
+                    .unwrap_or(span.len());
                     self.msg.extend_from_slice(&input[i..i + run]);
                     i += run;
                     if i < input.len() {
