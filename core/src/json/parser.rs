@@ -429,6 +429,27 @@ mod tests {
     }
 
     #[test]
+    fn containers_are_exact_size() {
+        // Values can live long (the server keeps requests); no scratch capacity rides along.
+        let text = br#"{"a": [1, 2, 3], "b": {"c": [4]}, "d": "e"}"#;
+        let Some(Value::Object(o)) = crate::json::parse_value(text) else {
+            panic!("not an object");
+        };
+        assert_eq!(o.entries().len(), 3);
+        let Some(Value::Array(a)) = o.get("a") else {
+            panic!("a")
+        };
+        assert_eq!(a.capacity(), 3);
+        let Some(Value::Object(b)) = o.get("b") else {
+            panic!("b")
+        };
+        let Some(Value::Array(c)) = b.get("c") else {
+            panic!("c")
+        };
+        assert_eq!(c.capacity(), 1);
+    }
+
+    #[test]
     fn escapes() {
         assert_eq!(ps(br#""\u0000x""#).unwrap(), b"\xC0\x80x");
         assert_eq!(ps(br#""\u12345""#).unwrap(), "\u{1234}5".as_bytes());
