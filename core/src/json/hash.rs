@@ -37,7 +37,7 @@ pub fn tdb_hash(key: &[u8]) -> u32 {
 /// Only the hash's low 9 bits matter, and every step of `tdb_hash` (sums, the final multiply
 /// and add, all modulo 2^32) keeps the low 9 bits depending on low 9 bits only. A byte shifted
 /// left by 9 or more adds nothing to them, so only the bytes whose shift `(i * 5) % 24` is
-/// below 9 are summed: 9 positions in every 24 ([`LOW_SHIFTS`]). The writer calls this for
+/// below 9 are summed: 9 positions in every 24 (`LOW_SHIFTS`). The writer calls this for
 /// every member of every object it writes.
 #[inline]
 pub fn bucket(key: &[u8]) -> usize {
