@@ -120,3 +120,18 @@ fn output_dropped_by_an_output_limit_disconnect_is_no_failure() {
     assert!(disconnected && s.pending_output(M).is_empty());
     run_inputs(&config, &registry(), &inputs).expect("giving up drops output by design");
 }
+
+#[test]
+fn a_dispatch_can_free_the_queue_and_the_next_byte_refill_it_past_the_limit() {
+    // `}` fills the queue (OOB off); dispatching its error resumes the monitor, and `1}` then
+    // queues two messages within the same input.
+    let inputs = vec![
+        open(false),
+        receive(b"}1}"),
+        (Instant(1), Input::NextInBand),
+    ];
+    let config = Config::default();
+    assert_eq!(queue_after(&config, &inputs[..2]), 1);
+    assert_eq!(queue_after(&config, &inputs), 2);
+    run_inputs(&config, &registry(), &inputs).expect("the queue was empty in between");
+}
