@@ -233,7 +233,6 @@ impl ClientGen {
                     drop_id: None,
                     on_reply: None,
                     what: "garbage",
-                    awaits_call: false,
                 });
             }
             return Some(p);
@@ -303,7 +302,6 @@ impl ClientGen {
                 drop_id: None,
                 on_reply: None,
                 what: "nesting limit",
-                awaits_call: false,
             })
         };
         push("JSON nesting depth limit exceeded");
@@ -417,9 +415,8 @@ impl ClientGen {
         } else {
             expect_212(req, cmd, tag, id.as_ref(), conn, pretty)
         };
-        let (mut e, call) = e;
+        let (e, call) = e;
         if let Some(call) = call {
-            e.awaits_call = call.oob;
             p.calls.push(call);
         }
         p.expects.push(e);
@@ -469,7 +466,6 @@ fn expect(lane: ReplyLane, bytes: Vec<u8>, what: &'static str) -> Expect {
         drop_id: None,
         on_reply: None,
         what,
-        awaits_call: false,
     }
 }
 

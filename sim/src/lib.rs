@@ -20,10 +20,6 @@
 //!
 //! # Known deviations and gaps
 //!
-//! - [`model::OOB_CALL_OVERTAKING`]: the core answers an `exec-oob` handler call only when the
-//!   embedder completes it and keeps lexing the rest of the chunk meanwhile, so a later OOB
-//!   error in the same chunk can be answered first; QEMU keeps OOB replies in order. Tolerated
-//!   (reported), switchable.
 //! - A monitor is not reopened while a call of its previous connection still runs (QEMU would
 //!   deliver that stale reply to the new client; the model does not describe it).
 //! - Not simulated: fd sets (`add-fd`), preconfig/run-state changes, `-compat` policies, HMP,

@@ -61,9 +61,6 @@ pub struct Expect {
     pub on_reply: Option<Session>,
     /// The request's kind, for failure reports.
     pub what: &'static str,
-    /// An immediate reply that waits for an OOB handler: later immediate replies may overtake
-    /// it (see the crate docs, "Known deviations").
-    pub awaits_call: bool,
 }
 
 /// Expected reply bytes: success.
@@ -103,13 +100,6 @@ pub enum Seen {
 /// Bound on unchecked output bytes kept per connection while waiting for a message end; a
 /// longer incomplete message is a failure (the biggest legitimate one is far below this).
 pub const MAX_PARTIAL_MESSAGE: usize = 8 << 20;
-
-/// The core answers an `exec-oob` request whose handler is an embedder call only when the
-/// call completes, and meanwhile goes on lexing the rest of the received chunk: an immediate
-/// error for a later OOB request in the same chunk can then come out first. QEMU runs the OOB
-/// handler inside the parser callback, so its replies are strictly in order. Accepted here (a
-/// reported deviation); set to `false` to hold the core to QEMU's order.
-pub const OOB_CALL_OVERTAKING: bool = true;
 
 /// The model of one open connection.
 #[derive(Debug)]
@@ -235,18 +225,10 @@ impl ConnModel {
                 ReplyLane::Immediate => &mut self.immediate,
                 ReplyLane::InBand => &mut self.inband,
             };
-            let mut at = None;
-            for (n, e) in q.iter().enumerate() {
-                if e.bytes == msg {
-                    at = Some(n);
-                    break;
-                }
-                if !(OOB_CALL_OVERTAKING && e.awaits_call) {
-                    break;
-                }
-            }
-            if let Some(n) = at {
-                if let Some(e) = q.remove(n) {
+            // Each lane in strict order: an OOB handler runs before anything after its request
+            // is read (QEMU calls it from the parser callback), so nothing overtakes its reply.
+            if q.front().is_some_and(|e| e.bytes == msg) {
+                if let Some(e) = q.pop_front() {
                     if let Some(s) = e.on_reply {
                         self.confirmed = s;
                         if matches!(s, Session::Command { .. }) && self.negotiated_at.is_none() {
