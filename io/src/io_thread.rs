@@ -121,6 +121,8 @@ impl IoLoop {
             if self.shared.lock().shutdown != ShutdownState::Running {
                 break;
             }
+            // The last look at the state; it marks the IO thread idle in the same critical
+            // section, so a later waker wakes it (see `shared`).
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -175,7 +177,8 @@ impl IoLoop {
     /// How long the next poll may sleep: until the core's next timer, or not at all when a
     /// connection still has readable bytes the core now wants or other work is queued.
     fn poll_timeout(&self) -> Option<Duration> {
-        let st = self.shared.lock();
+        let mut st = self.shared.lock();
+        st.io_going_to_sleep();
         if st.io_work_pending() {
             return Some(Duration::ZERO);
         }
@@ -226,6 +229,9 @@ impl IoLoop {
         let now = self.shared.now();
         let close = {
             let mut st = self.shared.lock();
+            // First critical section of every pass: wakers need not wake us until the next
+            // `poll_timeout`.
+            st.io_running();
             match st.server.poll_timeout() {
                 Some(t) if t <= now => st.apply_locked(now, Input::Tick),
                 _ => return,
@@ -309,7 +315,7 @@ impl IoLoop {
             };
             conn.calls = st.calls.remove(&m).unwrap_or(0);
             st.transmit.remove(&m);
-            (close, st.server.dispatcher_ready())
+            (close, st.dispatcher_needs_signal())
         };
         drop(close);
         if dispatch {
@@ -342,14 +348,14 @@ impl IoLoop {
         }
     }
 
-    /// Read from `m` while the core wants input, up to `READS_PER_PASS` chunks.
+    /// Read from `m` while the core wants input, up to `READS_PER_PASS` chunks. Whether it may
+    /// read on is taken in the same critical section as the `Receive` (one lock per read);
+    /// only after running out-of-band calls, which change it, is it looked at again.
     fn read_some(&mut self, m: MonitorId) {
+        let mut may_read = self.may_read(m);
         for _ in 0..READS_PER_PASS {
-            {
-                let st = self.shared.lock();
-                if !st.server.wants_read(m) || st.shutdown != ShutdownState::Running {
-                    return;
-                }
+            if !may_read {
+                return;
             }
             let Some(conn) = self.conns.get_mut(&m) else {
                 return;
@@ -363,7 +369,7 @@ impl IoLoop {
                 }
                 Ok(n) => {
                     let bytes = self.buf[..n].to_vec();
-                    let (close, refused, dispatch) = {
+                    let (close, refused, dispatch, oob, next) = {
                         let mut st = self.shared.lock();
                         st.io_stats.reads += 1;
                         let (ids, refused) = st.adopt_fds(fds);
@@ -375,15 +381,26 @@ impl IoLoop {
                                 fds: ids,
                             },
                         );
-                        (close, refused, st.server.dispatcher_ready())
+                        (
+                            close,
+                            refused,
+                            st.dispatcher_needs_signal(),
+                            !st.oob_calls.is_empty(),
+                            st.server.wants_read(m) && st.shutdown == ShutdownState::Running,
+                        )
                     };
                     drop(close);
                     drop(refused);
                     if dispatch {
                         self.shared.notify_dispatcher();
                     }
-                    // Out-of-band requests must run before any later byte is looked at.
-                    self.run_oob_calls();
+                    may_read = next;
+                    if oob {
+                        // Out-of-band requests must run before any later byte is looked at;
+                        // completing them lets the core go on with the input they held.
+                        self.run_oob_calls();
+                        may_read = self.may_read(m);
+                    }
                     self.flush(m);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -398,6 +415,12 @@ impl IoLoop {
                 }
             }
         }
+    }
+
+    /// Whether `m` may be read now: the core wants its input and the shim is serving.
+    fn may_read(&self, m: MonitorId) -> bool {
+        let st = self.shared.lock();
+        st.server.wants_read(m) && st.shutdown == ShutdownState::Running
     }
 
     /// Run every queued out-of-band call now, on this thread, without the lock.
@@ -428,11 +451,13 @@ impl IoLoop {
             return;
         }
         let mut failed = None;
+        let mut drained = false;
         for _ in 0..WRITES_PER_PASS {
             let mut st = self.shared.lock();
             let out = st.server.pending_output(m);
             if out.is_empty() {
                 st.transmit.remove(&m);
+                drained = true;
                 break;
             }
             let chunk = &out[..out.len().min(WRITE_CHUNK)];
@@ -443,8 +468,16 @@ impl IoLoop {
                     }
                     let close =
                         st.apply_locked(self.shared.now(), Input::Written { monitor: m, n });
+                    // Usually all of it went out: done without taking the lock again.
+                    if st.server.pending_output(m).is_empty() {
+                        st.transmit.remove(&m);
+                        drained = true;
+                    }
                     drop(st);
                     drop(close);
+                    if drained {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     st.io_stats.blocked_writes += 1;
@@ -462,11 +495,11 @@ impl IoLoop {
             tracing::debug!(monitor = m.0, error = %e, "write failed");
             self.close(m, "write error");
         } else if let Some(conn) = self.conns.get(&m) {
-            if !conn.write_blocked {
+            if !drained && !conn.write_blocked {
                 // More than WRITES_PER_PASS chunks: come back on the next pass.
-                let st_pending = !self.shared.lock().server.pending_output(m).is_empty();
-                if st_pending {
-                    self.shared.lock().transmit.insert(m);
+                let mut st = self.shared.lock();
+                if !st.server.pending_output(m).is_empty() {
+                    st.transmit.insert(m);
                 }
             }
         }
@@ -491,7 +524,8 @@ impl IoLoop {
             self.run_oob_calls();
             self.flush_all();
             let done = {
-                let st = self.shared.lock();
+                let mut st = self.shared.lock();
+                st.io_going_to_sleep();
                 st.inband_running.is_none()
                     && st.inband_call.is_none()
                     && self

@@ -7,15 +7,22 @@
 //!   the same step as it: the fd table, the outputs sorted by who must act on them, the recorder
 //!   and the shutdown state. Every thread takes it briefly; **no handler runs while it is held**
 //!   and no descriptor is closed while it is held.
-//! * `Shared::dispatcher_cv` is paired with `state`. It is signalled whenever an input may have
-//!   made `Server::dispatcher_ready()` true, and at shutdown. Only the dispatcher thread waits on
-//!   it, and it re-checks the predicate under the lock, so a signal given before it waits is not
-//!   lost.
+//! * `Shared::dispatcher_cv` is paired with `state`. It is signalled when an input may have
+//!   made `Server::dispatcher_ready()` true *and* the dispatcher is waiting on it
+//!   (`CoreState::dispatcher_waiting`, set and cleared by the dispatcher under the lock around
+//!   its wait), and at shutdown. The dispatcher re-checks the predicate under the lock before it
+//!   waits, so a change made while it was running is seen without a signal, and one made while it
+//!   waits is signalled: none is lost, and the dispatcher never signals itself.
 //! * The IO thread sleeps in `poll` and is woken through [`Wake`] (a mio `Waker` in production).
 //!   Whoever leaves work for the IO thread in `state` (output to write, an out-of-band call to
-//!   run, a disconnect, a yank) calls [`Wake::wake`] *after* putting the work there and releasing
-//!   the lock; the IO thread looks at `state` after every wake-up, so the work is seen either by
-//!   the pass that is already running or by the next one. Wakes coalesce; none is needed twice.
+//!   run, a disconnect, a yank, a monitor that may read again) calls [`Shared::wake_io`] *after*
+//!   putting the work there and releasing the lock, if [`CoreState::take_io_wake`] said so in
+//!   the critical section that left the work. Wakes are coalesced by `CoreState::io_idle`: set
+//!   by the IO thread in the same critical section as its last look at the state before `poll`
+//!   (`poll_timeout`), cleared by the first waker after it (who then wakes it) and by the IO
+//!   thread's next pass. A waker whose critical section came before the last look left work
+//!   that the look sees; one that came after finds `io_idle` set and wakes. So only the first
+//!   waker pays for the `Waker` write, and none while the IO thread is running a pass.
 //!
 //! Thread by field of [`CoreState`]: `server`, `fds`, `recorder`, `last_now`: any thread, under
 //! the lock. `attached`: kept by the IO thread (open/close), read by `yank` on any thread.
@@ -92,6 +99,11 @@ pub struct CoreState {
     /// The in-band call the dispatcher must run next (at most one: the core hands out one
     /// in-band call at a time).
     pub inband_call: Option<Call>,
+    /// The dispatcher is blocked on `dispatcher_cv` (set and cleared by the dispatcher only).
+    pub dispatcher_waiting: bool,
+    /// The IO thread took its last look at the state and may be asleep in `poll`, and nobody
+    /// has woken it since (see the module docs).
+    io_idle: bool,
     /// Monitors with pending output for the IO thread to write. Bounded by the number of open
     /// monitors.
     pub transmit: BTreeSet<MonitorId>,
@@ -127,6 +139,8 @@ impl CoreState {
             fds: FdTable::new(),
             oob_calls: VecDeque::new(),
             inband_call: None,
+            dispatcher_waiting: false,
+            io_idle: false,
             transmit: BTreeSet::new(),
             disconnects: Vec::new(),
             attached: BTreeMap::new(),
@@ -217,6 +231,30 @@ impl CoreState {
             || !self.yanked.is_empty()
             || self.shutdown != ShutdownState::Running
     }
+
+    /// Whoever just left work for the IO thread in this critical section asks whether it must
+    /// wake it: true (once) when the IO thread may be asleep; then call [`Shared::wake_io`]
+    /// after releasing the lock.
+    pub fn take_io_wake(&mut self) -> bool {
+        std::mem::take(&mut self.io_idle)
+    }
+
+    /// The IO thread is taking its last look at the state before sleeping in `poll` (call in
+    /// the same critical section as that look).
+    pub fn io_going_to_sleep(&mut self) {
+        self.io_idle = true;
+    }
+
+    /// The IO thread is running a pass: it will look at the state before sleeping again.
+    pub fn io_running(&mut self) {
+        self.io_idle = false;
+    }
+
+    /// True when the dispatcher is waiting and has work: signal `dispatcher_cv` after releasing
+    /// the lock. False while the dispatcher runs: it looks at the state before waiting again.
+    pub fn dispatcher_needs_signal(&self) -> bool {
+        self.dispatcher_waiting && self.server.dispatcher_ready()
+    }
 }
 
 /// The shared half of the shim: the locked core state, the dispatcher's condition variable, the
@@ -264,9 +302,20 @@ impl Shared {
         &self.chardevs
     }
 
-    /// Wake the IO thread.
+    /// Wake the IO thread (unconditionally: callers ask [`CoreState::take_io_wake`] first).
     pub fn wake_io(&self) {
         self.waker.wake();
+    }
+
+    /// The IO thread (or a model of it) is about to take its last look at the state before
+    /// sleeping, in later critical sections. The real IO thread does this inside its look.
+    pub fn io_going_to_sleep(&self) {
+        self.lock().io_going_to_sleep();
+    }
+
+    /// The IO thread woke up and runs a pass.
+    pub fn io_woke(&self) {
+        self.lock().io_running();
     }
 
     /// Tell the dispatcher to look at the state again. Call after any input that may have
@@ -291,11 +340,8 @@ impl Shared {
             let mut st = self.lock();
             let close = st.apply_locked(now, input);
             let reads = completes || may_read_again.is_some_and(|m| st.server.wants_read(m));
-            (
-                close,
-                reads || st.io_work_pending(),
-                st.server.dispatcher_ready(),
-            )
+            let io_work = (reads || st.io_work_pending()) && st.take_io_wake();
+            (close, io_work, st.dispatcher_needs_signal())
         };
         drop(close);
         if dispatch {
@@ -325,13 +371,16 @@ impl Shared {
     /// Ask for shutdown; the IO thread flushes output, closes every connection and stops the
     /// dispatcher.
     pub fn request_shutdown(&self) {
-        {
+        let wake = {
             let mut st = self.lock();
             if st.shutdown == ShutdownState::Running {
                 st.shutdown = ShutdownState::Requested;
             }
+            st.take_io_wake()
+        };
+        if wake {
+            self.wake_io();
         }
-        self.wake_io();
     }
 
     /// Drop the clients of chardev `id` (QEMU's chardev yank). Their monitors are closed in
@@ -344,7 +393,7 @@ impl Shared {
             return false;
         }
         let now = self.clock.now();
-        let (close, dispatch) = {
+        let (close, dispatch, wake) = {
             let mut st = self.lock();
             let victims: Vec<MonitorId> = st
                 .attached
@@ -359,13 +408,15 @@ impl Shared {
                 close.extend(st.apply_locked(now, Input::Close { monitor: m }));
                 st.yanked.push(m);
             }
-            (close, st.server.dispatcher_ready())
+            (close, st.dispatcher_needs_signal(), st.take_io_wake())
         };
         drop(close);
         if dispatch {
             self.notify_dispatcher();
         }
-        self.wake_io();
+        if wake {
+            self.wake_io();
+        }
         true
     }
 
@@ -397,7 +448,7 @@ impl Shared {
                 let close = st.apply_locked(now, Input::NextInBand);
                 let call = st.inband_call.take();
                 st.inband_running = call.as_ref().map(|c| c.id);
-                let io_work = st.io_work_pending();
+                let io_work = st.io_work_pending() && st.take_io_wake();
                 drop(st);
                 drop(close);
                 if io_work {
@@ -409,7 +460,9 @@ impl Shared {
                 st = self.lock();
                 continue;
             }
+            st.dispatcher_waiting = true;
             st = sync::wait(&self.dispatcher_cv, st);
+            st.dispatcher_waiting = false;
         }
     }
 
@@ -433,7 +486,7 @@ impl Shared {
             let close = st.apply_locked(now, Input::Complete { call, result });
             (
                 close,
-                st.server.dispatcher_ready() && st.oob_calls.is_empty(),
+                st.dispatcher_needs_signal() && st.oob_calls.is_empty(),
             )
         };
         drop(close);
@@ -446,20 +499,24 @@ impl Shared {
     /// is written and a monitor the queue had suspended resumes reading.
     pub fn complete_in_band(&self, call: CallId, result: CallResult) {
         let now = self.clock.now();
-        let (close, dispatch) = {
+        let (close, dispatch, wake) = {
             let mut st = self.lock();
             if st.inband_running == Some(call) {
                 st.inband_running = None;
             }
             let close = st.apply_locked(now, Input::Complete { call, result });
-            (close, st.server.dispatcher_ready())
+            // Normally false: the caller is the dispatcher, which looks again before waiting.
+            // The IO thread is woken whenever it may sleep (not only for output): a monitor
+            // the queue suspended may read again, which only the IO thread can tell.
+            (close, st.dispatcher_needs_signal(), st.take_io_wake())
         };
         drop(close);
         if dispatch {
             self.notify_dispatcher();
         }
-        // Always: the reply is output, and a monitor the queue suspended may read again.
-        self.wake_io();
+        if wake {
+            self.wake_io();
+        }
     }
 
     /// Mark the shim stopped and release the dispatcher.
@@ -514,6 +571,8 @@ mod tests {
         shared.apply(Input::Written { monitor: M, n });
         shared.apply(Input::Suspend { monitor: M });
         assert!(!shared.lock().server.wants_read(M));
+        // The IO thread found nothing to read and is going to sleep.
+        shared.io_going_to_sleep();
         let before = wakes.load(Ordering::SeqCst);
         shared.apply(Input::Resume { monitor: M });
         assert!(shared.lock().server.wants_read(M));

@@ -14,8 +14,10 @@ use loom::thread;
 use qmp_core::json::Object;
 use qmp_core::server::{CallId, CallResult, Input};
 use qmp_io::shared::Shared;
+use qmp_io::shared::Wake;
 use qmp_loom::harness::{
-    devnull, empty_return, lines, receive, setup, write_pending, FAST_OOB, MAX_PASSES, MON,
+    devnull, empty_return, lines, receive, setup, write_pending, WakeHandle, FAST_OOB, MAX_PASSES,
+    MON,
 };
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -56,9 +58,14 @@ fn wake_before_complete(shared: &Shared, call: CallId, result: CallResult) {
     drop(close);
 }
 
-fn completion_wakes_io(complete: Complete) {
+/// `idle_first`: the IO thread marks itself idle before its last look at the state (the real
+/// order); false plants the bug of marking it idle after the look, just before sleeping.
+fn completion_wakes_io(complete: Complete, idle_first: bool) {
     model(move || {
         let (shared, waker) = setup(false);
+        // ManuallyDrop: when loom reports the planted deadlock, unwinding this thread must not
+        // drop loom objects (see model 5).
+        let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
         receive(&shared, b"{\"execute\": \"slow\", \"id\": 1}", Vec::new());
         assert!(
             !shared.lock().server.wants_read(MON),
@@ -66,7 +73,7 @@ fn completion_wakes_io(complete: Complete) {
         );
         waker.clear();
 
-        let d = shared.clone();
+        let d = Arc::clone(&shared);
         let dispatcher = thread::spawn(move || {
             let call = d.next_in_band().expect("the queued request");
             complete(&d, call.id, empty_return());
@@ -79,32 +86,47 @@ fn completion_wakes_io(complete: Complete) {
         loop {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
+            if idle_first {
+                shared.io_going_to_sleep();
+            }
             wire.extend(write_pending(&shared, usize::MAX));
             if !wire.is_empty() && shared.lock().server.wants_read(MON) {
                 break;
             }
+            if !idle_first {
+                shared.io_going_to_sleep();
+            }
             waker.sleep();
+            shared.io_woke();
         }
         dispatcher.join().unwrap();
         assert_eq!(lines(&wire), ["{\"return\": {}, \"id\": 1}\r\n"]);
+        drop(ManuallyDrop::into_inner(shared));
+        drop(ManuallyDrop::into_inner(waker));
     });
 }
 
 #[test]
 fn m1_completion_wakes_the_io_thread() {
-    completion_wakes_io(real_complete);
+    completion_wakes_io(real_complete, true);
 }
 
 #[test]
 #[should_panic]
 fn m1_planted_completion_without_wake() {
-    completion_wakes_io(complete_without_wake);
+    completion_wakes_io(complete_without_wake, true);
 }
 
 #[test]
 #[should_panic]
 fn m1_planted_wake_before_completion() {
-    completion_wakes_io(wake_before_complete);
+    completion_wakes_io(wake_before_complete, true);
+}
+
+#[test]
+#[should_panic]
+fn m1_planted_io_thread_idle_after_its_last_look() {
+    completion_wakes_io(real_complete, false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,17 +252,20 @@ fn event_during_partial_write(emit: Emit) {
         // Set by the event source when it is done, so the IO thread knows when to stop
         // (harness bookkeeping, not part of the shim).
         let done = Arc::new(AtomicBool::new(false));
-        let (e, s, d) = (shared.clone(), socket.clone(), done.clone());
+        let (e, s, d, w) = (shared.clone(), socket.clone(), done.clone(), waker.clone());
         let emitter = thread::spawn(move || {
             emit(&e, &s);
             d.store(true, Ordering::SeqCst);
-            e.wake_io();
+            // Harness bookkeeping: straight to the model waker, past the shim's coalescing
+            // (which only covers work left in the shim's state).
+            WakeHandle(w).wake();
         });
 
         let mut passes = 0;
         loop {
             passes += 1;
             assert!(passes <= 4 * MAX_PASSES, "IO thread livelock");
+            shared.io_going_to_sleep();
             let chunk = write_pending(&shared, PARTIAL);
             let idle = chunk.is_empty();
             socket.lock().unwrap().extend(chunk);
@@ -251,6 +276,7 @@ fn event_during_partial_write(emit: Emit) {
                     break;
                 }
                 waker.sleep();
+                shared.io_woke();
             }
         }
         emitter.join().unwrap();
@@ -307,6 +333,15 @@ fn suspend_resume_balanced(resume: Resume) {
                 resume(&s);
             }));
         }
+        // The real dispatcher: the core answers the built-in command inside `next_in_band`.
+        // (A request read while a suspend was racing in is only buffered by the core, and
+        // queued when the monitor resumes: then only the dispatcher can take it.)
+        let d = shared.clone();
+        let dispatcher = thread::spawn(move || {
+            while let Some(call) = d.next_in_band() {
+                d.complete_in_band(call.id, empty_return());
+            }
+        });
         // The IO thread has one request waiting in the socket: it reads it only while the
         // monitor wants input, and sleeps otherwise.
         let mut read = false;
@@ -315,6 +350,7 @@ fn suspend_resume_balanced(resume: Resume) {
         while !read || wire.is_empty() {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
+            shared.io_going_to_sleep();
             let wants = shared.lock().server.wants_read(MON);
             if !read && wants {
                 receive(
@@ -323,18 +359,18 @@ fn suspend_resume_balanced(resume: Resume) {
                     Vec::new(),
                 );
                 read = true;
-                // No dispatcher thread here: let the core run the built-in command, as the
-                // dispatcher's `next_in_band` would.
-                shared.apply(Input::NextInBand);
             }
             wire.extend(write_pending(&shared, usize::MAX));
             if !read || wire.is_empty() {
                 waker.sleep();
+                shared.io_woke();
             }
         }
         for t in others {
             t.join().unwrap();
         }
+        shared.stop();
+        dispatcher.join().unwrap();
         let st = shared.lock();
         assert_eq!(st.server.suspend_count(MON), 0, "suspends not balanced");
         assert!(st.server.wants_read(MON));
@@ -432,9 +468,11 @@ fn oob_while_inband_blocked(run: RunBlocked) {
         while lines(&wire).len() < 2 {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
+            shared.io_going_to_sleep();
             let more = write_pending(&shared, usize::MAX);
             if more.is_empty() {
                 waker.sleep();
+                shared.io_woke();
             }
             wire.extend(more);
         }
