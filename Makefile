@@ -22,7 +22,8 @@ build:
 run:
 	$(CARGO) run --release -p qmp-io --bin qmpd -- --listen unix:./qmp.sock
 
-test: lint test-rust
+test: lint test-rust test-clients compat fuzz-smoke loom
+	@echo "make test: all stages passed"
 
 lint:
 	$(CARGO) fmt --all --check

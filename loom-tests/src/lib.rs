@@ -4,7 +4,7 @@
 //! lock, the dispatcher's condition variable, `apply`, `next_in_band`, `complete_in_band`,
 //! `emit_event`, `stop` — compiled against loom's primitives through `qmp_io::sync`. This crate
 //! only adds what stands in for the operating system: a waker that models the IO thread's
-//! `poll` sleep ([`harness::ModelWaker`]), a fixed clock, an in-memory "socket", and the few
+//! `poll` sleep (`harness::ModelWaker`, compiled only under `cfg(loom)`), a fixed clock, an in-memory "socket", and the few
 //! lines of the IO thread's loop that touch a socket (which cannot run under loom).
 //!
 //! Everything is behind `cfg(loom)`: run with `make loom` (`loom-tests/run.sh`).
