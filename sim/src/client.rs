@@ -469,6 +469,106 @@ fn expect(lane: ReplyLane, bytes: Vec<u8>, what: &'static str) -> Expect {
     }
 }
 
+/// An accepted out-of-band request (both dialects): the handler runs at once and its reply
+/// may overtake queued in-band replies.
+fn expect_oob_call(req: Req, tag: i64, id: Option<&J>, pretty: bool) -> Outcome {
+    use ReplyLane::Immediate;
+    if req == Req::Unlock {
+        return (
+            expect(
+                Immediate,
+                ok_reply(J::obj(vec![]), id, pretty),
+                "x-oob-test unlock",
+            ),
+            Some(ExpectCall {
+                command: OOB_TEST,
+                tag: None,
+                oob: true,
+            }),
+        );
+    }
+    (
+        expect(
+            Immediate,
+            handler_reply(tag, id, pretty),
+            "out-of-band call",
+        ),
+        Some(ExpectCall {
+            command: OOB_ECHO,
+            tag: Some(tag),
+            oob: true,
+        }),
+    )
+}
+
+/// A well-formed in-band request that reached command lookup (both dialects): bad arguments,
+/// `qmp_capabilities` (whose "oob not offered" text differs by dialect), the fd built-ins, the
+/// blocking `x-oob-test` lock and the echo handler.
+fn expect_in_band_command(
+    req: Req,
+    tag: i64,
+    id: Option<&J>,
+    conn: &mut ConnModel,
+    pretty: bool,
+    negotiating: bool,
+    oob_not_offered: &str,
+) -> Outcome {
+    use ReplyLane::InBand;
+    let g = |desc: &str| expect(InBand, err_reply("GenericError", desc, id, pretty), "error");
+    let ok = |what| expect(InBand, ok_reply(J::obj(vec![]), id, pretty), what);
+    match req {
+        Req::EchoBadArg(_) => (g(param_error(req)), None),
+        Req::Caps { .. } if !negotiating => (
+            expect(
+                InBand,
+                err_reply(
+                    "CommandNotFound",
+                    "Capabilities negotiation is already complete, command ignored",
+                    id,
+                    pretty,
+                ),
+                "qmp_capabilities again",
+            ),
+            None,
+        ),
+        Req::Caps { oob } if oob && !conn.offered_oob => (g(oob_not_offered), None),
+        Req::Caps { oob } => {
+            let next = Session::Command { oob };
+            conn.projected = next;
+            let mut e = ok("qmp_capabilities");
+            e.on_reply = Some(next);
+            (e, None)
+        }
+        Req::GetFd(n) => {
+            conn.fd_names[n as usize] = true;
+            (ok("getfd"), None)
+        }
+        Req::CloseFd(n) => {
+            if std::mem::replace(&mut conn.fd_names[n as usize], false) {
+                (ok("closefd"), None)
+            } else {
+                (g(&format!("File descriptor named 'fd{n}' not found")), None)
+            }
+        }
+        Req::Lock => (
+            ok("x-oob-test lock"),
+            Some(ExpectCall {
+                command: OOB_TEST,
+                tag: None,
+                oob: false,
+            }),
+        ),
+        _ => (
+            expect(InBand, handler_reply(tag, id, pretty), "sim-echo"),
+            Some(ExpectCall {
+                command: ECHO,
+                tag: Some(tag),
+                oob: false,
+            }),
+        ),
+    }
+}
+
 /// QEMU 7.2 (spec §4.2, §5.2, §6): everything but `exec-oob` goes through the queue.
 fn expect_72(
     req: Req,
@@ -513,26 +613,7 @@ fn expect_72(
                 None,
             ),
             Req::OobBadArg => (g(param_error(req), Immediate), None),
-            Req::Unlock => (
-                expect(
-                    Immediate,
-                    ok_reply(J::obj(vec![]), id, pretty),
-                    "x-oob-test unlock",
-                ),
-                Some(ExpectCall {
-                    command: OOB_TEST,
-                    tag: None,
-                    oob: true,
-                }),
-            ),
-            _ => (
-                expect(Immediate, handler_reply(tag, id, pretty), "exec-oob"),
-                Some(ExpectCall {
-                    command: OOB_ECHO,
-                    tag: Some(tag),
-                    oob: true,
-                }),
-            ),
+            _ => expect_oob_call(req, tag, id, pretty),
         };
     }
     let s = conn.projected;
@@ -561,69 +642,14 @@ fn expect_72(
             cnf(&format!("The command {cmd} has not been found"), InBand),
             None,
         ),
-        Req::EchoBadArg(_) => (g(param_error(req), InBand), None),
-        Req::Caps { oob } => {
-            if !negotiating {
-                (
-                    cnf(
-                        "Capabilities negotiation is already complete, command ignored",
-                        InBand,
-                    ),
-                    None,
-                )
-            } else if oob && !conn.offered_oob {
-                (g("Capability oob not available", InBand), None)
-            } else {
-                let next = Session::Command { oob };
-                conn.projected = next;
-                let mut e = expect(
-                    InBand,
-                    ok_reply(J::obj(vec![]), id, pretty),
-                    "qmp_capabilities",
-                );
-                e.on_reply = Some(next);
-                (e, None)
-            }
-        }
-        Req::GetFd(n) => {
-            conn.fd_names[n as usize] = true;
-            (
-                expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "getfd"),
-                None,
-            )
-        }
-        Req::CloseFd(n) => {
-            if std::mem::replace(&mut conn.fd_names[n as usize], false) {
-                (
-                    expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "closefd"),
-                    None,
-                )
-            } else {
-                (
-                    g(&format!("File descriptor named 'fd{n}' not found"), InBand),
-                    None,
-                )
-            }
-        }
-        Req::Lock => (
-            expect(
-                InBand,
-                ok_reply(J::obj(vec![]), id, pretty),
-                "x-oob-test lock",
-            ),
-            Some(ExpectCall {
-                command: OOB_TEST,
-                tag: None,
-                oob: false,
-            }),
-        ),
-        _ => (
-            expect(InBand, handler_reply(tag, id, pretty), "sim-echo"),
-            Some(ExpectCall {
-                command: ECHO,
-                tag: Some(tag),
-                oob: false,
-            }),
+        _ => expect_in_band_command(
+            req,
+            tag,
+            id,
+            conn,
+            pretty,
+            negotiating,
+            "Capability oob not available",
         ),
     }
 }
@@ -698,104 +724,19 @@ fn expect_212(
     if oob_req {
         return match req {
             Req::OobBadArg => (g(param_error(req), Immediate), None),
-            Req::Unlock => (
-                expect(
-                    Immediate,
-                    ok_reply(J::obj(vec![]), id, pretty),
-                    "x-oob-test unlock",
-                ),
-                Some(ExpectCall {
-                    command: OOB_TEST,
-                    tag: None,
-                    oob: true,
-                }),
-            ),
-            _ => (
-                expect(Immediate, handler_reply(tag, id, pretty), "run-oob"),
-                Some(ExpectCall {
-                    command: OOB_ECHO,
-                    tag: Some(tag),
-                    oob: true,
-                }),
-            ),
+            _ => expect_oob_call(req, tag, id, pretty),
         };
     }
     let drop_id = if s.oob() { id.cloned() } else { None };
-    let (mut e, call) = match req {
-        Req::EchoBadArg(_) => (g(param_error(req), InBand), None),
-        Req::Caps { oob } => {
-            if !negotiating {
-                (
-                    expect(
-                        InBand,
-                        err_reply(
-                            "CommandNotFound",
-                            "Capabilities negotiation is already complete, command ignored",
-                            id,
-                            pretty,
-                        ),
-                        "qmp_capabilities again",
-                    ),
-                    None,
-                )
-            } else if oob && !conn.offered_oob {
-                (
-                    g("This monitor does not support Out-Of-Band (OOB)", InBand),
-                    None,
-                )
-            } else {
-                let next = Session::Command { oob };
-                conn.projected = next;
-                let mut e = expect(
-                    InBand,
-                    ok_reply(J::obj(vec![]), id, pretty),
-                    "qmp_capabilities",
-                );
-                e.on_reply = Some(next);
-                (e, None)
-            }
-        }
-        Req::GetFd(n) => {
-            conn.fd_names[n as usize] = true;
-            (
-                expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "getfd"),
-                None,
-            )
-        }
-        Req::CloseFd(n) => {
-            if std::mem::replace(&mut conn.fd_names[n as usize], false) {
-                (
-                    expect(InBand, ok_reply(J::obj(vec![]), id, pretty), "closefd"),
-                    None,
-                )
-            } else {
-                (
-                    g(&format!("File descriptor named 'fd{n}' not found"), InBand),
-                    None,
-                )
-            }
-        }
-        Req::Lock => (
-            expect(
-                InBand,
-                ok_reply(J::obj(vec![]), id, pretty),
-                "x-oob-test lock",
-            ),
-            Some(ExpectCall {
-                command: OOB_TEST,
-                tag: None,
-                oob: false,
-            }),
-        ),
-        _ => (
-            expect(InBand, handler_reply(tag, id, pretty), "sim-echo"),
-            Some(ExpectCall {
-                command: ECHO,
-                tag: Some(tag),
-                oob: false,
-            }),
-        ),
-    };
+    let (mut e, call) = expect_in_band_command(
+        req,
+        tag,
+        id,
+        conn,
+        pretty,
+        negotiating,
+        "This monitor does not support Out-Of-Band (OOB)",
+    );
     e.drop_id = drop_id;
     (e, call)
 }
