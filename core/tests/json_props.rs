@@ -162,7 +162,7 @@ fn parsed_value() -> impl Strategy<Value = Value> {
                 bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
         }
-        JsonString(bytes)
+        JsonString::from(bytes)
     });
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -285,5 +285,110 @@ proptest! {
                 prop_assert!(dup, "{:?} accepted by serde_json only", text);
             }
         }
+    }
+}
+
+/// Every message with the input offset right after the byte that completed it.
+fn completions(input: &[u8], bytewise: bool) -> Vec<(usize, StreamItem)> {
+    let mut s = JsonStreamer::new(JsonLimits::default());
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let end = if bytewise { pos + 1 } else { input.len() };
+        pos += s.feed(&input[pos..end]);
+        out.extend(std::iter::from_fn(|| s.pop()).map(|item| (pos, item)));
+    }
+    out
+}
+
+/// Whole messages written by the writer (compact or pretty), one in three damaged by an edit
+/// that the lexer or parser must refuse or read differently, then run together.
+fn whole_messages() -> impl Strategy<Value = Vec<u8>> {
+    let edits: Vec<&'static [u8]> = vec![
+        b"'", b"\\", b"\"", b",", b":", b"}", b"]", b"{", b"[", b"0", b"e", b".", b"-", b"x",
+        b"\x01", b"\xff", b"\xc3", b" ", b"nul", b"\\u", b"\\uD800", b"0e5", b"01", b"1.", b"1e",
+        b"-x", b"truex", b"1E+2", b"-0.5e-3", b"\\\x01", b"\\",
+    ];
+    // Members drawn from a small key set, so duplicate keys are common; now and then an odd
+    // separator or a member the lexer or parser refuses.
+    let keys = prop::sample::select(b"abcdefghijkl".to_vec());
+    let values: Vec<&'static [u8]> = vec![
+        b"1",
+        b"{}",
+        b"[1, 2.5, -0, true]",
+        b"null",
+        b"\"\\u00e9\\n\"",
+        b"\"x\"",
+        b"{\"a\": [], \"b\": -1e3}",
+    ];
+    let plain = (keys, prop::sample::select(values)).prop_map(|(k, v)| {
+        let mut m = vec![b'"', k, b'"', b':', b' '];
+        m.extend_from_slice(v);
+        m
+    });
+    let odd: Vec<&'static [u8]> = vec![
+        b",",
+        b" ",
+        b"\"b\": [0e5]",
+        b"\"f\": {\"a\": 1, \"a\": 2}",
+        b"\"g\": 1}",
+        b"\"e\": \"\\\x01\"",
+        b"\"e\": \"\\\xfe\"",
+    ];
+    let members = prop_oneof![8 => plain, 1 => prop::sample::select(odd).prop_map(<[u8]>::to_vec)];
+    let object = prop::collection::vec(members, 0..24).prop_map(|parts| {
+        let mut text = b"{".to_vec();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 && p.starts_with(b"\"") && !parts[i - 1].ends_with(b",") {
+                text.extend_from_slice(b", ");
+            }
+            text.extend_from_slice(p);
+        }
+        text.push(b'}');
+        text
+    });
+    let message = (
+        parsed_value(),
+        any::<bool>(),
+        prop::option::weighted(
+            0.3,
+            (any::<usize>(), 0usize..2, prop::sample::select(edits)),
+        ),
+    )
+        .prop_map(|(v, pretty, edit)| {
+            let v = match v {
+                Value::Object(_) | Value::Array(_) => v,
+                leaf => Value::Array(vec![leaf]),
+            };
+            let mut text = Vec::new();
+            if pretty {
+                write_pretty(&v, &mut text);
+            } else {
+                text = to_compact(&v);
+            }
+            if let Some((at, cut, bytes)) = edit {
+                let at = at % (text.len() + 1);
+                let end = (at + cut).min(text.len());
+                text.splice(at..end, bytes.iter().copied());
+            }
+            text
+        });
+    let message = prop_oneof![message, object];
+    (
+        prop::collection::vec(message, 1..4),
+        prop::sample::select(vec![&b""[..], b" ", b"\n", b"\r\n"]),
+    )
+        .prop_map(|(msgs, sep)| msgs.join(sep))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The fast path (a whole message in one buffer) against the token path alone (one byte at
+    /// a time never holds a whole message): same messages, completed at the same byte.
+    #[test]
+    fn fast_path_agrees_with_the_token_path(input in whole_messages()) {
+        prop_assert_eq!(completions(&input, false), completions(&input, true),
+            "{}", String::from_utf8_lossy(&input));
     }
 }

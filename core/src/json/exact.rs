@@ -106,7 +106,7 @@ fn untag_string(t: &serde_json::Value) -> Result<JsonString, String> {
             .get("bytes")
             .and_then(|b| b.as_str())
             .and_then(unhex)
-            .map(JsonString)
+            .map(JsonString::from)
             .ok_or_else(|| format!("bad tagged string {t}")),
         _ => Err(format!("bad tagged string {t}")),
     }

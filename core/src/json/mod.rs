@@ -6,7 +6,8 @@
 //! counters, QEMU's limits and error texts, modified UTF-8, three number kinds and `%.17g`
 //! output, and hash-bucket member order. See `shared/spec/QMP-BEHAVIOR.md` §1.
 //!
-//! Files: [`stream`] (lexer + streamer, the incremental API), `parser` (tokens → value),
+//! Files: [`stream`] (lexer + streamer, the incremental API), `fast` (its one-pass path for
+//! whole plain messages), `parser` (tokens → value),
 //! `utf8` (modified UTF-8), `number` (integer kinds, `%.17g`), [`hash`] (tdb hash, bucket
 //! order), [`writer`] (compact/pretty text and wire framing), `exact` (the lossless serde form
 //! used by traces), [`value`] (the value model).
@@ -38,6 +39,7 @@
 //! ```
 
 mod exact;
+mod fast;
 pub mod hash;
 mod number;
 mod parser;
@@ -48,7 +50,7 @@ pub mod writer;
 
 pub use hash::{bucket, bucket_order, tdb_hash};
 pub use stream::JsonStreamer;
-pub use value::{JsonString, Object, Value};
+pub use value::{JsonString, Object, Value, INLINE_CAPACITY};
 pub use writer::{error_reply, to_compact, write_compact, write_message, write_pretty};
 
 /// QEMU's three streamer limits; defaults are QEMU's (64 MiB, 2_097_152 tokens, 1024 nesting).

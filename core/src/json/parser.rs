@@ -38,16 +38,16 @@ pub(crate) struct Tok {
 }
 
 /// Objects with more members than this get an ordered key index for duplicate detection.
-const LINEAR_DUP_SCAN: usize = 16;
+pub(super) const LINEAR_DUP_SCAN: usize = 16;
 
 /// Reusable parser state, so a message does not allocate its stack, and containers are built
 /// once with their exact size: elements and members of all open containers are collected in
 /// two shared vectors (nesting is last-in first-out, so each container owns a tail of them).
 #[derive(Default, Debug)]
 pub(crate) struct Scratch {
-    stack: Vec<Frame>,
-    items: Vec<Value>,
-    members: Vec<(JsonString, Value)>,
+    pub(super) stack: Vec<Frame>,
+    pub(super) items: Vec<Value>,
+    pub(super) members: Vec<(JsonString, Value)>,
     /// Key indexes of the open big objects, innermost last (see `Frame::indexed`).
     indexes: Vec<BTreeSet<JsonString>>,
 }
@@ -61,7 +61,7 @@ impl Clone for Scratch {
 
 /// One open container. Kept to two words: frames are pushed and popped for every value.
 #[derive(Debug)]
-enum Frame {
+pub(super) enum Frame {
     /// An open array whose elements are `items[start..]`.
     Array { start: usize },
     /// An open object whose members are `members[start..]`, waiting for a key. `indexed`: the
@@ -82,12 +82,18 @@ fn msg(s: &str) -> Msg {
 /// Parse the tokens of one message. `Err` holds the first error's message, uncut.
 pub(crate) fn parse(text: &[u8], toks: &[Tok], scratch: &mut Scratch) -> Result<Value, Msg> {
     let result = parse_with(text, toks, scratch);
-    // Partly built containers of a refused message are dropped here.
-    scratch.stack.clear();
-    scratch.items.clear();
-    scratch.members.clear();
-    scratch.indexes.clear();
+    scratch.clear();
     result
+}
+
+impl Scratch {
+    /// Drop partly built containers of a refused message; the capacity stays for the next.
+    pub(super) fn clear(&mut self) {
+        self.stack.clear();
+        self.items.clear();
+        self.members.clear();
+        self.indexes.clear();
+    }
 }
 
 fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg> {
@@ -244,7 +250,7 @@ fn parse_with(text: &[u8], toks: &[Tok], sc: &mut Scratch) -> Result<Value, Msg>
 
 /// Move `v[start..]` into a vector of exactly that size (`split_off(0)` would hand over the
 /// scratch buffer's whole capacity instead).
-fn take_tail<T>(v: &mut Vec<T>, start: usize) -> Vec<T> {
+pub(super) fn take_tail<T>(v: &mut Vec<T>, start: usize) -> Vec<T> {
     if start == 0 {
         // The outermost container: move everything out, the scratch keeps its capacity.
         let mut out = Vec::with_capacity(v.len());
@@ -280,7 +286,7 @@ pub(crate) fn parse_string(tok: &[u8]) -> Result<JsonString, Msg> {
     // one pass over it.
     if let Some(body) = tok.get(1..tok.len() - 1) {
         if body.len() <= SHORT_PLAIN && is_plain_ascii(body) {
-            return Ok(JsonString(body.to_vec()));
+            return Ok(JsonString::from_bytes(body));
         }
     }
     parse_string_general(tok, quote)
@@ -352,7 +358,7 @@ fn parse_string_general(tok: &[u8], quote: u8) -> Result<JsonString, Msg> {
             _ => return Err(msg("invalid escape sequence in string")),
         }
     }
-    Ok(JsonString(out))
+    Ok(JsonString::from(out))
 }
 
 /// Strings up to this long take the one-pass fast path; longer ones go through the memchr
@@ -409,7 +415,7 @@ mod tests {
 
     fn ps(t: &[u8]) -> Result<Vec<u8>, String> {
         parse_string(t)
-            .map(|s| s.0)
+            .map(JsonString::into_bytes)
             .map_err(|m| String::from_utf8(m).unwrap())
     }
 

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use super::fast;
 use super::parser::{self, Tok, TokKind};
 use super::value::JsonString;
 use super::{JsonError, JsonErrorKind, JsonLimits, StreamItem};
@@ -120,6 +121,22 @@ impl JsonStreamer {
                     i += 1;
                     match b {
                         b' ' | b'\t' | b'\r' | b'\n' => continue,
+                        // A new message whose bytes are all here: the fast path frames and
+                        // parses it in one pass, or leaves it to the token path (see `fast`).
+                        b'{' | b'[' if self.tokens.is_empty() => {
+                            match fast::parse_message(
+                                &input[i - 1..],
+                                &self.limits,
+                                &mut self.scratch,
+                            ) {
+                                Some((v, len)) => {
+                                    i += len - 1;
+                                    self.emit(StreamItem::Value(v));
+                                }
+                                None if b == b'{' => self.single(TokKind::LCurly),
+                                None => self.single(TokKind::LSquare),
+                            }
+                        }
                         b'{' => self.single(TokKind::LCurly),
                         b'}' => self.single(TokKind::RCurly),
                         b'[' => self.single(TokKind::LSquare),
@@ -263,7 +280,7 @@ impl JsonStreamer {
         self.discard();
         self.emit(StreamItem::Error(JsonError {
             kind,
-            desc: JsonString(desc),
+            desc: JsonString::from(desc),
         }));
     }
 

@@ -10,68 +10,241 @@
 
 use std::fmt;
 
+/// Strings of up to this many bytes are stored inside the [`JsonString`] itself, without a heap
+/// allocation: QMP's keys, command names, enum values and most ids are that short, and a parsed
+/// request is then one allocation per object instead of one per string as well.
+pub const INLINE_CAPACITY: usize = 22;
+
 /// A JSON string as QEMU stores it: bytes, normally (modified) UTF-8.
 ///
-/// Parsed strings are always valid modified UTF-8; `\u0000` is stored as `C0 80`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct JsonString(pub Vec<u8>);
+/// Parsed strings are always valid modified UTF-8; `\u0000` is stored as `C0 80`. Strings up to
+/// [`INLINE_CAPACITY`] bytes live inline (the type is 24 bytes either way).
+///
+/// ```
+/// use qmp_core::json::JsonString;
+/// let s = JsonString::from("query-status");
+/// assert_eq!(s.as_bytes(), b"query-status");
+/// assert_eq!(s.heap_bytes(), 0);
+/// let long = JsonString::from("/var/lib/libvirt/images/guest-disk-0.qcow2");
+/// assert_eq!(long.heap_bytes(), long.len());
+/// assert_eq!(long.into_bytes(), b"/var/lib/libvirt/images/guest-disk-0.qcow2".to_vec());
+/// ```
+#[derive(Clone)]
+pub struct JsonString(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `bytes[..len]`; `len <= INLINE_CAPACITY`; the bytes past `len` are zero (equality
+    /// compares whole arrays).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_CAPACITY],
+    },
+    /// Longer strings, exactly sized.
+    Heap(Box<[u8]>),
+}
 
 impl JsonString {
     /// The bytes as stored.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(b) => b,
+        }
+    }
+
+    /// Number of bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True for the empty string.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The string as `&str` when the bytes are plain UTF-8 (no `C0 80`, nothing invalid).
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     /// A lossy text form for logs and error texts.
     pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+
+    /// The bytes, moved out.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self.0 {
+            Repr::Inline { len, bytes } => bytes[..usize::from(len)].to_vec(),
+            Repr::Heap(b) => b.into_vec(),
+        }
+    }
+
+    /// Heap memory owned by this string (0 when stored inline).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Inline { .. } => 0,
+            Repr::Heap(b) => b.len(),
+        }
+    }
+
+    /// A copy of `s`, inline when it fits.
+    #[inline(always)]
+    pub fn from_bytes(s: &[u8]) -> JsonString {
+        if s.len() <= INLINE_CAPACITY {
+            let mut bytes = [0; INLINE_CAPACITY];
+            copy_short(&mut bytes, s);
+            // `as` cannot truncate: the length is at most INLINE_CAPACITY.
+            JsonString(Repr::Inline {
+                len: s.len() as u8,
+                bytes,
+            })
+        } else {
+            JsonString::on_heap(s)
+        }
+    }
+
+    #[inline(never)]
+    fn on_heap(s: &[u8]) -> JsonString {
+        JsonString(Repr::Heap(s.into()))
+    }
+}
+
+/// `dst[..s.len()] = s` for `s.len() <= INLINE_CAPACITY` with fixed-size, overlapping copies:
+/// a variable-length `copy_from_slice` is a `memcpy` call, which costs more than the copy of a
+/// QMP key.
+#[inline(always)]
+fn copy_short(dst: &mut [u8; INLINE_CAPACITY], s: &[u8]) {
+    let n = s.len();
+    if n >= 8 {
+        dst[..8].copy_from_slice(&s[..8]);
+        if n > 16 {
+            dst[8..16].copy_from_slice(&s[8..16]);
+        }
+        dst[n - 8..n].copy_from_slice(&s[n - 8..n]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&s[..4]);
+        dst[n - 4..n].copy_from_slice(&s[n - 4..n]);
+    } else {
+        for (d, &b) in dst.iter_mut().zip(s) {
+            *d = b;
+        }
+    }
+}
+
+/// The inline bytes as three words, for equality without a `memcmp` call.
+#[inline(always)]
+fn inline_words(bytes: &[u8; INLINE_CAPACITY]) -> (u64, u64, u64) {
+    let word = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    // The last word overlaps the second (22 = 8 + 8 + 6).
+    (word(0), word(8), word(INLINE_CAPACITY - 8))
+}
+
+impl Default for JsonString {
+    fn default() -> Self {
+        JsonString(Repr::Inline {
+            len: 0,
+            bytes: [0; INLINE_CAPACITY],
+        })
+    }
+}
+
+impl PartialEq for JsonString {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            // Fixed-size compares, no length-dependent call: the bytes past `len` are zero.
+            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
+                a == b && inline_words(x) == inline_words(y)
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
+    }
+}
+
+impl Eq for JsonString {}
+
+impl PartialOrd for JsonString {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for JsonString {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for JsonString {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl AsRef<[u8]> for JsonString {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for JsonString {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 
 impl fmt::Debug for JsonString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
     }
 }
 
 impl From<&str> for JsonString {
     fn from(s: &str) -> Self {
-        JsonString(s.as_bytes().to_vec())
+        JsonString::from_bytes(s.as_bytes())
     }
 }
 
 impl From<String> for JsonString {
     fn from(s: String) -> Self {
-        JsonString(s.into_bytes())
+        JsonString::from(s.into_bytes())
     }
 }
 
 impl From<&[u8]> for JsonString {
     fn from(s: &[u8]) -> Self {
-        JsonString(s.to_vec())
+        JsonString::from_bytes(s)
     }
 }
 
 impl From<Vec<u8>> for JsonString {
     fn from(s: Vec<u8>) -> Self {
-        JsonString(s)
+        if s.len() <= INLINE_CAPACITY {
+            JsonString::from_bytes(&s)
+        } else {
+            JsonString(Repr::Heap(s.into_boxed_slice()))
+        }
     }
 }
 
 impl PartialEq<str> for JsonString {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for JsonString {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -119,7 +292,7 @@ impl Object {
     pub fn get_bytes(&self, key: &[u8]) -> Option<&Value> {
         self.entries
             .iter()
-            .find(|(k, _)| k.0 == key)
+            .find(|(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v)
     }
 
@@ -127,7 +300,7 @@ impl Object {
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.entries
             .iter_mut()
-            .find(|(k, _)| k.0 == key.as_bytes())
+            .find(|(k, _)| k.as_bytes() == key.as_bytes())
             .map(|(_, v)| v)
     }
 
@@ -164,7 +337,7 @@ impl Object {
         let pos = self
             .entries
             .iter()
-            .position(|(k, _)| k.0 == key.as_bytes())?;
+            .position(|(k, _)| k.as_bytes() == key.as_bytes())?;
         Some(self.entries.remove(pos).1)
     }
 
@@ -336,11 +509,11 @@ impl Value {
             Value::Double(d) => serde_json::Number::from_f64(*d)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
-            Value::String(s) => serde_json::Value::String(decode_modified_utf8_lossy(&s.0)),
+            Value::String(s) => serde_json::Value::String(decode_modified_utf8_lossy(s.as_bytes())),
             Value::Array(a) => serde_json::Value::Array(a.iter().map(Value::to_serde).collect()),
             Value::Object(o) => serde_json::Value::Object(
                 o.iter()
-                    .map(|(k, v)| (decode_modified_utf8_lossy(&k.0), v.to_serde()))
+                    .map(|(k, v)| (decode_modified_utf8_lossy(k.as_bytes()), v.to_serde()))
                     .collect(),
             ),
         }

@@ -213,7 +213,8 @@ impl Server {
         let success_response = entry.spec.success_response;
         let generation = self.monitors.get(&mid).map_or(0, |m| m.generation);
         // The request's name equals the registered one: reuse its allocation.
-        let command = String::from_utf8(env.name.0).unwrap_or_else(|_| entry.spec.name.clone());
+        let command =
+            String::from_utf8(env.name.into_bytes()).unwrap_or_else(|_| entry.spec.name.clone());
         let call = CallId(self.next_call);
         self.next_call += 1;
         if lane == Lane::OutOfBand {

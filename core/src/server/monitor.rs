@@ -155,10 +155,10 @@ impl Queued {
     fn heap_bytes(&self) -> usize {
         match self {
             Queued::Request(v) => value_heap_bytes(v),
-            Queued::JsonError(d) => d.0.capacity(),
+            Queued::JsonError(d) => d.heap_bytes(),
             Queued::Checked { id, name, args } => {
                 id.as_ref().map_or(0, value_heap_bytes)
-                    + name.0.capacity()
+                    + name.heap_bytes()
                     + object_heap_bytes(args)
             }
         }
@@ -168,14 +168,14 @@ impl Queued {
 fn object_heap_bytes(o: &crate::json::Object) -> usize {
     std::mem::size_of_val(o.entries())
         + o.iter()
-            .map(|(k, v)| k.0.capacity() + value_heap_bytes(v))
+            .map(|(k, v)| k.heap_bytes() + value_heap_bytes(v))
             .sum::<usize>()
 }
 
 /// Approximate heap bytes behind a value (lengths for containers, capacities for strings).
 pub(crate) fn value_heap_bytes(v: &Value) -> usize {
     match v {
-        Value::String(s) => s.0.capacity(),
+        Value::String(s) => s.heap_bytes(),
         Value::Array(a) => {
             a.capacity() * std::mem::size_of::<Value>()
                 + a.iter().map(value_heap_bytes).sum::<usize>()
@@ -258,7 +258,7 @@ impl Monitor {
             + self
                 .named_fds
                 .iter()
-                .map(|(n, _)| n.0.capacity() + std::mem::size_of::<(JsonString, FdId)>())
+                .map(|(n, _)| n.heap_bytes() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
             + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
     }

@@ -153,7 +153,7 @@ impl Throttle {
             .map(|((n, k), s)| {
                 std::mem::size_of::<(Key, State)>()
                     + n.capacity()
-                    + k.as_ref().map_or(0, |k| k.0.capacity())
+                    + k.as_ref().map_or(0, |k| k.heap_bytes())
                     + s.pending
                         .as_ref()
                         .map_or(0, |e| e.name.capacity() + 64 * e.data.len())

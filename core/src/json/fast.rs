@@ -1,0 +1,477 @@
+//! The streamer's fast path: a whole message that is already in the input buffer is framed and
+//! parsed in one pass over its bytes, with no token list.
+//!
+//! It makes no decision of its own. It accepts only messages on which QEMU's lexer, streamer and
+//! parser cannot take an unusual turn — an object or array of double-quoted strings, numbers,
+//! `true`/`false`/`null`, JSON whitespace, every limit out of reach, no duplicate key — and
+//! builds exactly the value the token path builds, with the same helpers (`parse_string`,
+//! `integer_value`, `float_value`, the parser's container scratch). On anything else (an error
+//! of any kind, single quotes, a message that does not end within the buffer, a big object) it
+//! gives up having changed nothing visible, and the token path in `stream` takes the message
+//! byte by byte from the same position. Every byte is looked at by at most one failed attempt:
+//! the streamer tries only at the start of a message, and after a failed attempt the token path
+//! owns the message until it ends.
+//!
+//! Why it is exact for what it accepts: for a balanced object or array the streamer's two
+//! counters reach zero together exactly at the closing bracket that ends the value, so the
+//! message boundary is the grammatical end; whitespace between tokens is skipped by the lexer;
+//! numbers and keywords inside a container always end at a byte of the same message; and the
+//! limits are checked against the message's length, which bounds both its token count and its
+//! summed token size. The equivalence is tested by feeding the same bytes whole (fast path) and
+//! one byte at a time (token path only): `tests/json_props.rs`, the transcript suite, and the
+//! `json_stream` fuzz target.
+
+use super::number::{float_value, integer_value};
+use super::parser::{self, take_tail, Frame, Scratch, LINEAR_DUP_SCAN};
+use super::value::{JsonString, Object, Value};
+use super::JsonLimits;
+
+/// Deepest nesting the fast path follows; deeper messages take the token path (which has the
+/// same iterative parser and the limit check). Real QMP requests nest a handful of levels.
+const FAST_MAX_DEPTH: usize = 64;
+
+/// Parse the message that starts at `input[0]` (an opening `{` or `[`) if it is complete within
+/// `input` and plain. Returns the value and the number of bytes it spans, closing bracket
+/// included; `None` leaves everything as it was (the scratch is emptied either way).
+pub(crate) fn parse_message(
+    input: &[u8],
+    limits: &JsonLimits,
+    scratch: &mut Scratch,
+) -> Option<(Value, usize)> {
+    // A message of n bytes has at most n tokens whose summed size is at most n: within this
+    // window no limit can be reached (the size check is `sum + 1 > max`).
+    let window = input
+        .len()
+        .min(limits.max_token_size.saturating_sub(1))
+        .min(limits.max_token_count);
+    let max_depth = limits.max_nesting.min(FAST_MAX_DEPTH);
+    let result = parse_window(&input[..window], max_depth, scratch);
+    scratch.clear();
+    result
+}
+
+/// Index of the first byte at or after `pos` that is not JSON whitespace (as the lexer's start
+/// state skips it).
+#[inline(always)]
+fn skip_ws(s: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\r' | b'\n') = s.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+/// Where a run of members or elements stopped.
+enum Next {
+    /// The container closed; the position after its closing bracket.
+    Closed(usize),
+    /// The value of the member or element just begun is a container opening at this position
+    /// (an object member is parked with a `Null` placeholder value).
+    Open(usize),
+}
+
+fn parse_window(s: &[u8], max_depth: usize, sc: &mut Scratch) -> Option<(Value, usize)> {
+    // `pos` is at an opening bracket whenever the outer loop starts over (the caller's first
+    // byte, then a position `Next::Open` reported).
+    let mut pos = 0usize;
+    'open: loop {
+        if sc.stack.len() >= max_depth {
+            return None;
+        }
+        let after = skip_ws(s, pos + 1);
+        let mut v;
+        if *s.get(pos)? == b'{' {
+            let start = sc.members.len();
+            let next = if *s.get(after)? == b'}' {
+                Next::Closed(after + 1)
+            } else {
+                object_members(s, after, start, true, sc)?
+            };
+            match next {
+                Next::Open(at) => {
+                    sc.stack.push(Frame::ObjectValue {
+                        start,
+                        indexed: false,
+                    });
+                    pos = at;
+                    continue 'open;
+                }
+                Next::Closed(end) => {
+                    pos = end;
+                    v = object(sc, start);
+                }
+            }
+        } else {
+            let start = sc.items.len();
+            let next = if *s.get(after)? == b']' {
+                Next::Closed(after + 1)
+            } else {
+                array_elements(s, after, true, sc)?
+            };
+            match next {
+                Next::Open(at) => {
+                    sc.stack.push(Frame::Array { start });
+                    pos = at;
+                    continue 'open;
+                }
+                Next::Closed(end) => {
+                    pos = end;
+                    v = Value::Array(take_tail(&mut sc.items, start));
+                }
+            }
+        }
+        // A container closed: hand it to its parent and carry on there.
+        loop {
+            match sc.stack.pop() {
+                None => return Some((v, pos)),
+                Some(Frame::ObjectValue { start, .. }) => {
+                    let (_, slot) = sc.members.last_mut()?;
+                    // The placeholder is a `Null`: nothing to drop, so no drop call.
+                    std::mem::forget(std::mem::replace(slot, v));
+                    match object_members(s, pos, start, false, sc)? {
+                        Next::Open(at) => {
+                            sc.stack.push(Frame::ObjectValue {
+                                start,
+                                indexed: false,
+                            });
+                            pos = at;
+                            continue 'open;
+                        }
+                        Next::Closed(end) => {
+                            v = object(sc, start);
+                            pos = end;
+                        }
+                    }
+                }
+                Some(Frame::Array { start }) => {
+                    sc.items.push(v);
+                    match array_elements(s, pos, false, sc)? {
+                        Next::Open(at) => {
+                            sc.stack.push(Frame::Array { start });
+                            pos = at;
+                            continue 'open;
+                        }
+                        Next::Closed(end) => {
+                            v = Value::Array(take_tail(&mut sc.items, start));
+                            pos = end;
+                        }
+                    }
+                }
+                Some(Frame::ObjectKey { .. }) => return None, // never pushed here
+            }
+        }
+    }
+}
+
+/// The object whose members are `sc.members[start..]`, taken out.
+fn object(sc: &mut Scratch, start: usize) -> Value {
+    Value::Object(Object::from_unique_entries(take_tail(
+        &mut sc.members,
+        start,
+    )))
+}
+
+/// Members of the object whose earlier members are `sc.members[start..]`, from `pos`: at a
+/// key (`at_key`, right after `{`) or after a member (a separator follows). Scalar values are
+/// parsed here; a container value stops the run with its key parked.
+#[inline]
+fn object_members(
+    s: &[u8],
+    mut pos: usize,
+    start: usize,
+    mut at_key: bool,
+    sc: &mut Scratch,
+) -> Option<Next> {
+    loop {
+        if !at_key {
+            pos = skip_ws(s, pos);
+            match *s.get(pos)? {
+                b',' => pos = skip_ws(s, pos + 1),
+                b'}' => return Some(Next::Closed(pos + 1)),
+                _ => return None,
+            }
+        }
+        at_key = false;
+        if *s.get(pos)? != b'"' {
+            return None;
+        }
+        let (key, end) = string(s, pos)?;
+        pos = skip_ws(s, end);
+        if *s.get(pos)? != b':' {
+            return None;
+        }
+        pos = skip_ws(s, pos + 1);
+        // Big objects need the token path's key index; small ones are checked here with the
+        // same linear scan. (QEMU checks after the value; any error here means the token path
+        // decides, so the order does not matter.)
+        let earlier = &sc.members[start..];
+        if earlier.len() >= LINEAR_DUP_SCAN || earlier.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        if let b'{' | b'[' = *s.get(pos)? {
+            sc.members.push((key, Value::Null));
+            return Some(Next::Open(pos));
+        }
+        let (v, end) = scalar(s, pos)?;
+        pos = end;
+        sc.members.push((key, v));
+    }
+}
+
+/// Elements of an array (pushed to `sc.items`), from `pos`: at an element (`at_value`, right
+/// after `[`) or after one (a separator follows).
+#[inline]
+fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch) -> Option<Next> {
+    loop {
+        if !at_value {
+            pos = skip_ws(s, pos);
+            match *s.get(pos)? {
+                b',' => pos = skip_ws(s, pos + 1),
+                b']' => return Some(Next::Closed(pos + 1)),
+                _ => return None,
+            }
+        }
+        at_value = false;
+        if let b'{' | b'[' = *s.get(pos)? {
+            return Some(Next::Open(pos));
+        }
+        let (v, end) = scalar(s, pos)?;
+        pos = end;
+        sc.items.push(v);
+    }
+}
+
+/// A string, number or keyword at `s[pos]` and the position after it.
+#[inline(always)]
+fn scalar(s: &[u8], pos: usize) -> Option<(Value, usize)> {
+    match *s.get(pos)? {
+        b'"' => string(s, pos).map(|(v, end)| (Value::String(v), end)),
+        b'-' | b'0'..=b'9' => {
+            let (end, float) = number_end(s, pos)?;
+            let text = &s[pos..end];
+            let v = if float {
+                Value::Double(float_value(text))
+            } else {
+                integer_value(text)
+            };
+            Some((v, end))
+        }
+        b't' | b'f' | b'n' => {
+            let run = s[pos..].iter().position(|c| !c.is_ascii_lowercase())?;
+            let v = match &s[pos..pos + run] {
+                b"true" => Value::Bool(true),
+                b"false" => Value::Bool(false),
+                b"null" => Value::Null,
+                _ => return None,
+            };
+            Some((v, pos + run))
+        }
+        _ => None,
+    }
+}
+
+/// The double-quoted string at `s[pos]` and the position after its closing quote.
+#[inline(always)]
+fn string(s: &[u8], pos: usize) -> Option<(JsonString, usize)> {
+    let (end, plain) = string_end(s, pos)?;
+    let v = if plain {
+        JsonString::from_bytes(&s[pos + 1..end - 1])
+    } else {
+        // Escapes and non-ASCII bytes need the parser's decoding and checks.
+        parser::parse_string(&s[pos..end]).ok()?
+    };
+    Some((v, end))
+}
+
+/// End (after the closing quote) of the double-quoted string token at `s[pos]`, by the lexer's
+/// rules (bytes `0x20..=0xFD`; a backslash takes any such byte with it), and whether the body is
+/// plain: ASCII without escapes, stored as it is. `None` where the lexer would raise an error or
+/// the string does not end within `s`.
+#[inline(always)]
+fn string_end(s: &[u8], pos: usize) -> Option<(usize, bool)> {
+    let mut i = pos + 1;
+    let mut plain = true;
+    loop {
+        i = ascii_run_end(s, i);
+        match *s.get(i)? {
+            b'"' => return Some((i + 1, plain)),
+            b'\\' if matches!(s.get(i + 1), Some(0x20..=0xFD)) => i += 2,
+            0x80..=0xFD => i += 1,
+            _ => return None,
+        }
+        plain = false;
+    }
+}
+
+/// First index at or after `i` holding a byte that is not plain string ASCII (a quote, a
+/// backslash, a control byte or a byte >= 0x80), or `s.len()`. Eight bytes per step.
+#[inline(always)]
+fn ascii_run_end(s: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = s.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // The classic has-zero/has-less-than tests: a flag can be wrong only in a byte above
+        // a true hit (borrows run upwards), so the lowest flag is exact.
+        let hits = ((x.wrapping_sub(ONES * 0x20) & !x)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | x)
+            & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        if !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\' {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// End of the number token at `s[pos]` and whether it is a float, by the lexer's number states.
+/// `None` where the lexer would raise an error (`01`, `-x`, `1.`, `1e`) or the token reaches the
+/// end of `s` (its end would be decided by a byte not yet here).
+#[inline]
+fn number_end(s: &[u8], pos: usize) -> Option<(usize, bool)> {
+    let digits = |i: usize| i + s[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = pos;
+    if s[i] == b'-' {
+        i += 1;
+    }
+    // QEMU's zero state knows only `.`: `0e5` is the integer 0 followed by a keyword.
+    let zero = *s.get(i)? == b'0';
+    match *s.get(i)? {
+        b'0' => {
+            i += 1;
+            if s.get(i)?.is_ascii_digit() {
+                return None;
+            }
+        }
+        b'1'..=b'9' => i = digits(i + 1),
+        _ => return None,
+    }
+    let mut float = false;
+    if *s.get(i)? == b'.' {
+        let j = digits(i + 1);
+        if j == i + 1 {
+            return None;
+        }
+        i = j;
+        float = true;
+    }
+    if (float || !zero) && matches!(*s.get(i)?, b'e' | b'E') {
+        i += 1;
+        if let b'+' | b'-' = *s.get(i)? {
+            i += 1;
+        }
+        let j = digits(i);
+        if j == i {
+            return None;
+        }
+        i = j;
+        float = true;
+    }
+    // The byte that ends the token must be here (it is lexed again from the start state).
+    s.get(i)?;
+    Some((i, float))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast(text: &[u8]) -> Option<(Value, usize)> {
+        parse_message(text, &JsonLimits::default(), &mut Scratch::default())
+    }
+
+    #[test]
+    fn takes_plain_messages_and_reports_their_length() {
+        let text = br#"{"execute": "query-status", "arguments": {"a": [1, -2.5e3, true, null, "\u00e9"]}, "id": 18446744073709551615} rest"#;
+        let (v, n) = fast(text).expect("plain message");
+        assert_eq!(n, text.len() - 5);
+        let Value::Object(o) = v else { panic!() };
+        assert_eq!(o.get("id"), Some(&Value::UInt(u64::MAX)));
+        let Some(Value::Object(args)) = o.get("arguments") else {
+            panic!()
+        };
+        let Some(Value::Array(a)) = args.get("a") else {
+            panic!()
+        };
+        assert_eq!(a[1], Value::Double(-2500.0));
+        assert_eq!(a[4], Value::string("é"));
+    }
+
+    #[test]
+    fn gives_up_where_the_token_path_must_decide() {
+        for text in [
+            &b"{\"a\": 1"[..],       // incomplete
+            b"{'a': 1}",             // single quotes
+            b"{\"a\": 01}",          // lexical error
+            b"{\"a\": 0e5}",         // QEMU: 0, then the keyword e5
+            b"{\"a\": 1.}",          // lexical error
+            b"{\"a\": tru}",         // invalid keyword
+            b"{\"a\": 1, \"a\": 2}", // duplicate key
+            b"{\"a\" 1}",            // missing colon
+            b"{1: 1}",               // key not a string
+            b"[1 2]",                // missing separator
+            b"{\"a\": \"\x01\"}",    // control byte in a string
+            b"{\"a\": \"\xC3(\"}",   // invalid UTF-8
+            b"{\"a\": \"\\q\"}",     // invalid escape
+            b"{\"a\": 1,}",          // trailing comma
+            b"{\"a\": [1}]",         // mismatched brackets
+            b"{\"a\": \"x\\",        // escape at the end of the buffer
+        ] {
+            assert!(fast(text).is_none(), "{:?}", String::from_utf8_lossy(text));
+        }
+        // The closing bracket may be the last byte; what follows is the next message's.
+        assert_eq!(fast(b"{\"a\": 1}").map(|(_, n)| n), Some(8));
+        assert_eq!(fast(b"[1]\x00").map(|(_, n)| n), Some(3));
+    }
+
+    #[test]
+    fn limits_keep_messages_off_the_fast_path() {
+        let mut sc = Scratch::default();
+        let text = b"{\"a\": [[1]]}";
+        let n = text.len();
+        let with = |max_token_size, max_token_count, max_nesting| JsonLimits {
+            max_token_size,
+            max_token_count,
+            max_nesting,
+        };
+        let accepts = |l: JsonLimits, sc: &mut Scratch| parse_message(text, &l, sc).is_some();
+        assert!(accepts(with(n + 1, n, 3), &mut sc));
+        assert!(!accepts(with(n + 1, n, 2), &mut sc));
+        assert!(!accepts(with(n + 1, n - 1, 3), &mut sc));
+        assert!(!accepts(with(n, n, 3), &mut sc));
+        let deep = [vec![b'['; 65], vec![b']'; 65]].concat();
+        assert!(fast(&deep).is_none());
+        assert!(fast(&deep[1..deep.len() - 1]).is_some());
+    }
+
+    #[test]
+    fn ascii_run_end_stops_at_the_first_special_byte() {
+        for special in [b'"', b'\\', 0x00, 0x1F, 0x80, 0xC3, 0xFE, 0xFF] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let mut s = vec![b'x'; len];
+                    if at < len {
+                        s[at] = special;
+                        // A later special byte must not hide the first.
+                        if at + 1 < len {
+                            s[at + 1] = b'"';
+                        }
+                    }
+                    assert_eq!(ascii_run_end(&s, 0), at, "{special:#x} at {at} of {len}");
+                }
+            }
+        }
+        let all: Vec<u8> = (0x20..0x80).filter(|&b| b != b'"' && b != b'\\').collect();
+        assert_eq!(ascii_run_end(&all, 0), all.len());
+        assert_eq!(ascii_run_end(&all, 5), all.len());
+    }
+}
