@@ -1,14 +1,17 @@
 //! Target `json_stream`: raw bytes through the incremental JSON streamer.
 //!
 //! Input format: a header byte `h`, then `h & 7` chunk-length bytes, then the payload.
-//! * `h & 7 == 0`: the chunked feed gives the streamer one byte per call (QEMU's own pace);
-//!   otherwise chunk `i` is `len[i % n] + 1` bytes long, cycling through the lengths.
+//! * `h & 7 == n > 0`: a third feed gives the streamer chunks of `len[i % n] + 1` bytes,
+//!   cycling through the lengths; with `n == 0` there are only the one-call and byte-wise feeds.
 //! * `h & 8`: small limits ([`SMALL_LIMITS`]), so that the token-size, token-count and nesting
 //!   paths are reached by short inputs; otherwise QEMU's limits.
 //!
 //! Properties:
-//! 1. Feeding the payload in one call sequence and in the fuzzer's chunks yields identical
-//!    messages (values and error texts), in the same order.
+//! 1. Feeding the payload in one call sequence, one byte per call, and in the fuzzer's chunks
+//!    yields identical messages (values and error texts), in the same order. The one-call feed
+//!    takes the streamer's fast path for every message that is whole in the buffer; one byte
+//!    per call never does (the token path, QEMU's pace), so this is where the fast path is
+//!    checked against the reference; the fuzzer's chunks mix both.
 //! 2. `feed` makes progress on non-empty input, never claims more than it was given, and when it
 //!    stops early a message is ready (it stops *after* a completing byte, never elsewhere).
 //! 3. One `feed` call queues at most [`MAX_ITEMS_PER_BYTE`] messages.
@@ -88,31 +91,45 @@ pub fn run(data: &[u8]) {
 
     let mut whole = Vec::new();
     feed_all(&mut JsonStreamer::new(limits), payload, &mut whole);
+    let bytewise = feed_chunked(limits, payload, &[1]);
+    compare(&whole, &bytewise, "one feed and one byte per call");
+    if !lens.is_empty() {
+        let chunked = feed_chunked(limits, payload, &lens);
+        compare(&whole, &chunked, "one feed and the fuzzer's chunks");
+    }
+}
 
-    let mut chunked = Vec::new();
+/// Feed `payload` to a fresh streamer in chunks of `lens[0]`, `lens[1]`, ... (cycling);
+/// `lens` is non-empty.
+fn feed_chunked(limits: JsonLimits, payload: &[u8], lens: &[usize]) -> Vec<StreamItem> {
+    let mut out = Vec::new();
     let mut s = JsonStreamer::new(limits);
     let mut rest = payload;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let len = if lens.is_empty() {
-            1
-        } else {
-            lens[i % lens.len()]
-        };
-        let (chunk, tail) = rest.split_at(len.min(rest.len()));
-        feed_all(&mut s, chunk, &mut chunked);
-        rest = tail;
-        i += 1;
-    }
-
-    assert_eq!(whole.len(), chunked.len(), "message count differs");
-    for (a, b) in whole.iter().zip(&chunked) {
-        assert_eq!(a, b, "messages differ between one feed and chunked feeds");
-        // `PartialEq` on doubles says 0.0 == -0.0: the written text tells them apart.
-        if let (StreamItem::Value(x), StreamItem::Value(y)) = (a, b) {
-            assert_eq!(to_compact(x), to_compact(y), "values print differently");
+    for &len in lens.iter().cycle() {
+        if rest.is_empty() {
+            break;
         }
-        check_error_text(a);
+        let (chunk, tail) = rest.split_at(len.min(rest.len()));
+        feed_all(&mut s, chunk, &mut out);
+        rest = tail;
+    }
+    out
+}
+
+/// Property 1 for one pair of feeds (and property 4 on the first).
+fn compare(a: &[StreamItem], b: &[StreamItem], what: &str) {
+    assert_eq!(a.len(), b.len(), "message count differs: {what}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x, y, "messages differ: {what}");
+        // `PartialEq` on doubles says 0.0 == -0.0: the written text tells them apart.
+        if let (StreamItem::Value(v), StreamItem::Value(w)) = (x, y) {
+            assert_eq!(
+                to_compact(v),
+                to_compact(w),
+                "values print differently: {what}"
+            );
+        }
+        check_error_text(x);
     }
 }
 
