@@ -2,9 +2,11 @@
 //! `query-status`-sized requests on an OOB session with a trivial handler, event fan-out to 100
 //! negotiated monitors, and the memory of an idle negotiated monitor (printed, not timed).
 //!
-//! Run: `cargo bench -p qmp-core --bench server`.
+//! Run: `cargo bench -p qmp-core --bench server`. For load-independent instruction counts the
+//! same binary runs one workload a fixed number of times when `QMP_SERVER_PROFILE=<workload>:<n>`
+//! is set (see `profile`), e.g. under `valgrind --tool=callgrind`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::*;
 
@@ -239,4 +241,37 @@ fn cpu_time(_c: &mut Criterion) {
 }
 
 criterion_group!(benches, pipelined, fanout, memory, cpu_time);
-criterion_main!(benches);
+
+/// Run one workload `n` times without criterion, for callgrind's instruction counts:
+/// `QMP_SERVER_PROFILE=pipelined:<n>` (batches of 1000 requests) or `fanout:<n>` (events).
+fn profile(spec: &str) {
+    let (name, n) = spec.split_once(':').unwrap_or((spec, "10"));
+    let n: usize = n.parse().unwrap_or(10);
+    match name {
+        "pipelined" => {
+            let mut server = Server::new(Config::default());
+            server.register(CommandSpec::new("query-status")).unwrap();
+            let m = negotiated(&mut server, 1, true);
+            let batch = request_batch();
+            for _ in 0..n {
+                black_box(pipeline_once(&mut server, m, &batch));
+            }
+        }
+        "fanout" => {
+            let mut server = fanout_server();
+            for _ in 0..n {
+                black_box(event_once(&mut server));
+            }
+        }
+        other => panic!("unknown workload {other}"),
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("QMP_SERVER_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

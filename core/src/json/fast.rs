@@ -23,6 +23,7 @@
 
 use super::number::{float_value, integer_value};
 use super::parser::{self, take_tail, Frame, Scratch, LINEAR_DUP_SCAN};
+use super::scan::string_run_end;
 use super::value::{JsonString, Object, Value};
 use super::JsonLimits;
 
@@ -291,7 +292,7 @@ fn string_end(s: &[u8], pos: usize) -> Option<(usize, bool)> {
     let mut i = pos + 1;
     let mut plain = true;
     loop {
-        i = ascii_run_end(s, i);
+        i = string_run_end::<false>(s, i);
         match *s.get(i)? {
             b'"' => return Some((i + 1, plain)),
             b'\\' if matches!(s.get(i + 1), Some(0x20..=0xFD)) => i += 2,
@@ -300,37 +301,6 @@ fn string_end(s: &[u8], pos: usize) -> Option<(usize, bool)> {
         }
         plain = false;
     }
-}
-
-/// First index at or after `i` holding a byte that is not plain string ASCII (a quote, a
-/// backslash, a control byte or a byte >= 0x80), or `s.len()`. Eight bytes per step.
-#[inline(always)]
-fn ascii_run_end(s: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(word) = s.get(i..i + 8) {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        // The classic has-zero/has-less-than tests: a flag can be wrong only in a byte above
-        // a true hit (borrows run upwards), so the lowest flag is exact.
-        let hits = ((x.wrapping_sub(ONES * 0x20) & !x)
-            | (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | x)
-            & HIGH;
-        if hits != 0 {
-            return i + (hits.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = s.get(i) {
-        if !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\' {
-            break;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// End of the number token at `s[pos]` and whether it is a float, by the lexer's number states.
@@ -451,27 +421,5 @@ mod tests {
         let deep = [vec![b'['; 65], vec![b']'; 65]].concat();
         assert!(fast(&deep).is_none());
         assert!(fast(&deep[1..deep.len() - 1]).is_some());
-    }
-
-    #[test]
-    fn ascii_run_end_stops_at_the_first_special_byte() {
-        for special in [b'"', b'\\', 0x00, 0x1F, 0x80, 0xC3, 0xFE, 0xFF] {
-            for len in 0..40 {
-                for at in 0..=len {
-                    let mut s = vec![b'x'; len];
-                    if at < len {
-                        s[at] = special;
-                        // A later special byte must not hide the first.
-                        if at + 1 < len {
-                            s[at + 1] = b'"';
-                        }
-                    }
-                    assert_eq!(ascii_run_end(&s, 0), at, "{special:#x} at {at} of {len}");
-                }
-            }
-        }
-        let all: Vec<u8> = (0x20..0x80).filter(|&b| b != b'"' && b != b'\\').collect();
-        assert_eq!(ascii_run_end(&all, 0), all.len());
-        assert_eq!(ascii_run_end(&all, 5), all.len());
     }
 }

@@ -3,7 +3,7 @@
 //! bucket the newest member comes first. The writer and the server's request validation both
 //! follow this order.
 
-use super::value::Object;
+use super::value::{JsonString, Object, INLINE_CAPACITY};
 
 /// Number of buckets of a QEMU `QDict` (`QDICT_BUCKET_MAX`).
 pub const BUCKETS: usize = 512;
@@ -69,6 +69,45 @@ const LOW_SHIFTS: [(usize, u32); 9] = [
 ];
 
 /// Objects up to this many members are ordered on the stack without allocating.
+/// [`bucket`] of a key. An inline key is zero past its length, so its nine contributing bytes
+/// are fixed-position loads (zeros add nothing); only a NUL inside it (the C string ends there)
+/// needs the general function.
+#[inline]
+pub(crate) fn bucket_of(key: &JsonString) -> usize {
+    let len = key.len();
+    match key.inline_bytes() {
+        Some(b) if first_nul(b) >= len => {
+            let mut value = 0x238F_13AFu32.wrapping_mul(len as u32);
+            for (pos, shift) in LOW_SHIFTS {
+                value = value.wrapping_add(u32::from(b[pos]) << shift);
+            }
+            1_103_515_243u32.wrapping_mul(value).wrapping_add(12345) as usize % BUCKETS
+        }
+        _ => bucket(key.as_bytes()),
+    }
+}
+
+/// Index of the first zero byte of `b` (`b.len()` if none), a word at a time (the lowest flag
+/// of the has-zero test is exact).
+#[inline(always)]
+fn first_nul(b: &[u8; INLINE_CAPACITY]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_at = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        let w = u64::from_le_bytes(w);
+        let z = w.wrapping_sub(ONES) & !w & HIGH;
+        at + if z == 0 {
+            8
+        } else {
+            (z.trailing_zeros() / 8) as usize
+        }
+    };
+    // The last word overlaps the second (22 = 8 + 8 + 6).
+    zero_at(0).min(zero_at(8)).min(zero_at(INLINE_CAPACITY - 8))
+}
+
 const SMALL_OBJECT: usize = 16;
 
 /// Call `f` with the index (into `o.entries()`) of each member in QEMU's iteration order.
@@ -86,7 +125,7 @@ pub(crate) fn for_each_in_bucket_order(o: &Object, mut f: impl FnMut(usize)) {
         // Sort key: bucket ascending, then insertion index descending (newest first).
         let mut keys = [0u32; SMALL_OBJECT];
         for (i, (k, _)) in entries.iter().enumerate() {
-            keys[i] = ((bucket(k.as_bytes()) as u32) << 16) | (0xFFFF - i as u32);
+            keys[i] = ((bucket_of(k) as u32) << 16) | (0xFFFF - i as u32);
         }
         let keys = &mut keys[..n];
         keys.sort_unstable();
@@ -107,7 +146,7 @@ pub fn bucket_order(o: &Object) -> Vec<usize> {
         .entries()
         .iter()
         .enumerate()
-        .map(|(i, (k, _))| (bucket(k.as_bytes()), std::cmp::Reverse(i)))
+        .map(|(i, (k, _))| (bucket_of(k), std::cmp::Reverse(i)))
         .collect();
     keyed.sort_unstable();
     keyed
@@ -200,5 +239,22 @@ mod tests {
         let mut small = Vec::new();
         for_each_in_bucket_order(&o, |i| small.push(i));
         assert_eq!(small, bucket_order(&o));
+    }
+
+    #[test]
+    fn bucket_of_inline_keys_matches_bucket() {
+        let mut keys: Vec<Vec<u8>> = vec![b"".to_vec(), b"id".to_vec(), b"a\0b".to_vec()];
+        for len in 0..=30usize {
+            keys.push((0..len).map(|i| (i * 29 + len) as u8 | 0x20).collect());
+            let mut with_nul: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            if len > 0 {
+                with_nul[len / 2] = 0;
+            }
+            keys.push(with_nul);
+        }
+        for k in keys {
+            let js = JsonString::from(k.clone());
+            assert_eq!(bucket_of(&js), bucket(&k), "{k:?}");
+        }
     }
 }

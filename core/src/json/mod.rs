@@ -7,7 +7,7 @@
 //! output, and hash-bucket member order. See `shared/spec/QMP-BEHAVIOR.md` §1.
 //!
 //! Files: [`stream`] (lexer + streamer, the incremental API), `fast` (its one-pass path for
-//! whole plain messages), `parser` (tokens → value),
+//! whole plain messages), `parser` (tokens → value), `scan` (word-at-a-time string scans),
 //! `utf8` (modified UTF-8), `number` (integer kinds, `%.17g`), [`hash`] (tdb hash, bucket
 //! order), [`writer`] (compact/pretty text and wire framing), `exact` (the lossless serde form
 //! used by traces), [`value`] (the value model).
@@ -43,6 +43,7 @@ mod fast;
 pub mod hash;
 mod number;
 mod parser;
+mod scan;
 pub mod stream;
 mod utf8;
 pub mod value;

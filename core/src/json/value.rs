@@ -84,6 +84,15 @@ impl JsonString {
         }
     }
 
+    /// The inline bytes (zero past `len()`), when the string is stored inline.
+    #[inline(always)]
+    pub(crate) fn inline_bytes(&self) -> Option<&[u8; INLINE_CAPACITY]> {
+        match &self.0 {
+            Repr::Inline { bytes, .. } => Some(bytes),
+            Repr::Heap(_) => None,
+        }
+    }
+
     /// Heap memory owned by this string (0 when stored inline).
     pub fn heap_bytes(&self) -> usize {
         match &self.0 {

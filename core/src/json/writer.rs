@@ -7,6 +7,7 @@
 
 use super::hash::for_each_in_bucket_order;
 use super::number::{write_g17, write_i64, write_u64};
+use super::scan::string_run_end;
 use super::utf8;
 use super::value::{Object, Value};
 
@@ -147,19 +148,6 @@ fn close(bracket: u8, out: &mut Vec<u8>, layout: Layout, depth: usize) {
     out.push(bracket);
 }
 
-/// Byte classes for the string fast path: 0 = copy as is.
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        if i < 0x20 || i >= 0x7F || i == b'"' as usize || i == b'\\' as usize {
-            t[i] = 1;
-        }
-        i += 1;
-    }
-    t
-};
-
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 fn push_u4(cp: u32, out: &mut Vec<u8>) {
@@ -180,9 +168,7 @@ pub(crate) fn write_string(s: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < s.len() {
         let start = i;
-        while i < s.len() && ESCAPE[s[i] as usize] == 0 {
-            i += 1;
-        }
+        i = string_run_end::<true>(s, i);
         out.extend_from_slice(&s[start..i]);
         if i >= s.len() {
             break;

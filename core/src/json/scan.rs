@@ -1,0 +1,78 @@
+//! Word-at-a-time scans over string bytes, shared by the parser's fast path and the writer:
+//! eight bytes per step with plain integer arithmetic (no `unsafe`, no intrinsics), so a QMP key
+//! or command name costs one or two steps instead of a table lookup per byte.
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// First index at or after `i` of a byte that a string cannot take as it is: a quote, a
+/// backslash, a control byte (`< 0x20`), a byte `>= 0x80`, and with `STOP_AT_DEL` also `0x7F`
+/// (which the writer escapes); `s.len()` when there is none.
+#[inline(always)]
+pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], mut i: usize) -> usize {
+    while let Some(word) = s.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // The classic has-zero/has-less-than tests: a flag can be wrong only in a byte above a
+        // true hit (borrows run upwards), so the lowest flag is exact.
+        let mut hits = (x.wrapping_sub(ONES * 0x20) & !x)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | x;
+        if STOP_AT_DEL {
+            let del = x ^ (ONES * 0x7F);
+            hits |= del.wrapping_sub(ONES) & !del;
+        }
+        hits &= HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        if !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\' || (STOP_AT_DEL && b == 0x7F) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(s: &[u8], i: usize) -> (usize, usize) {
+        (string_run_end::<false>(s, i), string_run_end::<true>(s, i))
+    }
+
+    #[test]
+    fn stops_at_the_first_special_byte() {
+        for special in [b'"', b'\\', 0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xFE, 0xFF] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let mut s = vec![b'x'; len];
+                    if at < len {
+                        s[at] = special;
+                        // A later special byte must not hide the first.
+                        if at + 1 < len {
+                            s[at + 1] = b'"';
+                        }
+                    }
+                    let (lexer, writer) = both(&s, 0);
+                    assert_eq!(writer, at, "{special:#x} at {at} of {len}");
+                    if special == 0x7F {
+                        let next = if at + 1 < len { at + 1 } else { len };
+                        assert_eq!(lexer, next.min(len), "DEL at {at} of {len}");
+                    } else {
+                        assert_eq!(lexer, at, "{special:#x} at {at} of {len}");
+                    }
+                }
+            }
+        }
+        let all: Vec<u8> = (0x20..0x7F).filter(|&b| b != b'"' && b != b'\\').collect();
+        assert_eq!(both(&all, 0), (all.len(), all.len()));
+        assert_eq!(both(&all, 5), (all.len(), all.len()));
+    }
+}
