@@ -6,11 +6,12 @@ use crate::shared::Shared;
 use crate::sync::Arc;
 
 /// The dispatcher's loop: take the next in-band call, run it unlocked, complete it (which wakes
-/// the IO thread). Returns when the shim stops.
+/// the IO thread) and take the next one in the same step. Returns when the shim stops.
 pub fn run(shared: Arc<Shared>, registry: Arc<Registry>) {
-    while let Some(call) = shared.next_in_band() {
+    let mut next = shared.next_in_band();
+    while let Some(call) = next {
         tracing::debug!(monitor = call.monitor.0, command = %call.command, "in-band call");
         let result = registry.run(&shared, &call);
-        shared.complete_in_band(call.id, result);
+        next = shared.complete_and_next(call.id, result);
     }
 }

@@ -12,12 +12,12 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant as StdInstant};
 
 use mio::{Events, Interest, Poll, Token};
-use qmp_core::server::{Input, MonitorId, MonitorOptions};
+use qmp_core::server::{DisconnectReason, Input, MonitorId, MonitorOptions};
 
 use crate::conn::{Conn, Stream};
 use crate::listen::{BoundListener, ListenSpec};
 use crate::registry::Registry;
-use crate::shared::{Shared, ShutdownState};
+use crate::shared::{CoreState, Shared, ShutdownState};
 use crate::sync::Arc;
 
 /// Token of the waker that other threads use to wake the IO thread.
@@ -40,6 +40,12 @@ pub const WRITE_CHUNK: usize = 256 * 1024;
 pub const WRITES_PER_PASS: usize = 16;
 /// Events taken per poll.
 pub const EVENTS_CAPACITY: usize = 256;
+/// How long the IO thread, after a pass, keeps looking for work (its spin hint, and socket
+/// readiness with a zero-timeout poll) before its last look and a sleeping poll (see "Spinning"
+/// in `shared`). Covers the dispatcher's turn on one pipelined request and the client's turnaround
+/// here, so a steady stream never needs an eventfd write or a wake-up of a halted vCPU; one spin
+/// per pass, so an idle daemon sleeps after at most this long.
+pub const IO_SPIN: Duration = Duration::from_micros(100);
 /// How long shutdown waits for the last replies (the `quit` return) to be written.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -117,9 +123,11 @@ impl IoLoop {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            self.service();
-            if self.shared.lock().shutdown != ShutdownState::Running {
+            if !self.service() {
                 break;
+            }
+            if self.spin(&mut events) {
+                continue;
             }
             // The last look at the state; it marks the IO thread idle in the same critical
             // section, so a later waker wakes it (see `shared`).
@@ -136,6 +144,23 @@ impl IoLoop {
         }
         self.shutdown(&mut events);
         Ok(())
+    }
+
+    /// Spin up to `IO_SPIN` for work: true when some was found (socket events are recorded).
+    /// Not yet the last look: while spinning the IO thread counts as running, so wakers set
+    /// its hint instead of writing the eventfd.
+    fn spin(&mut self, events: &mut Events) -> bool {
+        let shared = Arc::clone(&self.shared);
+        shared.io_spin(IO_SPIN, || {
+            // An error (other than EINTR) is left for the sleeping poll to report.
+            if self.poll.poll(events, Some(Duration::ZERO)).is_err() || events.is_empty() {
+                return false;
+            }
+            for ev in events.iter() {
+                self.on_event(ev);
+            }
+            true
+        })
     }
 
     fn on_event(&mut self, ev: &mio::event::Event) {
@@ -206,38 +231,71 @@ impl IoLoop {
     }
 
     /// One round of work: timers, accepts, disconnects, yanks, reads, out-of-band calls,
-    /// writes. Bounded: each connection gets at most `READS_PER_PASS` reads.
-    pub fn service(&mut self) {
-        self.tick_if_due();
+    /// writes. Bounded: each connection gets at most `READS_PER_PASS` reads. The lock is taken
+    /// once to start the pass, once per read (with the write of that monitor's output), once per
+    /// other monitor to write, and once to end the pass. False once shutdown was requested.
+    pub fn service(&mut self) -> bool {
+        let start = self.begin_pass();
+        drop(start.close);
         self.accept_all();
-        self.handle_disconnects_and_yanks();
-        let readable: Vec<MonitorId> = self
+        self.drop_connections(start.disconnects, start.yanked);
+        let mut oob = start.oob;
+        for (m, may_read) in start.readable {
+            oob |= self.read_some(m, may_read);
+        }
+        if oob {
+            self.run_oob_calls();
+        }
+        for m in start.dirty {
+            self.flush(m);
+        }
+        self.end_pass()
+    }
+
+    /// The pass's first critical section: wakers need not wake the IO thread until its next
+    /// last look; due timers fire; the work other threads queued is taken.
+    fn begin_pass(&mut self) -> PassStart {
+        let now = self.shared.now();
+        let mut st = self.shared.lock();
+        self.shared.io_pass_started(&mut st);
+        let close = match st.server.poll_timeout() {
+            Some(t) if t <= now => st.apply_locked(now, Input::Tick),
+            _ => Vec::new(),
+        };
+        let running = st.shutdown == ShutdownState::Running;
+        let readable = self
             .conns
             .values()
             .filter(|c| c.read_ready)
-            .map(|c| c.monitor)
+            .map(|c| (c.monitor, running && st.server.wants_read(c.monitor)))
             .collect();
-        for m in readable {
-            self.read_some(m);
+        PassStart {
+            close,
+            disconnects: std::mem::take(&mut st.disconnects),
+            yanked: std::mem::take(&mut st.yanked),
+            oob: !st.oob_calls.is_empty(),
+            readable,
+            dirty: std::mem::take(&mut st.transmit).into_iter().collect(),
         }
-        self.run_oob_calls();
-        self.flush_all();
-        self.handle_disconnects_and_yanks();
     }
 
-    fn tick_if_due(&mut self) {
-        let now = self.shared.now();
-        let close = {
+    /// The pass's last critical section: output and disconnects that appeared during the pass
+    /// are handled. False once shutdown was requested.
+    fn end_pass(&mut self) -> bool {
+        let (disconnects, yanked, dirty, running) = {
             let mut st = self.shared.lock();
-            // First critical section of every pass: wakers need not wake us until the next
-            // `poll_timeout`.
-            st.io_running();
-            match st.server.poll_timeout() {
-                Some(t) if t <= now => st.apply_locked(now, Input::Tick),
-                _ => return,
-            }
+            (
+                std::mem::take(&mut st.disconnects),
+                std::mem::take(&mut st.yanked),
+                std::mem::take(&mut st.transmit),
+                st.shutdown == ShutdownState::Running,
+            )
         };
-        drop(close);
+        for m in dirty {
+            self.flush(m);
+        }
+        self.drop_connections(disconnects, yanked);
+        running
     }
 
     fn accept_all(&mut self) {
@@ -315,7 +373,7 @@ impl IoLoop {
             };
             conn.calls = st.calls.remove(&m).unwrap_or(0);
             st.transmit.remove(&m);
-            (close, st.dispatcher_needs_signal())
+            (close, self.shared.dispatcher_wanted(&st))
         };
         drop(close);
         if dispatch {
@@ -330,14 +388,11 @@ impl IoLoop {
         conn.log_summary(why);
     }
 
-    fn handle_disconnects_and_yanks(&mut self) {
-        let (disconnects, yanked) = {
-            let mut st = self.shared.lock();
-            (
-                std::mem::take(&mut st.disconnects),
-                std::mem::take(&mut st.yanked),
-            )
-        };
+    fn drop_connections(
+        &mut self,
+        disconnects: Vec<(MonitorId, DisconnectReason)>,
+        yanked: Vec<MonitorId>,
+    ) {
         for (m, reason) in disconnects {
             tracing::warn!(monitor = m.0, ?reason, "core disconnected a client");
             self.flush(m);
@@ -348,46 +403,52 @@ impl IoLoop {
         }
     }
 
-    /// Read from `m` while the core wants input, up to `READS_PER_PASS` chunks. Whether it may
-    /// read on is taken in the same critical section as the `Receive` (one lock per read);
-    /// only after running out-of-band calls, which change it, is it looked at again.
-    fn read_some(&mut self, m: MonitorId) {
-        let mut may_read = self.may_read(m);
+    /// Read from `m` while the core wants input (`may_read`, as of the pass start), up to
+    /// `READS_PER_PASS` chunks. Each `Receive` is applied, and `m`'s output written, in one
+    /// critical section, which also tells whether `m` may read on; only after running
+    /// out-of-band calls, which change it, is it looked at again. True when out-of-band calls
+    /// were left queued (by a read that then stopped).
+    fn read_some(&mut self, m: MonitorId, mut may_read: bool) -> bool {
         for _ in 0..READS_PER_PASS {
             if !may_read {
-                return;
+                return false;
             }
             let Some(conn) = self.conns.get_mut(&m) else {
-                return;
+                return false;
             };
             let mut fds: Vec<OwnedFd> = Vec::new();
             match conn.read(&mut self.buf, &mut fds) {
                 Ok(0) => {
                     drop(fds);
                     self.close(m, "peer closed");
-                    return;
+                    return false;
                 }
                 Ok(n) => {
                     let bytes = self.buf[..n].to_vec();
-                    let (close, refused, dispatch, oob, next) = {
+                    let now = self.shared.now();
+                    let (close, refused, dispatch, oob, next, flushed) = {
                         let mut st = self.shared.lock();
                         st.io_stats.reads += 1;
                         let (ids, refused) = st.adopt_fds(fds);
-                        let close = st.apply_locked(
-                            self.shared.now(),
+                        let mut close = st.apply_locked(
+                            now,
                             Input::Receive {
                                 monitor: m,
                                 bytes,
                                 fds: ids,
                             },
                         );
-                        (
-                            close,
-                            refused,
-                            st.dispatcher_needs_signal(),
-                            !st.oob_calls.is_empty(),
-                            st.server.wants_read(m) && st.shutdown == ShutdownState::Running,
-                        )
+                        let dispatch = self.shared.dispatcher_wanted(&st);
+                        let oob = !st.oob_calls.is_empty();
+                        // With out-of-band calls queued, their replies come first: the write
+                        // waits until they ran.
+                        let flushed = if oob {
+                            Flushed::More
+                        } else {
+                            write_locked(&mut st, conn, now, &mut close)
+                        };
+                        let next = st.server.wants_read(m) && st.shutdown == ShutdownState::Running;
+                        (close, refused, dispatch, oob, next, flushed)
                     };
                     drop(close);
                     drop(refused);
@@ -400,21 +461,26 @@ impl IoLoop {
                         // completing them lets the core go on with the input they held.
                         self.run_oob_calls();
                         may_read = self.may_read(m);
+                        self.flush(m);
+                    } else if let Flushed::Failed(e) = flushed {
+                        tracing::debug!(monitor = m.0, error = %e, "write failed");
+                        self.close(m, "write error");
+                        return false;
                     }
-                    self.flush(m);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.read_ready = false;
-                    return;
+                    return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!(monitor = m.0, error = %e, "read failed");
                     self.close(m, "read error");
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 
     /// Whether `m` may be read now: the core wants its input and the shim is serving.
@@ -441,8 +507,8 @@ impl IoLoop {
         }
     }
 
-    /// Write `m`'s pending output until it is empty or the socket is full. The write happens
-    /// under the lock (it is non-blocking) so the pending slice need not be copied.
+    /// Write `m`'s pending output until it is empty or the socket is full, in one critical
+    /// section (see [`write_locked`]).
     fn flush(&mut self, m: MonitorId) {
         let Some(conn) = self.conns.get_mut(&m) else {
             return;
@@ -450,58 +516,13 @@ impl IoLoop {
         if conn.write_blocked {
             return;
         }
-        let mut failed = None;
-        let mut drained = false;
-        for _ in 0..WRITES_PER_PASS {
-            let mut st = self.shared.lock();
-            let out = st.server.pending_output(m);
-            if out.is_empty() {
-                st.transmit.remove(&m);
-                drained = true;
-                break;
-            }
-            let chunk = &out[..out.len().min(WRITE_CHUNK)];
-            match conn.write(chunk) {
-                Ok(n) => {
-                    if n < chunk.len() {
-                        st.io_stats.partial_writes += 1;
-                    }
-                    let close =
-                        st.apply_locked(self.shared.now(), Input::Written { monitor: m, n });
-                    // Usually all of it went out: done without taking the lock again.
-                    if st.server.pending_output(m).is_empty() {
-                        st.transmit.remove(&m);
-                        drained = true;
-                    }
-                    drop(st);
-                    drop(close);
-                    if drained {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    st.io_stats.blocked_writes += 1;
-                    conn.write_blocked = true;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failed {
+        let now = self.shared.now();
+        let mut close = Vec::new();
+        let flushed = write_locked(&mut self.shared.lock(), conn, now, &mut close);
+        drop(close);
+        if let Flushed::Failed(e) = flushed {
             tracing::debug!(monitor = m.0, error = %e, "write failed");
             self.close(m, "write error");
-        } else if let Some(conn) = self.conns.get(&m) {
-            if !drained && !conn.write_blocked {
-                // More than WRITES_PER_PASS chunks: come back on the next pass.
-                let mut st = self.shared.lock();
-                if !st.server.pending_output(m).is_empty() {
-                    st.transmit.insert(m);
-                }
-            }
         }
     }
 
@@ -567,5 +588,79 @@ impl IoLoop {
             st.fds.drain()
         };
         drop(leftover);
+    }
+}
+
+/// The work a pass starts with, taken in its first critical section.
+struct PassStart {
+    /// Descriptors the timers' tick gave back (closed outside the lock).
+    close: Vec<OwnedFd>,
+    disconnects: Vec<(MonitorId, DisconnectReason)>,
+    yanked: Vec<MonitorId>,
+    /// Out-of-band calls are queued (another thread's input released held ones).
+    oob: bool,
+    /// Connections with unread bytes, and whether the core wants their input.
+    readable: Vec<(MonitorId, bool)>,
+    /// Monitors with output to write.
+    dirty: Vec<MonitorId>,
+}
+
+/// What writing a monitor's pending output came to.
+enum Flushed {
+    /// All of it is written (or there was none).
+    Drained,
+    /// The socket is full: wait for writability.
+    Blocked,
+    /// More than `WRITES_PER_PASS` chunks (or not attempted): the monitor stays in `transmit`
+    /// for a later pass.
+    More,
+    /// The socket failed: close the connection.
+    Failed(io::Error),
+}
+
+/// Write `conn`'s pending output until it is empty, the socket is full or `WRITES_PER_PASS`
+/// chunks went out, reporting `Written` after each write. The write happens under the lock
+/// (it is non-blocking) so the pending slice need not be copied; descriptors the core gives
+/// back go to `close`, to be dropped after the lock is released.
+fn write_locked(
+    st: &mut CoreState,
+    conn: &mut Conn,
+    now: qmp_core::server::Instant,
+    close: &mut Vec<OwnedFd>,
+) -> Flushed {
+    let m = conn.monitor;
+    if conn.write_blocked {
+        return Flushed::Blocked;
+    }
+    for _ in 0..WRITES_PER_PASS {
+        let out = st.server.pending_output(m);
+        if out.is_empty() {
+            st.transmit.remove(&m);
+            return Flushed::Drained;
+        }
+        let chunk = &out[..out.len().min(WRITE_CHUNK)];
+        match conn.write(chunk) {
+            Ok(n) => {
+                if n < chunk.len() {
+                    st.io_stats.partial_writes += 1;
+                }
+                close.extend(st.apply_locked(now, Input::Written { monitor: m, n }));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                st.io_stats.blocked_writes += 1;
+                conn.write_blocked = true;
+                return Flushed::Blocked;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Flushed::Failed(e),
+        }
+    }
+    if st.server.pending_output(m).is_empty() {
+        st.transmit.remove(&m);
+        Flushed::Drained
+    } else {
+        // More than WRITES_PER_PASS chunks: come back on the next pass.
+        st.transmit.insert(m);
+        Flushed::More
     }
 }

@@ -29,10 +29,33 @@
 //! `oob_calls`, `transmit`, `disconnects`, `yanked`: filled by any thread, emptied by the
 //! IO thread. `inband_call`: filled by whoever applied `NextInBand` (the dispatcher), emptied by
 //! the dispatcher, which marks it in `inband_running` until it completes it. `oob_running`: the
-//! IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`]; while it or
-//! `oob_calls` is set the dispatcher takes no new request (QEMU runs an OOB command before the
-//! requests that followed it are dispatched). `calls`, `io_stats`: counters, any thread.
+//! IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`] (the dispatcher
+//! does not look at it: the core itself holds a monitor's input while its OOB call runs, so no
+//! request that followed an OOB request is queued before the OOB call completes, as in QEMU).
+//! `calls`, `io_stats`: counters, any thread.
 //! `shutdown`: set by anyone, acted on by the IO thread (which stops the dispatcher).
+//!
+//! # Spinning
+//!
+//! A sleeping thread on this 2-vCPU VM costs a futex or eventfd write to wake (an IPI to a
+//! halted vCPU), which was most of the shim's cost per pipelined request. So each thread, before
+//! it sleeps, first spins for a bounded time ([`DISPATCHER_SPIN`], `io_thread::IO_SPIN`, see
+//! [`sync::spin_until`]) on an atomic *hint* that whoever leaves it work sets:
+//!
+//! * `Shared::dispatch_hint`: set (under the lock) by [`Shared::dispatcher_wanted`] after any
+//!   input that left `Server::dispatcher_ready()` true; cleared by the dispatcher in the critical
+//!   section where it finds no work, just before it spins.
+//! * `Shared::io_hint`: set (under the lock) by [`Shared::io_work_left`] whenever work is left
+//!   for the IO thread; cleared by the IO thread at the start of each pass.
+//!
+//! While spinning a thread has not taken its last look yet (`dispatcher_waiting` and `io_idle`
+//! are false), so nobody signals it: a waker only sets the hint. A hint is only an early notice:
+//! after the spin, found or not, the thread takes the lock and looks at the state as before (the
+//! dispatcher re-checks `dispatcher_ready`, the IO thread does its last look in `poll_timeout`),
+//! so a missed or stale hint costs time, never a wake-up. Spins give the CPU away every turn
+//! (`sched_yield`) so that the client sharing the 2 cores is not starved, and happen only after
+//! work (the dispatcher spins once per wait for work, the IO thread once per pass): an idle
+//! daemon sleeps.
 //!
 //! The recorder writes (buffered) under the lock, so that the trace holds the inputs in exactly
 //! the order the core saw them.
@@ -49,7 +72,14 @@ use qmp_core::server::{
 use crate::clock::Clock;
 use crate::fds::FdTable;
 use crate::record::TraceSink;
-use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
+
+/// How long the dispatcher spins on `dispatch_hint` for more work before it sleeps on the
+/// condition variable (see "Spinning" above). Longer than a pipelining client's turnaround here
+/// (read the replies, write the next requests: 10-30 µs on the 2-vCPU VM), so that a steady
+/// stream of requests never puts it to sleep; short enough that an idle daemon's dispatcher
+/// sleeps at once in human terms.
+pub const DISPATCHER_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Something that wakes the IO thread out of its poll (a mio `Waker` in production, a flag in
 /// loom models). Must be cheap, non-blocking, and callable from any thread.
@@ -265,6 +295,10 @@ pub struct Shared {
     /// Signalled when the dispatcher may have work, or at shutdown.
     dispatcher_cv: Condvar,
     waker: Box<dyn Wake>,
+    /// Set when work is left for the IO thread (see "Spinning" in the module docs).
+    io_hint: AtomicBool,
+    /// Set when an input left the dispatcher work (see "Spinning" in the module docs).
+    dispatch_hint: AtomicBool,
     clock: Box<dyn Clock>,
     /// Chardev ids of the listeners, in order (immutable after start; `query-yank`).
     chardevs: Vec<String>,
@@ -282,6 +316,8 @@ impl Shared {
             state: Mutex::new(CoreState::new(server)),
             dispatcher_cv: Condvar::new(),
             waker,
+            io_hint: AtomicBool::new(false),
+            dispatch_hint: AtomicBool::new(false),
             clock,
             chardevs,
         }
@@ -307,6 +343,47 @@ impl Shared {
         self.waker.wake();
     }
 
+    /// Whoever just left work for the IO thread in the critical section of `st` calls this
+    /// there: it sets the IO thread's spin hint and says (once, like
+    /// [`CoreState::take_io_wake`]) whether the IO thread must be woken with [`Shared::wake_io`]
+    /// after the lock is released.
+    pub fn io_work_left(&self, st: &mut CoreState) -> bool {
+        self.io_hint.store(true, Ordering::Release);
+        st.take_io_wake()
+    }
+
+    /// The IO thread starts a pass (call under the lock): hints set before now are about work
+    /// this pass sees anyway.
+    pub fn io_pass_started(&self, st: &mut CoreState) {
+        st.io_running();
+        self.io_hint.store(false, Ordering::Release);
+    }
+
+    /// The IO thread's spin between a pass and its last look: up to `bound`, until work was
+    /// left for it since the pass started (its hint, consumed) or `other_work` (the real IO
+    /// thread's zero-timeout poll of its sockets) finds some. True when work was found; false
+    /// means: take the last look now.
+    pub fn io_spin(
+        &self,
+        bound: std::time::Duration,
+        mut other_work: impl FnMut() -> bool,
+    ) -> bool {
+        sync::spin_until(bound, || {
+            self.io_hint.swap(false, Ordering::AcqRel) || other_work()
+        })
+    }
+
+    /// Whoever applied an input in the critical section of `st` calls this there: it sets the
+    /// dispatcher's spin hint when the dispatcher has work, and says whether the dispatcher is
+    /// asleep and must be signalled with [`Shared::notify_dispatcher`] after the lock is
+    /// released.
+    pub fn dispatcher_wanted(&self, st: &CoreState) -> bool {
+        if st.server.dispatcher_ready() {
+            self.dispatch_hint.store(true, Ordering::Release);
+        }
+        st.dispatcher_needs_signal()
+    }
+
     /// The IO thread (or a model of it) is about to take its last look at the state before
     /// sleeping, in later critical sections. The real IO thread does this inside its look.
     pub fn io_going_to_sleep(&self) {
@@ -315,7 +392,8 @@ impl Shared {
 
     /// The IO thread woke up and runs a pass.
     pub fn io_woke(&self) {
-        self.lock().io_running();
+        let mut st = self.lock();
+        self.io_pass_started(&mut st);
     }
 
     /// Tell the dispatcher to look at the state again. Call after any input that may have
@@ -340,8 +418,8 @@ impl Shared {
             let mut st = self.lock();
             let close = st.apply_locked(now, input);
             let reads = completes || may_read_again.is_some_and(|m| st.server.wants_read(m));
-            let io_work = (reads || st.io_work_pending()) && st.take_io_wake();
-            (close, io_work, st.dispatcher_needs_signal())
+            let io_work = (reads || st.io_work_pending()) && self.io_work_left(&mut st);
+            (close, io_work, self.dispatcher_wanted(&st))
         };
         drop(close);
         if dispatch {
@@ -376,7 +454,7 @@ impl Shared {
             if st.shutdown == ShutdownState::Running {
                 st.shutdown = ShutdownState::Requested;
             }
-            st.take_io_wake()
+            self.io_work_left(&mut st)
         };
         if wake {
             self.wake_io();
@@ -408,7 +486,8 @@ impl Shared {
                 close.extend(st.apply_locked(now, Input::Close { monitor: m }));
                 st.yanked.push(m);
             }
-            (close, st.dispatcher_needs_signal(), st.take_io_wake())
+            let dispatch = self.dispatcher_wanted(&st);
+            (close, dispatch, self.io_work_left(&mut st))
         };
         drop(close);
         if dispatch {
@@ -422,10 +501,11 @@ impl Shared {
 
     /// The dispatcher's wait: block until an in-band call is ready to run, feeding
     /// `NextInBand` to the core whenever it has work. Requests the core answers by itself
-    /// (built-in commands, queued errors) are handled here without returning. `None` once the
-    /// shim has stopped.
+    /// (built-in commands, queued errors) are handled here without returning. Before sleeping
+    /// it spins once (see "Spinning" in the module docs). `None` once the shim has stopped.
     pub fn next_in_band(&self) -> Option<Call> {
         let mut st = self.lock();
+        let mut spun = false;
         loop {
             if st.shutdown == ShutdownState::Stopped {
                 return None;
@@ -435,20 +515,13 @@ impl Shared {
                 return Some(call);
             }
             // At shutdown the dispatcher takes no new requests; queued ones get no reply, as
-            // in QEMU (spec §5.5). While an out-of-band call is waiting for or running on the
-            // IO thread, the dispatcher waits too: QEMU runs an OOB command inside the parser
-            // callback, before any request that followed it can be dispatched, so its reply
-            // comes first (OOB handlers never block, so the wait is short).
-            if st.shutdown == ShutdownState::Running
-                && st.oob_calls.is_empty()
-                && st.oob_running.is_none()
-                && st.server.dispatcher_ready()
-            {
+            // in QEMU (spec §5.5).
+            if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
                 let now = self.clock.now();
                 let close = st.apply_locked(now, Input::NextInBand);
                 let call = st.inband_call.take();
                 st.inband_running = call.as_ref().map(|c| c.id);
-                let io_work = st.io_work_pending() && st.take_io_wake();
+                let io_work = st.io_work_pending() && self.io_work_left(&mut st);
                 drop(st);
                 drop(close);
                 if io_work {
@@ -457,6 +530,17 @@ impl Shared {
                 if call.is_some() {
                     return call;
                 }
+                st = self.lock();
+                continue;
+            }
+            if !spun && st.shutdown == ShutdownState::Running {
+                // No work at this look: hints from before it are stale.
+                self.dispatch_hint.store(false, Ordering::Release);
+                drop(st);
+                spun = true;
+                sync::spin_until(DISPATCHER_SPIN, || {
+                    self.dispatch_hint.swap(false, Ordering::AcqRel)
+                });
                 st = self.lock();
                 continue;
             }
@@ -474,8 +558,8 @@ impl Shared {
         Some(call)
     }
 
-    /// The IO thread reports an out-of-band call's result; the dispatcher, held back while the
-    /// call ran, may go on. Descriptors are closed after the lock is released.
+    /// The IO thread reports an out-of-band call's result; the input the core held while it ran
+    /// may queue requests for the dispatcher. Descriptors are closed after the lock is released.
     pub fn complete_oob(&self, call: CallId, result: CallResult) {
         let now = self.clock.now();
         let (close, dispatch) = {
@@ -484,10 +568,7 @@ impl Shared {
                 st.oob_running = None;
             }
             let close = st.apply_locked(now, Input::Complete { call, result });
-            (
-                close,
-                st.dispatcher_needs_signal() && st.oob_calls.is_empty(),
-            )
+            (close, self.dispatcher_wanted(&st))
         };
         drop(close);
         if dispatch {
@@ -498,17 +579,12 @@ impl Shared {
     /// Report an in-band call's result: apply `Complete`, then wake the IO thread so the reply
     /// is written and a monitor the queue had suspended resumes reading.
     pub fn complete_in_band(&self, call: CallId, result: CallResult) {
-        let now = self.clock.now();
         let (close, dispatch, wake) = {
             let mut st = self.lock();
-            if st.inband_running == Some(call) {
-                st.inband_running = None;
-            }
-            let close = st.apply_locked(now, Input::Complete { call, result });
+            let close = self.complete_in_band_locked(&mut st, call, result);
             // Normally false: the caller is the dispatcher, which looks again before waiting.
-            // The IO thread is woken whenever it may sleep (not only for output): a monitor
-            // the queue suspended may read again, which only the IO thread can tell.
-            (close, st.dispatcher_needs_signal(), st.take_io_wake())
+            let dispatch = self.dispatcher_wanted(&st);
+            (close, dispatch, self.io_work_left(&mut st))
         };
         drop(close);
         if dispatch {
@@ -517,6 +593,54 @@ impl Shared {
         if wake {
             self.wake_io();
         }
+    }
+
+    /// The dispatcher's step between two calls: report `call`'s result and, in the same critical
+    /// section when the core has more in-band work, take the next call (one lock per call
+    /// instead of two); otherwise as [`Shared::next_in_band`]. Wakes the IO thread as
+    /// [`Shared::complete_in_band`] does, before the next handler runs.
+    pub fn complete_and_next(&self, call: CallId, result: CallResult) -> Option<Call> {
+        let mut st = self.lock();
+        let close = self.complete_in_band_locked(&mut st, call, result);
+        let mut next = None;
+        let mut close_next = Vec::new();
+        if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
+            let now = self.clock.now();
+            close_next = st.apply_locked(now, Input::NextInBand);
+            next = st.inband_call.take();
+            st.inband_running = next.as_ref().map(|c| c.id);
+        }
+        // While more calls follow, a running (or spinning) IO thread is not hurried: it finds
+        // the replies at its next look, at the latest when its spin ends (`IO_SPIN`), and by
+        // then usually the whole batch is there for one write. An IO thread asleep is woken
+        // as always.
+        let wake = if next.is_some() {
+            st.take_io_wake()
+        } else {
+            self.io_work_left(&mut st)
+        };
+        drop(st);
+        drop(close);
+        drop(close_next);
+        if wake {
+            self.wake_io();
+        }
+        // None: the core answered the next request itself, or had none; wait as usual.
+        next.or_else(|| self.next_in_band())
+    }
+
+    /// Apply `Complete` for the dispatcher's running call.
+    #[must_use = "the returned descriptors must be dropped outside the lock"]
+    fn complete_in_band_locked(
+        &self,
+        st: &mut CoreState,
+        call: CallId,
+        result: CallResult,
+    ) -> Vec<OwnedFd> {
+        if st.inband_running == Some(call) {
+            st.inband_running = None;
+        }
+        st.apply_locked(self.clock.now(), Input::Complete { call, result })
     }
 
     /// Mark the shim stopped and release the dispatcher.
@@ -531,7 +655,13 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use qmp_core::server::{Config, Input, MonitorId, MonitorOptions, Server};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use qmp_core::json::{Object, Value};
+    use qmp_core::server::{
+        CallResult, CommandSpec, Config, Input, Lane, MonitorId, MonitorOptions, Server,
+    };
 
     use super::{Shared, Wake};
     use crate::clock::SystemClock;
@@ -557,6 +687,165 @@ mod tests {
     }
 
     const M: MonitorId = MonitorId(3);
+
+    /// A shim whose server knows `slow` (in-band) and `fast-oob` (OOB allowed), with monitor
+    /// `M` open and negotiated with OOB on, its greeting and negotiation reply written.
+    fn negotiated() -> (Arc<Shared>, Arc<AtomicUsize>) {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let mut server = Server::new(Config::default());
+        for (name, allow_oob) in [("slow", false), ("fast-oob", true)] {
+            server
+                .register(CommandSpec {
+                    name: name.into(),
+                    allow_oob,
+                    allow_preconfig: true,
+                    success_response: true,
+                    arguments: Vec::new(),
+                    ..CommandSpec::default()
+                })
+                .expect("fresh command names");
+        }
+        let shared = Arc::new(Shared::new(
+            server,
+            Box::new(Counter(wakes.clone())),
+            Box::new(SystemClock::new()),
+            Vec::new(),
+        ));
+        shared.apply(Input::Open {
+            monitor: M,
+            options: MonitorOptions {
+                oob_capable: true,
+                pretty: false,
+            },
+        });
+        receive(
+            &shared,
+            b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
+        );
+        // The core answers the negotiation itself when the dispatcher asks.
+        shared.apply(Input::NextInBand);
+        take_output(&shared);
+        (shared, wakes)
+    }
+
+    fn receive(shared: &Shared, bytes: &[u8]) {
+        shared.apply(Input::Receive {
+            monitor: M,
+            bytes: bytes.to_vec(),
+            fds: Vec::new(),
+        });
+    }
+
+    /// What the IO thread would write for `M` now (reported as written).
+    fn take_output(shared: &Shared) -> String {
+        let mut st = shared.lock();
+        let out = String::from_utf8_lossy(st.server.pending_output(M)).into_owned();
+        let n = out.len();
+        let close = st.apply_locked(shared.now(), Input::Written { monitor: M, n });
+        st.transmit.clear();
+        drop(st);
+        assert!(close.is_empty());
+        out
+    }
+
+    fn ok() -> CallResult {
+        CallResult::Return(Value::Object(Object::new()))
+    }
+
+    /// `next_in_band` on another thread, so that a regression (the dispatcher waiting for ever)
+    /// fails the test instead of hanging it.
+    fn next_call_within(shared: &Arc<Shared>, limit: Duration) -> Option<qmp_core::server::Call> {
+        let (tx, rx) = mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.next_in_band());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(call) => call,
+            Err(_) => {
+                shared.stop();
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn complete_and_next_hands_over_the_next_call_with_the_reply_pending() {
+        let (shared, _) = negotiated();
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
+        );
+        let first = shared.next_in_band().expect("request 1");
+        assert_eq!(first.command, "slow");
+        let second = shared
+            .complete_and_next(first.id, ok())
+            .expect("request 2 taken in the same step");
+        assert_eq!(second.command, "slow");
+        assert_ne!(second.id, first.id);
+        assert_eq!(shared.lock().inband_running, Some(second.id));
+        assert_eq!(take_output(&shared), "{\"return\": {}, \"id\": 1}\r\n");
+    }
+
+    #[test]
+    fn mid_batch_completion_wakes_only_a_sleeping_io_thread() {
+        let (shared, wakes) = negotiated();
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}{\"execute\": \"slow\", \"id\": 3}",
+        );
+        // The IO thread is running a pass: a completion with more calls to follow does not
+        // hurry it (no wake, no hint); it finds the reply at its next look.
+        shared.io_woke();
+        let before = wakes.load(Ordering::SeqCst);
+        let c1 = shared.next_in_band().expect("request 1");
+        shared.io_woke();
+        let c2 = shared.complete_and_next(c1.id, ok()).expect("request 2");
+        assert_eq!(wakes.load(Ordering::SeqCst), before);
+        assert!(
+            !shared.io_spin(Duration::ZERO, || false),
+            "hinted mid-batch"
+        );
+        // The IO thread went to sleep: the next completion wakes it, batch or not.
+        shared.io_going_to_sleep();
+        let c3 = shared.complete_and_next(c2.id, ok()).expect("request 3");
+        assert_eq!(wakes.load(Ordering::SeqCst), before + 1);
+        // The end of the batch hints a running (spinning) IO thread instead of waking it.
+        shared.io_woke();
+        let wakes_before_last = wakes.load(Ordering::SeqCst);
+        shared.complete_in_band(c3.id, ok());
+        assert_eq!(wakes.load(Ordering::SeqCst), wakes_before_last);
+        assert!(
+            shared.io_spin(Duration::ZERO, || false),
+            "batch end not hinted"
+        );
+        assert_eq!(
+            take_output(&shared),
+            "{\"return\": {}, \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n{\"return\": {}, \"id\": 3}\r\n"
+        );
+    }
+
+    #[test]
+    fn dispatcher_takes_earlier_in_band_request_while_an_oob_call_is_pending() {
+        let (shared, _) = negotiated();
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": \"ib\"}{\"exec-oob\": \"fast-oob\", \"id\": \"o\"}",
+        );
+        let oob = shared.take_oob_call().expect("the OOB call");
+        assert_eq!(oob.lane, Lane::OutOfBand);
+        // QEMU dispatches in-band requests queued before an OOB request while the OOB handler
+        // runs on the IO thread; the shim adds no rule of its own.
+        let call = next_call_within(&shared, Duration::from_secs(10))
+            .expect("the in-band request while the OOB call runs");
+        assert_eq!(call.command, "slow");
+        shared.complete_oob(oob.id, ok());
+        shared.complete_in_band(call.id, ok());
+        assert_eq!(
+            take_output(&shared),
+            "{\"return\": {}, \"id\": \"o\"}\r\n{\"return\": {}, \"id\": \"ib\"}\r\n"
+        );
+    }
 
     #[test]
     fn resume_from_another_thread_wakes_the_io_thread() {

@@ -1,7 +1,8 @@
 //! loom models of qmp-io's locking and wake-up protocol.
 //!
 //! The models (in `tests/models.rs`) drive the shim's real [`qmp_io::shared::Shared`] — its
-//! lock, the dispatcher's condition variable, `apply`, `next_in_band`, `complete_in_band`,
+//! lock (and its spin-then-block `sync::lock`), the dispatcher's condition variable, `apply`,
+//! `next_in_band` (with its spin), `complete_in_band`, `complete_and_next`, `io_spin`,
 //! `emit_event`, `stop` — compiled against loom's primitives through `qmp_io::sync`. This crate
 //! only adds what stands in for the operating system: a waker that models the IO thread's
 //! `poll` sleep (`harness::ModelWaker`, compiled only under `cfg(loom)`), a fixed clock, an in-memory "socket", and the few

@@ -1,4 +1,4 @@
-//! The five loom models of the shim's threads, each with the planted bug it must catch.
+//! The six loom models of the shim's threads, each with the planted bug it must catch.
 //!
 //! Every model runs the shim's real `Shared` code under loom; a `planted_*` test runs the same
 //! model with one step replaced by a deliberately wrong composition of the same real pieces
@@ -490,4 +490,98 @@ fn m5_oob_while_inband_blocked() {
 #[should_panic]
 fn m5_planted_handler_under_lock() {
     oob_while_inband_blocked(handler_under_lock);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Both threads spin before they sleep (`Shared::io_spin`, the spin in `next_in_band`), and
+//    the dispatcher takes its next call in the same step as it completes the last
+//    (`complete_and_next`), hurrying the IO thread only at the end of a batch: two requests read
+//    while the dispatcher spins or sleeps are both run, and both replies are written, in order,
+//    whether the hints were seen during the spins or missed.
+
+/// How the IO thread ends a pass that found nothing to do in model 6.
+type Idle = fn(&Shared, &qmp_loom::harness::ModelWaker);
+
+/// The real order: spin (hint or nothing), and only after a spin that found nothing, the last
+/// look (marking itself idle first), then sleep.
+fn spin_then_last_look(shared: &Shared, waker: &qmp_loom::harness::ModelWaker) {
+    if shared.io_spin(std::time::Duration::ZERO, || false) {
+        return;
+    }
+    shared.io_going_to_sleep();
+    if !shared.lock().server.pending_output(MON).is_empty() {
+        return;
+    }
+    waker.sleep();
+}
+
+/// Planted: the IO thread trusts its spin: nothing seen while spinning, so it sleeps without
+/// a last look. A completion during the spin only set the hint (the IO thread was not idle),
+/// so nobody wakes it.
+fn sleep_after_spin(shared: &Shared, waker: &qmp_loom::harness::ModelWaker) {
+    if shared.io_spin(std::time::Duration::ZERO, || false) {
+        return;
+    }
+    shared.io_going_to_sleep();
+    waker.sleep();
+}
+
+fn spinning_threads(idle: Idle) {
+    model(move || {
+        let (shared, waker) = setup(true);
+        // ManuallyDrop: see model 1.
+        let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
+        // ManuallyDrop: see model 5 (the dispatcher is blocked when the planted bug deadlocks).
+        let d = ManuallyDrop::new(Arc::clone(&shared));
+        // The real dispatcher loop (`qmp_io::dispatcher::run` without a registry).
+        let dispatcher = thread::spawn(move || {
+            let mut next = d.next_in_band();
+            while let Some(call) = next {
+                next = d.complete_and_next(call.id, empty_return());
+            }
+            drop(ManuallyDrop::into_inner(d));
+        });
+        // The IO thread: the two requests arrive in one read, while the dispatcher spins or
+        // sleeps on an empty queue.
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
+            Vec::new(),
+        );
+        let mut wire = Vec::new();
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            assert!(passes <= MAX_PASSES, "IO thread livelock");
+            shared.io_woke();
+            wire.extend(write_pending(&shared, usize::MAX));
+            if lines(&wire).len() == 2 {
+                break;
+            }
+            idle(&shared, &waker);
+        }
+        shared.stop();
+        dispatcher.join().unwrap();
+        assert_eq!(
+            lines(&wire),
+            [
+                "{\"return\": {}, \"id\": 1}\r\n",
+                "{\"return\": {}, \"id\": 2}\r\n"
+            ]
+        );
+        assert_eq!(shared.lock().misuse_count, 0);
+        drop(ManuallyDrop::into_inner(shared));
+        drop(ManuallyDrop::into_inner(waker));
+    });
+}
+
+#[test]
+fn m6_spinning_threads() {
+    spinning_threads(spin_then_last_look);
+}
+
+#[test]
+#[should_panic]
+fn m6_planted_sleep_after_spin_without_last_look() {
+    spinning_threads(sleep_after_spin);
 }
