@@ -77,10 +77,12 @@ pub(crate) fn bucket_of(key: &JsonString) -> usize {
     let len = key.len();
     match key.inline_bytes() {
         Some(b) if first_nul(b) >= len => {
-            let mut value = 0x238F_13AFu32.wrapping_mul(len as u32);
-            for (pos, shift) in LOW_SHIFTS {
-                value = value.wrapping_add(u32::from(b[pos]) << shift);
-            }
+            // LOW_SHIFTS spelled out: constant indices into a fixed array, no loop.
+            let at = |pos: usize, shift: u32| u32::from(b[pos]) << shift;
+            let value = 0x238F_13AFu32
+                .wrapping_mul(len as u32)
+                .wrapping_add(at(0, 0) + at(1, 5) + at(5, 1) + at(6, 6) + at(10, 2))
+                .wrapping_add(at(11, 7) + at(15, 3) + at(16, 8) + at(20, 4));
             1_103_515_243u32.wrapping_mul(value).wrapping_add(12345) as usize % BUCKETS
         }
         _ => bucket(key.as_bytes()),
@@ -93,19 +95,24 @@ pub(crate) fn bucket_of(key: &JsonString) -> usize {
 fn first_nul(b: &[u8; INLINE_CAPACITY]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_at = |at: usize| {
+    let word = |at: usize| {
         let mut w = [0; 8];
         w.copy_from_slice(&b[at..at + 8]);
         let w = u64::from_le_bytes(w);
-        let z = w.wrapping_sub(ONES) & !w & HIGH;
-        at + if z == 0 {
-            8
-        } else {
-            (z.trailing_zeros() / 8) as usize
-        }
+        w.wrapping_sub(ONES) & !w & HIGH
     };
-    // The last word overlaps the second (22 = 8 + 8 + 6).
-    zero_at(0).min(zero_at(8)).min(zero_at(INLINE_CAPACITY - 8))
+    // The last word overlaps the second (22 = 8 + 8 + 6): its top six bytes are new. When the
+    // first two words hold no zero, no borrow reaches them, so their lowest flag is exact.
+    let (z0, z1, z2) = (word(0), word(8), word(INLINE_CAPACITY - 8) >> 16);
+    if z0 != 0 {
+        (z0.trailing_zeros() / 8) as usize
+    } else if z1 != 0 {
+        8 + (z1.trailing_zeros() / 8) as usize
+    } else if z2 != 0 {
+        16 + (z2.trailing_zeros() / 8) as usize
+    } else {
+        INLINE_CAPACITY
+    }
 }
 
 const SMALL_OBJECT: usize = 16;
@@ -255,6 +262,19 @@ mod tests {
         for k in keys {
             let js = JsonString::from(k.clone());
             assert_eq!(bucket_of(&js), bucket(&k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn first_nul_of_inline_bytes() {
+        for len in 0..=INLINE_CAPACITY {
+            let mut b = [0u8; INLINE_CAPACITY];
+            b[..len].fill(b'k');
+            assert_eq!(first_nul(&b), len);
+            if len > 1 {
+                b[len / 2] = 0;
+                assert_eq!(first_nul(&b), len / 2);
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 //! eight bytes per step with plain integer arithmetic (no `unsafe`, no intrinsics), so a QMP key
 //! or command name costs one or two steps instead of a table lookup per byte.
 
+use super::value::INLINE_CAPACITY;
+
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
@@ -39,6 +41,35 @@ pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], mut i: usize) ->
     i
 }
 
+/// [`string_run_end::<true>`] over the 22 bytes of an inline string (zero past its length, and
+/// a zero byte counts as special): the string can be written as it is when the result is at
+/// least its length. Three overlapping words, no loop.
+#[inline(always)]
+pub(crate) fn inline_run_end(bytes: &[u8; INLINE_CAPACITY]) -> usize {
+    let at = |i: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[i..i + 8]);
+        first_special_in_word(u64::from_le_bytes(w)).map_or(INLINE_CAPACITY, |k| i + k)
+    };
+    // The last word overlaps the second (22 = 8 + 8 + 6).
+    at(0).min(at(8)).min(at(INLINE_CAPACITY - 8))
+}
+
+/// Index (0..8) of the first byte of `x` that [`string_run_end::<true>`] stops at.
+#[inline(always)]
+fn first_special_in_word(x: u64) -> Option<usize> {
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    let del = x ^ (ONES * 0x7F);
+    let hits = ((x.wrapping_sub(ONES * 0x20) & !x)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (del.wrapping_sub(ONES) & !del)
+        | x)
+        & HIGH;
+    (hits != 0).then(|| (hits.trailing_zeros() / 8) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +105,26 @@ mod tests {
         let all: Vec<u8> = (0x20..0x7F).filter(|&b| b != b'"' && b != b'\\').collect();
         assert_eq!(both(&all, 0), (all.len(), all.len()));
         assert_eq!(both(&all, 5), (all.len(), all.len()));
+    }
+
+    #[test]
+    fn inline_run_end_agrees_with_the_writer_scan() {
+        for special in [b'"', b'\\', 0x01, 0x1F, 0x7F, 0x80, 0xFF] {
+            for len in 0..=INLINE_CAPACITY {
+                for at in 0..=len {
+                    let mut bytes = [0u8; INLINE_CAPACITY];
+                    bytes[..len].fill(b'x');
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    let expect = string_run_end::<true>(&bytes[..len], 0);
+                    assert_eq!(
+                        inline_run_end(&bytes).min(len),
+                        expect,
+                        "{special:#x} {at} {len}"
+                    );
+                }
+            }
+        }
     }
 }

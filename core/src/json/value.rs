@@ -32,6 +32,10 @@ pub const INLINE_CAPACITY: usize = 22;
 #[derive(Clone)]
 pub struct JsonString(Repr);
 
+// The inline form costs no space: a string is as big as a `Vec<u8>`, a value 32 bytes.
+const _: () = assert!(std::mem::size_of::<JsonString>() == 24);
+const _: () = assert!(std::mem::size_of::<Value>() == 32);
+
 #[derive(Clone)]
 enum Repr {
     /// `bytes[..len]`; `len <= INLINE_CAPACITY`; the bytes past `len` are zero (equality

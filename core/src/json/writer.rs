@@ -7,9 +7,9 @@
 
 use super::hash::for_each_in_bucket_order;
 use super::number::{write_g17, write_i64, write_u64};
-use super::scan::string_run_end;
+use super::scan::{inline_run_end, string_run_end};
 use super::utf8;
-use super::value::{Object, Value};
+use super::value::{JsonString, Object, Value, INLINE_CAPACITY};
 
 /// How a value is laid out.
 #[derive(Clone, Copy)]
@@ -94,7 +94,7 @@ pub(crate) fn write_value(v: &Value, out: &mut Vec<u8>, layout: Layout, depth: u
         Value::Int(i) => write_i64(*i, out),
         Value::UInt(u) => write_u64(*u, out),
         Value::Double(d) => write_g17(*d, out),
-        Value::String(s) => write_string(s.as_bytes(), out),
+        Value::String(s) => write_json_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
             for (n, item) in items.iter().enumerate() {
@@ -109,7 +109,7 @@ pub(crate) fn write_value(v: &Value, out: &mut Vec<u8>, layout: Layout, depth: u
             let member = |i: usize| {
                 let (k, val) = &o.entries()[i];
                 member_prefix(n, out, layout, depth + 1);
-                write_string(k.as_bytes(), out);
+                write_json_string(k, out);
                 out.extend_from_slice(b": ");
                 write_value(val, out, layout, depth + 1);
                 n += 1;
@@ -159,6 +159,25 @@ fn push_u4(cp: u32, out: &mut Vec<u8>) {
         HEX[(cp >> 4) as usize & 15],
         HEX[cp as usize & 15],
     ]);
+}
+
+/// [`write_string`] of a [`JsonString`]. A plain inline string (the usual key or short value)
+/// is written with fixed-size copies: quote, the 22 inline bytes, then the length is cut back.
+#[inline]
+fn write_json_string(s: &JsonString, out: &mut Vec<u8>) {
+    if let Some(bytes) = s.inline_bytes() {
+        let n = s.len();
+        if inline_run_end(bytes) >= n {
+            let mut buf = [0u8; INLINE_CAPACITY + 2];
+            buf[0] = b'"';
+            buf[1..=INLINE_CAPACITY].copy_from_slice(bytes);
+            buf[n + 1] = b'"';
+            out.extend_from_slice(&buf);
+            out.truncate(out.len() - (INLINE_CAPACITY - n));
+            return;
+        }
+    }
+    write_string(s.as_bytes(), out);
 }
 
 /// `quoted_str`: a C string (stops at NUL), ASCII-only output.

@@ -41,14 +41,14 @@ fn member_text(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-/// 7.2 `qmp_dispatch_check_obj` plus steps 1, 2 and 4. On error: the id (once known) and desc.
-fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value>, Vec<u8>)> {
-    let Value::Object(mut obj) = v else {
-        return Err((None, b"QMP input must be a JSON object".to_vec()));
-    };
-    let mut exec_key: Option<&'static [u8]> = None;
-    let mut err: Option<Vec<u8>> = None;
-    crate::json::hash::for_each_in_bucket_order(&obj, |i| {
+/// QEMU's member walk in bucket order (`qmp_dispatch_check_obj`): the first error met wins.
+fn walk_in_bucket_order(
+    obj: &Object,
+    oob_enabled: bool,
+    exec_key: &mut Option<&'static [u8]>,
+    err: &mut Option<Vec<u8>>,
+) {
+    crate::json::hash::for_each_in_bucket_order(obj, |i| {
         if err.is_some() {
             return;
         }
@@ -61,13 +61,13 @@ fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value
         };
         if let Some(key) = exec {
             if !matches!(v, Value::String(_)) {
-                err = Some(member_text(&[
+                *err = Some(member_text(&[
                     b"QMP input member '",
                     key,
                     b"' must be a string",
                 ]));
-            } else if let Some(first) = exec_key {
-                err = Some(member_text(&[
+            } else if let Some(first) = *exec_key {
+                *err = Some(member_text(&[
                     b"QMP input member '",
                     key,
                     b"' clashes with '",
@@ -75,20 +75,51 @@ fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value
                     b"'",
                 ]));
             } else {
-                exec_key = Some(key);
+                *exec_key = Some(key);
             }
         } else if key == b"arguments" {
             if !matches!(v, Value::Object(_)) {
-                err = Some(b"QMP input member 'arguments' must be an object".to_vec());
+                *err = Some(b"QMP input member 'arguments' must be an object".to_vec());
             }
         } else if key != b"id" {
-            err = Some(member_text(&[
+            *err = Some(member_text(&[
                 b"QMP input member '",
                 key,
                 b"' is unexpected",
             ]));
         }
     });
+}
+
+/// 7.2 `qmp_dispatch_check_obj` plus steps 1, 2 and 4. On error: the id (once known) and desc.
+fn check_envelope(v: Value, oob_enabled: bool) -> Result<Envelope, (Option<Value>, Vec<u8>)> {
+    let Value::Object(mut obj) = v else {
+        return Err((None, b"QMP input must be a JSON object".to_vec()));
+    };
+    let mut exec_key: Option<&'static [u8]> = None;
+    let mut err: Option<Vec<u8>> = None;
+    // QEMU walks the members in bucket order, which only decides which error is reported
+    // first; a well-formed request (the usual case) is accepted without the walk.
+    let mut execs = 0;
+    let well_formed = obj.iter().all(|(k, v)| match k.as_bytes() {
+        b"execute" => {
+            execs += 1;
+            exec_key = Some(b"execute");
+            matches!(v, Value::String(_))
+        }
+        b"exec-oob" if oob_enabled => {
+            execs += 1;
+            exec_key = Some(b"exec-oob");
+            matches!(v, Value::String(_))
+        }
+        b"arguments" => matches!(v, Value::Object(_)),
+        b"id" => true,
+        _ => false,
+    }) && execs == 1;
+    if !well_formed {
+        exec_key = None;
+        walk_in_bucket_order(&obj, oob_enabled, &mut exec_key, &mut err);
+    }
     if let Some(e) = err {
         return Err((obj.remove("id"), e));
     }
