@@ -173,8 +173,11 @@ pub struct Server {
     open_monitors: usize,
     probes: Probes,
     digest: Digest,
-    /// Monitors whose buffered input must be lexed before the current input returns.
+    /// Monitors whose buffered input must be lexed before the current input returns. Bounded
+    /// by the open monitors (deduplicated each pass).
     to_pump: Vec<MonitorId>,
+    /// The pass `pump_all` is working through (kept for its allocation).
+    pumping: Vec<MonitorId>,
     /// Reused buffer for replies written from their parts (one message at most).
     scratch: Vec<u8>,
     /// `Open` inputs applied so far (monitor generations).
@@ -201,6 +204,7 @@ impl Server {
             probes: Probes::default(),
             digest: Digest::default(),
             to_pump: Vec::new(),
+            pumping: Vec::new(),
             scratch: Vec::new(),
             opens: 0,
             config,
@@ -605,17 +609,21 @@ impl Server {
     fn pump_all(&mut self) {
         // Each pass lexes input of monitors resumed by the previous one; a monitor is only
         // queued here on a resume, and resumes are bounded by the suspends before them.
+        // The two vectors trade places each pass, so their allocations are reused.
+        let mut ids = std::mem::take(&mut self.pumping);
         while !self.to_pump.is_empty() {
-            let mut ids = std::mem::take(&mut self.to_pump);
+            std::mem::swap(&mut ids, &mut self.to_pump);
             ids.sort();
             ids.dedup();
-            for id in ids {
+            for &id in &ids {
                 if self.monitors.get(&id).is_some_and(|m| !m.input.is_empty()) {
                     self.probes.resumed_buffered_input += 1;
                 }
                 self.pump(id);
             }
+            ids.clear();
         }
+        self.pumping = ids;
     }
 
     // ---- outputs ----
