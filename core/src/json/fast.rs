@@ -195,8 +195,8 @@ fn object_members(
         if *s.get(pos)? != b'"' {
             return None;
         }
-        let (key, end) = string(s, pos)?;
-        pos = skip_ws(s, end);
+        let key = string(s, &mut pos)?;
+        pos = skip_ws(s, pos);
         if *s.get(pos)? != b':' {
             return None;
         }
@@ -212,8 +212,7 @@ fn object_members(
             sc.members.push((key, Value::Null));
             return Some(Next::Open(pos));
         }
-        let (v, end) = scalar(s, pos)?;
-        pos = end;
+        let v = scalar(s, &mut pos)?;
         sc.members.push((key, v));
     }
 }
@@ -235,52 +234,54 @@ fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch
         if let b'{' | b'[' = *s.get(pos)? {
             return Some(Next::Open(pos));
         }
-        let (v, end) = scalar(s, pos)?;
-        pos = end;
+        let v = scalar(s, &mut pos)?;
         sc.items.push(v);
     }
 }
 
-/// A string, number or keyword at `s[pos]` and the position after it.
+/// The string, number or keyword at `s[*pos]`; `*pos` moves past it.
 #[inline(always)]
-fn scalar(s: &[u8], pos: usize) -> Option<(Value, usize)> {
-    match *s.get(pos)? {
-        b'"' => string(s, pos).map(|(v, end)| (Value::String(v), end)),
+fn scalar(s: &[u8], pos: &mut usize) -> Option<Value> {
+    let at = *pos;
+    match *s.get(at)? {
+        b'"' => string(s, pos).map(Value::String),
         b'-' | b'0'..=b'9' => {
-            let (end, float) = number_end(s, pos)?;
-            let text = &s[pos..end];
-            let v = if float {
+            let (end, float) = number_end(s, at)?;
+            let text = &s[at..end];
+            *pos = end;
+            Some(if float {
                 Value::Double(float_value(text))
             } else {
                 integer_value(text)
-            };
-            Some((v, end))
+            })
         }
         b't' | b'f' | b'n' => {
-            let run = s[pos..].iter().position(|c| !c.is_ascii_lowercase())?;
-            let v = match &s[pos..pos + run] {
+            let run = s[at..].iter().position(|c| !c.is_ascii_lowercase())?;
+            let v = match &s[at..at + run] {
                 b"true" => Value::Bool(true),
                 b"false" => Value::Bool(false),
                 b"null" => Value::Null,
                 _ => return None,
             };
-            Some((v, pos + run))
+            *pos = at + run;
+            Some(v)
         }
         _ => None,
     }
 }
 
-/// The double-quoted string at `s[pos]` and the position after its closing quote.
+/// The double-quoted string at `s[*pos]`; `*pos` moves past its closing quote.
 #[inline(always)]
-fn string(s: &[u8], pos: usize) -> Option<(JsonString, usize)> {
-    let (end, plain) = string_end(s, pos)?;
-    let v = if plain {
-        JsonString::from_bytes(&s[pos + 1..end - 1])
+fn string(s: &[u8], pos: &mut usize) -> Option<JsonString> {
+    let at = *pos;
+    let (end, plain) = string_end(s, at)?;
+    *pos = end;
+    if plain {
+        Some(JsonString::from_bytes(&s[at + 1..end - 1]))
     } else {
         // Escapes and non-ASCII bytes need the parser's decoding and checks.
-        parser::parse_string(&s[pos..end]).ok()?
-    };
-    Some((v, end))
+        parser::parse_string(&s[at..end]).ok()
+    }
 }
 
 /// End (after the closing quote) of the double-quoted string token at `s[pos]`, by the lexer's
