@@ -11,7 +11,9 @@
 # connections/events modes (8), IDLE connections (1000), BENCH_OUT results directory
 # (target/bench-results), RT=1 runs both servers and the client under `chrt -f 50` (real-time
 # scheduling, so that other work on a shared machine does not decide the tail latencies; the
-# same treatment for both servers). A full run takes about 5 minutes on 2 cores.
+# same treatment for both servers). A full run takes about 5 minutes on 2 cores. The sequential
+# and pipelined modes also run against `qmp-bench floor-server` (label floor), the cheapest
+# possible server, so the report shows the ceiling any server has on this machine and client.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -142,11 +144,21 @@ if [ "$HAVE_QEMU" = 1 ]; then
     QEMU_SOCK=(--socket "$WORK/qemu-{i}.sock" --socket-count "$CLIENTS" --pid "$PID")
 fi
 
+# The ceiling of this machine and client: a server that parses nothing and answers every line
+# with one fixed reply (`qmp-bench floor-server`), for the two request/reply throughput modes.
+"${PREFIX[@]}" "$BIN/qmp-bench" floor-server "$WORK/floor.sock" >"$OUT/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+wait_socket "$WORK/floor.sock"
+
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "== round $r/$ROUNDS" >&2
     for mode in sequential pipelined connections events; do
         bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode "$mode"
         qemu_bench "${common[@]}" --mode "$mode"
+        if [ "$mode" = sequential ] || [ "$mode" = pipelined ]; then
+            bench floor --socket "$WORK/floor.sock" "${common[@]}" --mode "$mode"
+        fi
     done
     # OOB: the x-oob-test lock (issue 7's figure) exists only in qmpd; under in-band load on both.
     bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method lock
@@ -173,3 +185,7 @@ fi
 echo
 echo "== results ($RESULTS)"
 "$BIN/qmp-bench" report "$RESULTS" --subject qmpd --base qemu | tee "$OUT/report.txt"
+echo
+echo "== ceiling: floor server (parses nothing, one fixed reply per line) vs QEMU, same client"
+"$BIN/qmp-bench" report "$RESULTS" --subject floor --base qemu | grep -E 'mode|sequential|pipelined' |
+    tee "$OUT/floor-report.txt"

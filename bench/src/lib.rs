@@ -7,12 +7,14 @@
 //! an operation count, and every socket call by a timeout ([`opts::Opts`]).
 //!
 //! `bench/run.sh` (`make bench`) runs every mode against qmpd and QEMU 7.2 in alternation and
-//! prints the comparison of [`report::compare`].
+//! prints the comparison of [`report::compare`]; [`floor`] is the cheapest possible server,
+//! run alongside to show the ceiling of the machine and client.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod cpu;
+pub mod floor;
 pub mod modes;
 pub mod opts;
 pub mod report;

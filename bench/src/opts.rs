@@ -128,6 +128,7 @@ impl Default for Opts {
 pub const USAGE: &str = "\
 usage: qmp-bench --socket PATH [--socket PATH ...] --mode MODE[,MODE...] [options]
        qmp-bench report FILE.jsonl [--subject qmpd] [--base qemu]
+       qmp-bench floor-server PATH   (the cheapest possible server: the machine's ceiling)
 
 modes: sequential pipelined connections oob-latency large events idle all
 options:

@@ -13,6 +13,19 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("report") {
         return report(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("floor-server") {
+        let Some(path) = args.get(1) else {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        };
+        return match qmp_bench::floor::serve(std::path::Path::new(path)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("qmp-bench floor-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = match opts::parse(&args) {
         Ok(o) => o,
         Err(e) => {
