@@ -11,8 +11,57 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// backslash, a control byte (`< 0x20`), a byte `>= 0x80`, and with `STOP_AT_DEL` also `0x7F`
 /// (which the writer escapes); `s.len()` when there is none.
 #[inline(always)]
-pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], mut i: usize) -> usize {
+pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], i: usize) -> usize {
+    // Keys and names end within two words; long strings go a block at a time.
+    match word_run_end::<STOP_AT_DEL>(s, i, 2) {
+        Ok(end) => end,
+        Err(i) => {
+            let i = block_run_end::<STOP_AT_DEL>(s, i);
+            word_run_end::<STOP_AT_DEL>(s, i, usize::MAX).unwrap_or_else(|end| end)
+        }
+    }
+}
+
+/// Bytes per step of the block scan: a fixed size lets the compiler turn the per-byte test
+/// into vector compares.
+const BLOCK: usize = 32;
+
+/// Skip whole blocks of plain bytes from `i`; stops at the first block holding a special byte
+/// (or too short to be a block).
+#[inline(never)]
+fn block_run_end<const STOP_AT_DEL: bool>(s: &[u8], mut i: usize) -> usize {
+    while let Some(block) = s.get(i..i + BLOCK) {
+        let mut special = false;
+        for &b in block {
+            special |= is_special::<STOP_AT_DEL>(b);
+        }
+        if special {
+            break;
+        }
+        i += BLOCK;
+    }
+    i
+}
+
+#[inline(always)]
+fn is_special<const STOP_AT_DEL: bool>(b: u8) -> bool {
+    !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\') | (STOP_AT_DEL & (b == 0x7F))
+}
+
+/// The word-at-a-time scan, then byte by byte once fewer than eight bytes are left: `Ok` with
+/// the end of the run, or `Err` with the position reached after `max_words` plain words.
+#[inline(always)]
+fn word_run_end<const STOP_AT_DEL: bool>(
+    s: &[u8],
+    mut i: usize,
+    max_words: usize,
+) -> Result<usize, usize> {
+    let mut words = 0;
     while let Some(word) = s.get(i..i + 8) {
+        if words == max_words {
+            return Err(i);
+        }
+        words += 1;
         let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
         let quote = x ^ (ONES * u64::from(b'"'));
         let backslash = x ^ (ONES * u64::from(b'\\'));
@@ -28,17 +77,17 @@ pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], mut i: usize) ->
         }
         hits &= HIGH;
         if hits != 0 {
-            return i + (hits.trailing_zeros() / 8) as usize;
+            return Ok(i + (hits.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
     while let Some(&b) = s.get(i) {
-        if !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\' || (STOP_AT_DEL && b == 0x7F) {
+        if is_special::<STOP_AT_DEL>(b) {
             break;
         }
         i += 1;
     }
-    i
+    Ok(i)
 }
 
 /// [`string_run_end::<true>`] over the 22 bytes of an inline string (zero past its length, and
@@ -81,7 +130,7 @@ mod tests {
     #[test]
     fn stops_at_the_first_special_byte() {
         for special in [b'"', b'\\', 0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xFE, 0xFF] {
-            for len in 0..40 {
+            for len in 0..100 {
                 for at in 0..=len {
                     let mut s = vec![b'x'; len];
                     if at < len {
