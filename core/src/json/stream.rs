@@ -7,9 +7,12 @@
 //! counters; the three limits are checked before a token is stored; a token longer than the
 //! size limit is cut and the lexer restarts in the middle of it.
 //!
-//! Speed without changing those semantics: the bytes of a string are scanned eight at a time
-//! (the common case: nothing but plain bytes), token text is kept as spans into one message
-//! buffer reused across messages, and single-character tokens carry no text at all.
+//! Speed without changing those semantics: a message that starts in the start state and ends
+//! within the bytes of one `feed` call goes through `fast` (one pass, no tokens), which hands
+//! anything unusual back to the token path here; on the token path the bytes of a string are
+//! scanned a block at a time (the common case: nothing but plain bytes), token text is kept as
+//! spans into one message buffer reused across messages, and single-character tokens carry no
+//! text at all.
 
 use std::collections::VecDeque;
 
