@@ -187,5 +187,5 @@ echo "== results ($RESULTS)"
 "$BIN/qmp-bench" report "$RESULTS" --subject qmpd --base qemu | tee "$OUT/report.txt"
 echo
 echo "== ceiling: floor server (parses nothing, one fixed reply per line) vs QEMU, same client"
-"$BIN/qmp-bench" report "$RESULTS" --subject floor --base qemu | grep -E 'mode|sequential|pipelined' |
-    tee "$OUT/floor-report.txt"
+"$BIN/qmp-bench" report "$RESULTS" --subject floor --base qemu | sed '/server CPU time/,$d' |
+    grep -E '^(mode|sequential|pipelined) ' | tee "$OUT/floor-report.txt"

@@ -139,7 +139,7 @@ impl IoLoop {
                 return Err(e);
             }
             for ev in events.iter() {
-                self.on_event(ev);
+                let _ = self.on_event(ev);
             }
         }
         self.shutdown(&mut events);
@@ -156,14 +156,17 @@ impl IoLoop {
             if self.poll.poll(events, Some(Duration::ZERO)).is_err() || events.is_empty() {
                 return false;
             }
+            let mut work = false;
             for ev in events.iter() {
-                self.on_event(ev);
+                work |= self.on_event(ev);
             }
-            true
+            work
         })
     }
 
-    fn on_event(&mut self, ev: &mio::event::Event) {
+    /// Record what `ev` says; false when it changes nothing to do (a socket writable again that
+    /// was not blocked: every read of our replies by the client makes one), so a spin goes on.
+    fn on_event(&mut self, ev: &mio::event::Event) -> bool {
         let t = ev.token().0;
         if ev.token() == SIGNAL_TOKEN {
             self.drain_signal_pipe();
@@ -175,17 +178,24 @@ impl IoLoop {
             }
         } else if t >= CONN_BASE {
             let m = MonitorId((t - CONN_BASE) as u64);
-            if let Some(c) = self.conns.get_mut(&m) {
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    c.read_ready = true;
-                }
-                if ev.is_writable() || ev.is_write_closed() {
-                    c.write_blocked = false;
-                    self.shared.lock().transmit.insert(m);
-                }
+            let Some(c) = self.conns.get_mut(&m) else {
+                return false;
+            };
+            let mut work = false;
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                c.read_ready = true;
+                work = true;
             }
+            // Output is only ever left pending outside `transmit` while the socket is blocked.
+            if (ev.is_writable() || ev.is_write_closed()) && c.write_blocked {
+                c.write_blocked = false;
+                self.shared.lock().transmit.insert(m);
+                work = true;
+            }
+            return work;
         }
         // WAKER_TOKEN: nothing to record; `service` looks at the shared state anyway.
+        true
     }
 
     fn drain_signal_pipe(&mut self) {
