@@ -2,6 +2,9 @@
 //! runs out-of-band handlers at once, writes pending output, ticks the core's timers, and
 //! carries out disconnects, yanks and shutdown.
 //!
+//! Between passes it spins for a bounded time (`IO_SPIN`) on its work hint and a zero-timeout
+//! poll before its last look and a sleeping poll (see "Spinning" in [`crate::shared`]).
+//!
 //! It never blocks on a socket (everything is non-blocking) and never runs an in-band handler.
 //! The core is only touched under the [`Shared`] lock, and descriptors are closed after the
 //! lock is released.
