@@ -6,10 +6,11 @@
 //! (the checker stops at its first failure), so every entry costs coverage: remove it as soon
 //! as the checker is fixed; `known_bugs_are_fixed` in `tests/replay.rs` tells when.
 //!
-//! No entry is open: the three false alarms found so far (`queue-without-oob` and
+//! No entry is open: the four false alarms found so far (`queue-without-oob` and
 //! `queue-limit` for messages completed by the byte that filled the queue, `pending-shrank`
-//! for output dropped by a give-up) are fixed in `qmp_sim::check`, and their reproducers are
-//! replayed from `fuzz/regressions/` (FUZZING.md, bugs 5–7).
+//! for output dropped by a give-up, `queue-limit` for a full 2.12 queue that keeps reading)
+//! are fixed in `qmp_sim::check`, and their reproducers are replayed from `fuzz/regressions/`
+//! (FUZZING.md, bugs 5–7 and 9).
 
 use qmp_core::server::{CommandSpec, Config, Input, Instant};
 use qmp_sim::check::CheckReport;
