@@ -184,11 +184,9 @@ fn object_members(
 ) -> Option<Next> {
     loop {
         if !at_key {
-            pos = skip_ws(s, pos);
-            match *s.get(pos)? {
-                b',' => pos = skip_ws(s, pos + 1),
-                b'}' => return Some(Next::Closed(pos + 1)),
-                _ => return None,
+            match separator(s, pos, b'}')? {
+                Ok(next) => pos = next,
+                Err(end) => return Some(Next::Closed(end)),
             }
         }
         at_key = false;
@@ -223,11 +221,9 @@ fn object_members(
 fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch) -> Option<Next> {
     loop {
         if !at_value {
-            pos = skip_ws(s, pos);
-            match *s.get(pos)? {
-                b',' => pos = skip_ws(s, pos + 1),
-                b']' => return Some(Next::Closed(pos + 1)),
-                _ => return None,
+            match separator(s, pos, b']')? {
+                Ok(next) => pos = next,
+                Err(end) => return Some(Next::Closed(end)),
             }
         }
         at_value = false;
@@ -236,6 +232,18 @@ fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch
         }
         let v = scalar(s, &mut pos)?;
         sc.items.push(v);
+    }
+}
+
+/// What follows a member or element at `pos`: a comma (`Ok` with the position of the next
+/// one) or the container's closing bracket (`Err` with the position after it).
+#[inline(always)]
+fn separator(s: &[u8], pos: usize, close: u8) -> Option<Result<usize, usize>> {
+    let pos = skip_ws(s, pos);
+    match *s.get(pos)? {
+        b',' => Some(Ok(skip_ws(s, pos + 1))),
+        c if c == close => Some(Err(pos + 1)),
+        _ => None,
     }
 }
 
