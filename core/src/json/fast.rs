@@ -78,101 +78,77 @@ fn parse_window(s: &[u8], max_depth: usize, sc: &mut Scratch) -> Option<(Value, 
         if sc.stack.len() >= max_depth {
             return None;
         }
-        let after = skip_ws(s, pos + 1);
-        let mut v;
-        if *s.get(pos)? == b'{' {
+        // The container's frame (what it has collected so far) and where its first run stopped.
+        let first = skip_ws(s, pos + 1);
+        let (mut frame, mut next) = if *s.get(pos)? == b'{' {
             let start = sc.members.len();
-            let next = if *s.get(after)? == b'}' {
-                Next::Closed(after + 1)
-            } else {
-                object_members(s, after, start, true, sc)?
-            };
-            match next {
-                Next::Open(at) => {
-                    sc.stack.push(Frame::ObjectValue {
-                        start,
-                        indexed: false,
-                    });
-                    pos = at;
-                    continue 'open;
-                }
-                Next::Closed(end) => {
-                    pos = end;
-                    v = object(sc, start);
-                }
-            }
+            let next = object_members(s, first, start, true, sc)?;
+            (
+                Frame::ObjectValue {
+                    start,
+                    indexed: false,
+                },
+                next,
+            )
         } else {
             let start = sc.items.len();
-            let next = if *s.get(after)? == b']' {
-                Next::Closed(after + 1)
-            } else {
-                array_elements(s, after, true, sc)?
-            };
+            (Frame::Array { start }, array_elements(s, first, true, sc)?)
+        };
+        loop {
             match next {
                 Next::Open(at) => {
-                    sc.stack.push(Frame::Array { start });
+                    sc.stack.push(frame);
                     pos = at;
                     continue 'open;
                 }
                 Next::Closed(end) => {
-                    pos = end;
-                    v = Value::Array(take_tail(&mut sc.items, start));
+                    // Hand the finished container to its parent and go on with the parent.
+                    let v = finish(sc, &frame)?;
+                    let Some(parent) = sc.stack.pop() else {
+                        return Some((v, end));
+                    };
+                    next = resume(s, end, &parent, v, sc)?;
+                    frame = parent;
                 }
-            }
-        }
-        // A container closed: hand it to its parent and carry on there.
-        loop {
-            match sc.stack.pop() {
-                None => return Some((v, pos)),
-                Some(Frame::ObjectValue { start, .. }) => {
-                    let (_, slot) = sc.members.last_mut()?;
-                    // The placeholder is a `Null`: nothing to drop, so no drop call.
-                    std::mem::forget(std::mem::replace(slot, v));
-                    match object_members(s, pos, start, false, sc)? {
-                        Next::Open(at) => {
-                            sc.stack.push(Frame::ObjectValue {
-                                start,
-                                indexed: false,
-                            });
-                            pos = at;
-                            continue 'open;
-                        }
-                        Next::Closed(end) => {
-                            v = object(sc, start);
-                            pos = end;
-                        }
-                    }
-                }
-                Some(Frame::Array { start }) => {
-                    sc.items.push(v);
-                    match array_elements(s, pos, false, sc)? {
-                        Next::Open(at) => {
-                            sc.stack.push(Frame::Array { start });
-                            pos = at;
-                            continue 'open;
-                        }
-                        Next::Closed(end) => {
-                            v = Value::Array(take_tail(&mut sc.items, start));
-                            pos = end;
-                        }
-                    }
-                }
-                Some(Frame::ObjectKey { .. }) => return None, // never pushed here
             }
         }
     }
 }
 
-/// The object whose members are `sc.members[start..]`, taken out.
-fn object(sc: &mut Scratch, start: usize) -> Value {
-    Value::Object(Object::from_unique_entries(take_tail(
-        &mut sc.members,
-        start,
-    )))
+/// The container whose frame is `frame`, taken out of the scratch.
+#[inline(always)]
+fn finish(sc: &mut Scratch, frame: &Frame) -> Option<Value> {
+    match *frame {
+        Frame::ObjectValue { start, .. } => Some(Value::Object(Object::from_unique_entries(
+            take_tail(&mut sc.members, start),
+        ))),
+        Frame::Array { start } => Some(Value::Array(take_tail(&mut sc.items, start))),
+        Frame::ObjectKey { .. } => None, // never pushed here
+    }
 }
 
-/// Members of the object whose earlier members are `sc.members[start..]`, from `pos`: at a
-/// key (`at_key`, right after `{`) or after a member (a separator follows). Scalar values are
+/// Put the finished value `v` into the container of `frame` (as the value of its parked member,
+/// or as its next element) and run on from `pos`, just after `v`.
+#[inline(always)]
+fn resume(s: &[u8], pos: usize, frame: &Frame, v: Value, sc: &mut Scratch) -> Option<Next> {
+    match *frame {
+        Frame::ObjectValue { start, .. } => {
+            let (_, slot) = sc.members.last_mut()?;
+            // The placeholder is a `Null`: nothing to drop, so no drop call.
+            std::mem::forget(std::mem::replace(slot, v));
+            object_members(s, pos, start, false, sc)
+        }
+        Frame::Array { .. } => {
+            sc.items.push(v);
+            array_elements(s, pos, false, sc)
+        }
+        Frame::ObjectKey { .. } => None, // never pushed here
+    }
+}
+
+/// Members of the object whose earlier members are `sc.members[start..]`, from `pos`: at the
+/// first key or the closing brace (`at_key`, right after `{`) or after a member (a separator
+/// follows). Scalar values are
 /// parsed here; a container value stops the run with its key parked.
 #[inline]
 fn object_members(
@@ -188,6 +164,8 @@ fn object_members(
                 Ok(next) => pos = next,
                 Err(end) => return Some(Next::Closed(end)),
             }
+        } else if *s.get(pos)? == b'}' {
+            return Some(Next::Closed(pos + 1));
         }
         at_key = false;
         if *s.get(pos)? != b'"' {
@@ -215,8 +193,8 @@ fn object_members(
     }
 }
 
-/// Elements of an array (pushed to `sc.items`), from `pos`: at an element (`at_value`, right
-/// after `[`) or after one (a separator follows).
+/// Elements of an array (pushed to `sc.items`), from `pos`: at the first element or the
+/// closing bracket (`at_value`, right after `[`) or after one (a separator follows).
 #[inline]
 fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch) -> Option<Next> {
     loop {
@@ -225,6 +203,8 @@ fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch
                 Ok(next) => pos = next,
                 Err(end) => return Some(Next::Closed(end)),
             }
+        } else if *s.get(pos)? == b']' {
+            return Some(Next::Closed(pos + 1));
         }
         at_value = false;
         if let b'{' | b'[' = *s.get(pos)? {
