@@ -243,9 +243,9 @@ impl Server {
         }
         let success_response = entry.spec.success_response;
         let generation = self.monitors.get(&mid).map_or(0, |m| m.generation);
-        // The request's name equals the registered one: reuse its allocation.
-        let command =
-            String::from_utf8(env.name.into_bytes()).unwrap_or_else(|_| entry.spec.name.clone());
+        // The registry matched the request's name: the registered one is the same text,
+        // already a `String`.
+        let command = entry.spec.name.clone();
         let call = CallId(self.next_call);
         self.next_call += 1;
         if lane == Lane::OutOfBand {
