@@ -32,7 +32,7 @@ flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
 flags+=" -Cllvm-args=-simplifycfg-branch-fold-threshold=0"
 flags+=" -Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions"
 
-# Writes libfuzzer.a from the sources libfuzzer-sys ships into $lfdir. Most of the compile time
+# Writes the archive $2 from the libFuzzer sources libfuzzer-sys ships ($1). Most of the compile time
 # of libFuzzer's 26 files is parsing the same standard headers again and again, so all but two
 # are included into one file: FuzzerFork.cpp (its `WorkerThread` clashes with
 # FuzzerDriver.cpp's) and FuzzerInterceptors.cpp (redeclares libc's string functions) are
@@ -61,8 +61,9 @@ build_libfuzzer() {
 # libfuzzer-sys's source dir, from the lock file's version (keys the cached library too).
 lfsrc=$(cargo metadata --quiet --format-version 1 --manifest-path Cargo.toml \
     --filter-platform "$triple" |
-    grep -o '"manifest_path":"[^"]*/libfuzzer-sys-[^"/]*/Cargo.toml"' | sed 's/.*:"//; s/"$//')
-lfsrc=$(dirname "$lfsrc")
+    grep -o '"manifest_path":"[^"]*/libfuzzer-sys-[^"/]*/Cargo.toml"' | sed 's/.*:"//; s/"$//') ||
+    true # not found: the one-unit compile below fails and the fallback build takes over
+lfsrc=$(dirname "${lfsrc:-unknown/libfuzzer-sys}")
 mkdir -p "$tdir/smoke-libfuzzer"
 lfdir=$(cd "$tdir/smoke-libfuzzer" && pwd)/$(basename "$lfsrc")
 lflib="$lfdir/libfuzzer.a"
