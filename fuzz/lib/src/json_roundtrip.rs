@@ -206,18 +206,44 @@ fn has_noncharacter(text: &str) -> bool {
     if text.chars().any(|c| nonchar(u32::from(c))) {
         return true;
     }
-    // Escaped ones: serde_json decodes `\uXXXX` (and pairs) for us.
-    fn walk(v: &serde_json::Value, f: &dyn Fn(u32) -> bool) -> bool {
-        match v {
-            serde_json::Value::String(s) => s.chars().any(|c| f(u32::from(c))),
-            serde_json::Value::Array(a) => a.iter().any(|x| walk(x, f)),
-            serde_json::Value::Object(o) => o
-                .iter()
-                .any(|(k, x)| k.chars().any(|c| f(u32::from(c))) || walk(x, f)),
-            _ => false,
+    // Escaped ones, decoded from the text itself: a parsed value would miss those in members
+    // a duplicate key replaced. `\\` is skipped as a pair so `\\uFDD0` is no escape.
+    let hex = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b[i + 1] != b'u' || i + 6 > b.len() {
+            i += 2;
+            continue;
+        }
+        let Some(c) = hex(&b[i + 2..i + 6]) else {
+            i += 2;
+            continue;
+        };
+        i += 6;
+        let c = match (c, b.get(i..i + 6)) {
+            (0xD800..=0xDBFF, Some(lo)) if lo.starts_with(b"\\u") => match hex(&lo[2..]) {
+                Some(l @ 0xDC00..=0xDFFF) => {
+                    i += 6;
+                    0x10000 + ((c - 0xD800) << 10) + (l - 0xDC00)
+                }
+                _ => c,
+            },
+            _ => c,
+        };
+        if nonchar(c) {
+            return true;
         }
     }
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| walk(&v, &nonchar))
+    false
 }
 
 /// True when a number `0`/`-0` is directly followed by an exponent (`0e5`): QEMU's lexer has
