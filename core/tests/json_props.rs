@@ -61,7 +61,11 @@ fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn feed_in_pieces(input: &[u8], cuts: &[usize]) -> Vec<StreamItem> {
-    let mut s = JsonStreamer::new(JsonLimits::default());
+    feed_in_pieces_to(&mut JsonStreamer::new(JsonLimits::default()), input, cuts)
+}
+
+/// Feed `input` to `s` cut at `cuts` (taken modulo the length), collecting every message.
+fn feed_in_pieces_to(s: &mut JsonStreamer, input: &[u8], cuts: &[usize]) -> Vec<StreamItem> {
     let mut out = Vec::new();
     let mut pos = 0;
     let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
@@ -100,21 +104,7 @@ proptest! {
         let l = JsonLimits { max_token_size: size, max_token_count: count, max_nesting: nesting };
         let whole = qmp_core::json::parse_stream_with(&input, l);
         let mut s = JsonStreamer::new(l);
-        let mut got = Vec::new();
-        let mut pos = 0;
-        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-        bounds.push(input.len());
-        bounds.sort_unstable();
-        for end in bounds {
-            let mut rest = &input[pos.min(end)..end];
-            while !rest.is_empty() {
-                let n = s.feed(rest);
-                prop_assert!(n > 0);
-                rest = &rest[n..];
-                got.extend(std::iter::from_fn(|| s.pop()));
-            }
-            pos = pos.max(end);
-        }
+        let got = feed_in_pieces_to(&mut s, &input, &cuts);
         prop_assert_eq!(&got, &whole);
         // Pending memory stays within the limits (token text plus one partial token).
         prop_assert!(s.buffered_bytes() <= 2 * size + 2 + count * 64);

@@ -402,6 +402,19 @@ impl Shared {
         self.dispatcher_cv.notify_one();
     }
 
+    /// The end of a critical section's work, after the lock is released: close the descriptors
+    /// the core returned, then signal the dispatcher and wake the IO thread as the section
+    /// decided (both only outside the lock, so the woken thread does not block on it).
+    fn after_unlock(&self, close: Vec<OwnedFd>, dispatch: bool, wake_io: bool) {
+        drop(close);
+        if dispatch {
+            self.notify_dispatcher();
+        }
+        if wake_io {
+            self.wake_io();
+        }
+    }
+
     /// Apply `input` from a thread other than the IO thread: lock, apply, unlock, close the
     /// descriptors the core returned, then wake whoever has work.
     pub fn apply(&self, input: Input) {
@@ -421,13 +434,7 @@ impl Shared {
             let io_work = (reads || st.io_work_pending()) && self.io_work_left(&mut st);
             (close, io_work, self.dispatcher_wanted(&st))
         };
-        drop(close);
-        if dispatch {
-            self.notify_dispatcher();
-        }
-        if io_work {
-            self.wake_io();
-        }
+        self.after_unlock(close, dispatch, io_work);
     }
 
     /// Emit an event from any thread (QEMU's `qapi_event_send_*`): stamped with the wall clock
@@ -489,13 +496,7 @@ impl Shared {
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
         };
-        drop(close);
-        if dispatch {
-            self.notify_dispatcher();
-        }
-        if wake {
-            self.wake_io();
-        }
+        self.after_unlock(close, dispatch, wake);
         true
     }
 
@@ -570,10 +571,7 @@ impl Shared {
             let close = st.apply_locked(now, Input::Complete { call, result });
             (close, self.dispatcher_wanted(&st))
         };
-        drop(close);
-        if dispatch {
-            self.notify_dispatcher();
-        }
+        self.after_unlock(close, dispatch, false);
     }
 
     /// Report an in-band call's result: apply `Complete`, then wake the IO thread so the reply
@@ -586,13 +584,7 @@ impl Shared {
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
         };
-        drop(close);
-        if dispatch {
-            self.notify_dispatcher();
-        }
-        if wake {
-            self.wake_io();
-        }
+        self.after_unlock(close, dispatch, wake);
     }
 
     /// The dispatcher's step between two calls: report `call`'s result and, in the same critical

@@ -1,6 +1,7 @@
-//! Word-at-a-time scans over string bytes, shared by the parser's fast path and the writer:
-//! eight bytes per step with plain integer arithmetic (no `unsafe`, no intrinsics), so a QMP key
-//! or command name costs one or two steps instead of a table lookup per byte.
+//! Scans over string bytes, shared by the parser's fast path, the writer and (the block scan)
+//! the token path: eight bytes per step with plain integer arithmetic (no `unsafe`, no
+//! intrinsics), so a QMP key or command name costs one or two steps instead of a table lookup
+//! per byte, then 32-byte blocks the compiler vectorises for long strings.
 
 use super::value::INLINE_CAPACITY;
 
@@ -16,7 +17,7 @@ pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], i: usize) -> usi
     match word_run_end::<STOP_AT_DEL>(s, i, 2) {
         Ok(end) => end,
         Err(i) => {
-            let i = block_run_end::<STOP_AT_DEL>(s, i);
+            let i = block_run_end(s, i, is_special::<STOP_AT_DEL>);
             word_run_end::<STOP_AT_DEL>(s, i, usize::MAX).unwrap_or_else(|end| end)
         }
     }
@@ -26,16 +27,17 @@ pub(crate) fn string_run_end<const STOP_AT_DEL: bool>(s: &[u8], i: usize) -> usi
 /// into vector compares.
 const BLOCK: usize = 32;
 
-/// Skip whole blocks of plain bytes from `i`; stops at the first block holding a special byte
-/// (or too short to be a block).
+/// Skip whole blocks from `i` in which no byte is `special`; stops at the first block holding
+/// one (or too short to be a block). Shared with the token path's string scan (`stream`),
+/// which stops at another set of bytes.
 #[inline(never)]
-fn block_run_end<const STOP_AT_DEL: bool>(s: &[u8], mut i: usize) -> usize {
+pub(crate) fn block_run_end(s: &[u8], mut i: usize, special: impl Fn(u8) -> bool) -> usize {
     while let Some(block) = s.get(i..i + BLOCK) {
-        let mut special = false;
+        let mut hit = false;
         for &b in block {
-            special |= is_special::<STOP_AT_DEL>(b);
+            hit |= special(b);
         }
-        if special {
+        if hit {
             break;
         }
         i += BLOCK;

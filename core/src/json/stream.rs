@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 
 use super::fast;
 use super::parser::{self, Tok, TokKind};
+use super::scan::block_run_end;
 use super::value::JsonString;
 use super::{JsonError, JsonErrorKind, JsonLimits, StreamItem};
 
@@ -592,20 +593,6 @@ impl JsonStreamer {
     }
 }
 
-/// Bytes examined per step of the bulk string scan; a fixed-size block lets the compiler
-/// turn the per-byte test into vector compares (no `unsafe`, no intrinsics).
-const SCAN_BLOCK: usize = 32;
-
-/// True when no byte of `block` ends or escapes a string or is a lexical error.
-#[inline(always)]
-fn block_is_plain(block: &[u8; SCAN_BLOCK], quote: u8) -> bool {
-    let mut bad = false;
-    for &b in block {
-        bad |= !(0x20..0xFE).contains(&b) | (b == quote) | (b == b'\\');
-    }
-    !bad
-}
-
 /// Length of the leading run of bytes that keep a string going without any decision:
 /// `0x20..=0xFD` except the closing quote and the backslash.
 #[inline]
@@ -621,13 +608,10 @@ fn plain_run(s: &[u8], quote: u8) -> usize {
         }
         i += 1;
     }
-    for block in s[i..].chunks_exact(SCAN_BLOCK) {
-        let block: &[u8; SCAN_BLOCK] = block.try_into().unwrap_or(&[0; SCAN_BLOCK]);
-        if !block_is_plain(block, quote) {
-            break;
-        }
-        i += SCAN_BLOCK;
-    }
+    // The same stop set as the table, as arithmetic the compiler can vectorise.
+    i = block_run_end(s, i, |b| {
+        !(0x20..0xFE).contains(&b) | (b == quote) | (b == b'\\')
+    });
     while i < s.len() && !stop[s[i] as usize] {
         i += 1;
     }
