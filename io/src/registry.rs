@@ -94,7 +94,7 @@ impl Registry {
     /// thread down; a command the shim does not know (the core only calls registered ones)
     /// yields QEMU's CommandNotFound.
     pub fn run(&self, shared: &Shared, call: &Call) -> CallResult {
-        let Some(handler) = self.handlers.get(&call.command) else {
+        let Some(handler) = self.handlers.get(call.command.as_str()) else {
             return CallResult::Error {
                 class: ErrorClass::CommandNotFound,
                 desc: format!("The command {} has not been found", call.command),

@@ -244,8 +244,8 @@ impl Server {
         let success_response = entry.spec.success_response;
         let generation = self.monitors.get(&mid).map_or(0, |m| m.generation);
         // The registry matched the request's name: the registered one is the same text,
-        // already a `String`.
-        let command = entry.spec.name.clone();
+        // shared rather than copied.
+        let command = entry.name.clone();
         let call = CallId(self.next_call);
         self.next_call += 1;
         if lane == Lane::OutOfBand {

@@ -53,6 +53,7 @@ macro_rules! planted {
 
 mod args;
 mod builtins;
+mod command_name;
 pub mod config;
 mod digest;
 mod dispatch;
@@ -68,6 +69,7 @@ mod throttle;
 pub mod trace;
 pub mod types;
 
+pub use command_name::CommandName;
 pub use config::{
     qemu72_version, version_info, CompatPolicy, Config, Dialect, PlantedBug, ThrottleRule,
     DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
@@ -96,7 +98,7 @@ pub struct OutstandingCall {
     /// Where it runs.
     pub lane: Lane,
     /// The command name.
-    pub command: String,
+    pub command: CommandName,
 }
 
 #[derive(Debug)]

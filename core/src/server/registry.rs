@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::command_name::CommandName;
 use super::misuse::ApiMisuse;
 use super::schema::{ArgType, CommandSpec, Member};
 
@@ -22,6 +23,8 @@ pub(crate) enum Builtin {
 
 #[derive(Debug)]
 pub(crate) struct Entry {
+    /// `spec.name`, shared with every call of the command.
+    pub(crate) name: CommandName,
     pub(crate) spec: CommandSpec,
     pub(crate) builtin: Option<Builtin>,
 }
@@ -94,6 +97,7 @@ impl Registry {
             r.index
                 .insert(spec.name.as_bytes().to_vec(), r.entries.len());
             r.entries.push(Entry {
+                name: CommandName::from(spec.name.as_str()),
                 spec,
                 builtin: Some(b),
             });
@@ -108,6 +112,7 @@ impl Registry {
         self.index
             .insert(spec.name.as_bytes().to_vec(), self.entries.len());
         self.entries.push(Entry {
+            name: CommandName::from(spec.name.as_str()),
             spec,
             builtin: None,
         });

@@ -232,7 +232,7 @@ pub struct Call {
     /// Where it must run.
     pub lane: Lane,
     /// The command name.
-    pub command: String,
+    pub command: super::CommandName,
     /// Arguments, already checked against the command's schema.
     pub arguments: Object,
 }

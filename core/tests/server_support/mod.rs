@@ -338,7 +338,7 @@ impl World {
             }
             if self.dispatcher_running {
                 if let Some(call) = self.inband.front() {
-                    if !self.blocking.contains(&call.command) {
+                    if !self.blocking.iter().any(|b| *b == call.command) {
                         let call = self.inband.pop_front().unwrap();
                         self.run_call(call);
                         progress = true;
