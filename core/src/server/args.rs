@@ -18,6 +18,11 @@ pub(crate) fn check_arguments(
     union: Option<&FlatUnion>,
     args: &Object,
 ) -> Result<(), Desc> {
+    // No arguments against a schema that requires none (most queries): nothing can be missing,
+    // unexpected or mistyped, and no union tag can be present.
+    if args.is_empty() && members.iter().all(|m| m.optional) {
+        return Ok(());
+    }
     let mut path = Vec::new();
     visit_struct(&mut path, members, union, args)
 }

@@ -2,8 +2,6 @@
 //!
 //! Lookup is by the raw name bytes of the request (a name can be any JSON string).
 
-use std::collections::BTreeMap;
-
 use super::command_name::CommandName;
 use super::misuse::ApiMisuse;
 use super::schema::{ArgType, CommandSpec, Member};
@@ -33,7 +31,71 @@ pub(crate) struct Entry {
 #[derive(Debug)]
 pub(crate) struct Registry {
     entries: Vec<Entry>,
-    index: BTreeMap<Vec<u8>, usize>,
+    index: NameIndex,
+}
+
+/// Open-addressing index from a name to its entry. A lookup (one per request) hashes the name
+/// once and usually compares one name, where an ordered map compared it with several. The hash
+/// is fixed (FNV-1a) and the index is never iterated, so nothing of it reaches the output.
+/// Bounded by the table: at most twice as many slots as commands, plus the initial 64.
+#[derive(Debug)]
+struct NameIndex {
+    /// Entry index + 1 per slot; 0 is an empty slot. The length is a power of two.
+    slots: Vec<u32>,
+}
+
+/// Slots of a new index (more than the built-ins and a typical embedder's commands).
+const INITIAL_SLOTS: usize = 64;
+
+fn fnv1a(name: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h as usize
+}
+
+impl NameIndex {
+    fn new() -> NameIndex {
+        NameIndex {
+            slots: vec![0; INITIAL_SLOTS],
+        }
+    }
+
+    /// The entry named `name`, probing from its hash's slot to the first empty one.
+    fn find(&self, entries: &[Entry], name: &[u8]) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut at = fnv1a(name) & mask;
+        loop {
+            let i = self.slots[at].checked_sub(1)? as usize;
+            if entries[i].spec.name.as_bytes() == name {
+                return Some(i);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Index `entries[i]` (not yet indexed; the caller checked its name is new). Keeps at least
+    /// half of the slots empty, so every probe ends.
+    fn insert(&mut self, entries: &[Entry], i: usize) {
+        if 2 * (i + 1) > self.slots.len() {
+            self.slots = vec![0; 2 * self.slots.len()];
+            for j in 0..i {
+                self.place(entries, j);
+            }
+        }
+        self.place(entries, i);
+    }
+
+    fn place(&mut self, entries: &[Entry], i: usize) {
+        let mask = self.slots.len() - 1;
+        let mut at = fnv1a(entries[i].spec.name.as_bytes()) & mask;
+        while self.slots[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        // Entry counts stay far below u32::MAX (each is a registered command).
+        self.slots[at] = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    }
 }
 
 /// The QMP capability enum (`QMPCapability`).
@@ -91,36 +153,36 @@ impl Registry {
     pub(crate) fn new() -> Registry {
         let mut r = Registry {
             entries: Vec::new(),
-            index: BTreeMap::new(),
+            index: NameIndex::new(),
         };
         for (spec, b) in builtins() {
-            r.index
-                .insert(spec.name.as_bytes().to_vec(), r.entries.len());
             r.entries.push(Entry {
                 name: CommandName::from(spec.name.as_str()),
                 spec,
                 builtin: Some(b),
             });
+            r.index.insert(&r.entries, r.entries.len() - 1);
         }
         r
     }
 
     pub(crate) fn register(&mut self, spec: CommandSpec) -> Result<(), ApiMisuse> {
-        if self.index.contains_key(spec.name.as_bytes()) {
+        if self.get(spec.name.as_bytes()).is_some() {
             return Err(ApiMisuse::CommandExists(spec.name));
         }
-        self.index
-            .insert(spec.name.as_bytes().to_vec(), self.entries.len());
         self.entries.push(Entry {
             name: CommandName::from(spec.name.as_str()),
             spec,
             builtin: None,
         });
+        self.index.insert(&self.entries, self.entries.len() - 1);
         Ok(())
     }
 
     pub(crate) fn get(&self, name: &[u8]) -> Option<&Entry> {
-        self.index.get(name).map(|&i| &self.entries[i])
+        self.index
+            .find(&self.entries, name)
+            .map(|i| &self.entries[i])
     }
 
     /// `query-commands` order: QEMU prepends while walking the table, so newest first.
@@ -134,5 +196,46 @@ impl Registry {
             .iter()
             .filter(|e| e.builtin.is_none())
             .map(|e| &e.spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_found_across_index_growth() {
+        let mut r = Registry::new();
+        let builtins = r.entries.len();
+        // Enough to grow the index twice; the names share long prefixes.
+        let names: Vec<String> = (0..200).map(|i| format!("x-vendor-cmd-{i}")).collect();
+        for n in &names {
+            r.register(CommandSpec::new(n)).unwrap();
+        }
+        assert!(r.index.slots.len() >= 2 * r.entries.len());
+        for (i, n) in names.iter().enumerate() {
+            let e = r.get(n.as_bytes()).expect("registered");
+            assert_eq!(e.name, n.as_str());
+            assert!(std::ptr::eq(e, &r.entries[builtins + i]));
+        }
+        assert!(r
+            .get(b"query-commands")
+            .is_some_and(|e| e.builtin.is_some()));
+        for missing in [
+            &b"x-vendor-cmd-200"[..],
+            b"",
+            b"x-vendor-cmd-1\0",
+            b"QUERY-COMMANDS",
+        ] {
+            assert!(r.get(missing).is_none(), "{missing:?}");
+        }
+        assert!(matches!(
+            r.register(CommandSpec::new("x-vendor-cmd-7")),
+            Err(ApiMisuse::CommandExists(n)) if n == "x-vendor-cmd-7"
+        ));
+        assert!(matches!(
+            r.register(CommandSpec::new("getfd")),
+            Err(ApiMisuse::CommandExists(_))
+        ));
     }
 }
