@@ -1,14 +1,16 @@
 //! One accepted client connection as the IO thread sees it: the socket, its readiness flags and
-//! the counters for the summary line logged when it closes.
+//! the counters for the summary line logged when it closes. The write side (shared with the
+//! dispatcher) is a [`crate::writer::Writer`] in the locked state.
 
-use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant as StdInstant;
 
 use mio::net::{TcpStream, UnixStream};
 use qmp_core::server::MonitorId;
 
 use crate::scm;
+use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// The socket of a connection.
 #[derive(Debug)]
@@ -20,11 +22,12 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// The mio source to register.
-    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+    /// The descriptor to register with mio (the stream is shared with its writer, so it is
+    /// registered by descriptor rather than through `&mut`).
+    pub fn raw_fd(&self) -> RawFd {
         match self {
-            Stream::Unix(s) => s,
-            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
         }
     }
 }
@@ -36,23 +39,24 @@ pub struct Conn {
     pub monitor: MonitorId,
     /// Index of the listener that accepted it.
     pub listener: usize,
-    /// The socket.
-    pub stream: Stream,
+    /// The socket, shared with its writer (`CoreState::writers`); closed when the last of the
+    /// two is dropped, which the IO thread arranges to be its own, outside the lock.
+    pub stream: Arc<Stream>,
     /// The socket may have bytes to read (set by a readable event, cleared on EAGAIN). mio is
     /// edge-triggered, so a connection that stopped reading because the core did not want
     /// input must be read again later without waiting for a new event.
     pub read_ready: bool,
-    /// The last write hit EAGAIN; wait for a writable event.
-    pub write_blocked: bool,
+    /// The writer's blocked flag (see `writer`): a writable event matters only while it is set.
+    pub write_blocked: Arc<AtomicBool>,
     /// When it was accepted.
     pub since: StdInstant,
     /// Bytes read.
     pub bytes_in: u64,
-    /// Bytes written.
+    /// Bytes written (taken from the writer at close).
     pub bytes_out: u64,
     /// Handler calls made for it (built-ins answered by the core are not counted).
     pub calls: u64,
-    /// Messages written (counted by their `\n` terminators).
+    /// Messages written (taken from the writer at close).
     pub messages_out: u64,
     /// Descriptors received.
     pub fds_in: u64,
@@ -64,9 +68,9 @@ impl Conn {
         Conn {
             monitor,
             listener,
-            stream,
+            stream: Arc::new(stream),
             read_ready: true,
-            write_blocked: false,
+            write_blocked: Arc::new(AtomicBool::new(false)),
             since: StdInstant::now(),
             bytes_in: 0,
             bytes_out: 0,
@@ -79,8 +83,8 @@ impl Conn {
     /// One non-blocking read; descriptors passed alongside land in `fds`.
     pub fn read(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
         let before = fds.len();
-        let n = match &mut self.stream {
-            Stream::Unix(s) => scm::recv_with_fds(&*s, buf, fds)?,
+        let n = match &*self.stream {
+            Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
             Stream::Tcp(s) => scm::recv_plain(s, buf)?,
         };
         self.bytes_in += n as u64;
@@ -88,21 +92,16 @@ impl Conn {
         Ok(n)
     }
 
-    /// One non-blocking write.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.stream {
-            Stream::Unix(s) => s.write(bytes)?,
-            Stream::Tcp(s) => s.write(bytes)?,
-        };
-        self.bytes_out += n as u64;
-        self.messages_out += bytes[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        Ok(n)
+    /// Whether the writer's last attempt was refused and no writable event was handled since
+    /// (read without the lock; see `writer`).
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked.load(Ordering::SeqCst)
     }
 
     /// Shut both directions down (the peer sees EOF at once, even if a descriptor of the
     /// socket lingers elsewhere).
     pub fn shutdown(&self) {
-        let _ = match &self.stream {
+        let _ = match &*self.stream {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
         };

@@ -1,6 +1,9 @@
 //! The IO thread: owns every socket (mio), accepts clients, reads while the core wants input,
-//! runs out-of-band handlers at once, writes pending output, ticks the core's timers, and
-//! carries out disconnects, yanks and shutdown.
+//! runs out-of-band handlers at once, writes pending output (all of it except the replies of a
+//! batch of in-band calls, which the dispatcher writes itself; what the socket refuses is left
+//! here, see [`crate::writer`]), ticks the core's timers, and carries out disconnects, yanks and
+//! shutdown. It owns every connection's lifetime: a socket's writer is removed under the lock
+//! before the socket is closed.
 //!
 //! Between passes it spins for a bounded time (`IO_SPIN`) on its work hint and a zero-timeout
 //! poll before its last look and a sleeping poll (see "Spinning" in [`crate::shared`]).
@@ -14,14 +17,16 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant as StdInstant};
 
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use qmp_core::server::{DisconnectReason, Input, MonitorId, MonitorOptions};
 
 use crate::conn::{Conn, Stream};
 use crate::listen::{BoundListener, ListenSpec};
 use crate::registry::Registry;
-use crate::shared::{CoreState, Shared, ShutdownState};
+use crate::shared::{Shared, ShutdownState};
 use crate::sync::Arc;
+use crate::writer::{Flushed, StreamWriter, Writer};
 
 /// Token of the waker that other threads use to wake the IO thread.
 pub const WAKER_TOKEN: Token = Token(0);
@@ -37,10 +42,6 @@ const CONN_BASE: usize = 1 << 20;
 pub const READ_CHUNK: usize = 32 * 1024;
 /// Reads per connection per pass, so one busy client cannot starve the others.
 pub const READS_PER_PASS: usize = 8;
-/// Bytes handed to one `write` call.
-pub const WRITE_CHUNK: usize = 256 * 1024;
-/// Writes per connection per pass.
-pub const WRITES_PER_PASS: usize = 16;
 /// Events taken per poll.
 pub const EVENTS_CAPACITY: usize = 256;
 /// How long the IO thread, after a pass, keeps looking for work (its spin hint, and socket
@@ -190,9 +191,8 @@ impl IoLoop {
                 work = true;
             }
             // Output is only ever left pending outside `transmit` while the socket is blocked.
-            if (ev.is_writable() || ev.is_write_closed()) && c.write_blocked {
-                c.write_blocked = false;
-                self.shared.lock().transmit.insert(m);
+            if (ev.is_writable() || ev.is_write_closed()) && c.write_blocked() {
+                self.shared.lock().writable_again(m);
                 work = true;
             }
             return work;
@@ -340,12 +340,12 @@ impl IoLoop {
         }
     }
 
-    fn open(&mut self, listener: usize, mut stream: Stream) {
+    fn open(&mut self, listener: usize, stream: Stream) {
         let monitor = MonitorId(self.next_monitor);
         self.next_monitor += 1;
         let token = Token(CONN_BASE + monitor.0 as usize);
         if let Err(e) = self.poll.registry().register(
-            stream.source(),
+            &mut SourceFd(&stream.raw_fd()),
             token,
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -357,11 +357,16 @@ impl IoLoop {
         let options = l.options;
         tracing::info!(monitor = monitor.0, listener = %l.spec.address, "client connected");
         let chardev = l.chardev.clone();
-        self.conns
-            .insert(monitor, Conn::new(monitor, listener, stream));
+        let conn = Conn::new(monitor, listener, stream);
+        let writer = Writer::new(
+            Box::new(StreamWriter(Arc::clone(&conn.stream))),
+            Arc::clone(&conn.write_blocked),
+        );
+        self.conns.insert(monitor, conn);
         let close = {
             let mut st = self.shared.lock();
             st.attached.insert(monitor, chardev);
+            st.writers.insert(monitor, writer);
             st.io_stats.accepted += 1;
             st.apply_locked(self.shared.now(), Input::Open { monitor, options })
         };
@@ -375,10 +380,16 @@ impl IoLoop {
         let Some(mut conn) = self.conns.remove(&m) else {
             return;
         };
-        let _ = self.poll.registry().deregister(conn.stream.source());
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&conn.stream.raw_fd()));
         conn.shutdown();
-        let (close, dispatch) = {
+        let (close, dispatch, writer) = {
             let mut st = self.shared.lock();
+            // Nobody writes to the socket once its writer is gone, so it can be closed (by
+            // dropping `conn`, the last owner, outside the lock).
+            let writer = st.writers.remove(&m);
             let close = if st.attached.remove(&m).is_some() {
                 st.apply_locked(self.shared.now(), Input::Close { monitor: m })
             } else {
@@ -386,9 +397,13 @@ impl IoLoop {
             };
             conn.calls = st.calls.remove(&m).unwrap_or(0);
             st.transmit.remove(&m);
-            (close, self.shared.dispatcher_wanted(&st))
+            (close, self.shared.dispatcher_wanted(&st), writer)
         };
         drop(close);
+        if let Some(w) = writer {
+            conn.bytes_out = w.bytes_out;
+            conn.messages_out = w.messages_out;
+        }
         if dispatch {
             self.shared.notify_dispatcher();
         }
@@ -458,7 +473,7 @@ impl IoLoop {
                         let flushed = if oob {
                             Flushed::More
                         } else {
-                            write_locked(&mut st, conn, now, &mut close)
+                            st.flush_locked(m, now, &mut close)
                         };
                         let next = st.server.wants_read(m) && st.shutdown == ShutdownState::Running;
                         (close, refused, dispatch, oob, next, flushed)
@@ -521,17 +536,17 @@ impl IoLoop {
     }
 
     /// Write `m`'s pending output until it is empty or the socket is full, in one critical
-    /// section (see [`write_locked`]).
+    /// section (see [`crate::shared::CoreState::flush_locked`]).
     fn flush(&mut self, m: MonitorId) {
-        let Some(conn) = self.conns.get_mut(&m) else {
+        let Some(conn) = self.conns.get(&m) else {
             return;
         };
-        if conn.write_blocked {
+        if conn.write_blocked() {
             return;
         }
         let now = self.shared.now();
         let mut close = Vec::new();
-        let flushed = write_locked(&mut self.shared.lock(), conn, now, &mut close);
+        let flushed = self.shared.lock().flush_locked(m, now, &mut close);
         drop(close);
         if let Flushed::Failed(e) = flushed {
             tracing::debug!(monitor = m.0, error = %e, "write failed");
@@ -578,10 +593,9 @@ impl IoLoop {
             for ev in events.iter() {
                 if ev.token().0 >= CONN_BASE {
                     let m = MonitorId((ev.token().0 - CONN_BASE) as u64);
-                    if let Some(c) = self.conns.get_mut(&m) {
-                        if ev.is_writable() {
-                            c.write_blocked = false;
-                            self.shared.lock().transmit.insert(m);
+                    if let Some(c) = self.conns.get(&m) {
+                        if ev.is_writable() && c.write_blocked() {
+                            self.shared.lock().writable_again(m);
                         }
                     }
                 }
@@ -616,64 +630,4 @@ struct PassStart {
     readable: Vec<(MonitorId, bool)>,
     /// Monitors with output to write.
     dirty: Vec<MonitorId>,
-}
-
-/// What writing a monitor's pending output came to.
-enum Flushed {
-    /// All of it is written (or there was none).
-    Drained,
-    /// The socket is full: wait for writability.
-    Blocked,
-    /// More than `WRITES_PER_PASS` chunks (or not attempted): the monitor stays in `transmit`
-    /// for a later pass.
-    More,
-    /// The socket failed: close the connection.
-    Failed(io::Error),
-}
-
-/// Write `conn`'s pending output until it is empty, the socket is full or `WRITES_PER_PASS`
-/// chunks went out, reporting `Written` after each write. The write happens under the lock
-/// (it is non-blocking) so the pending slice need not be copied; descriptors the core gives
-/// back go to `close`, to be dropped after the lock is released.
-fn write_locked(
-    st: &mut CoreState,
-    conn: &mut Conn,
-    now: qmp_core::server::Instant,
-    close: &mut Vec<OwnedFd>,
-) -> Flushed {
-    let m = conn.monitor;
-    if conn.write_blocked {
-        return Flushed::Blocked;
-    }
-    for _ in 0..WRITES_PER_PASS {
-        let out = st.server.pending_output(m);
-        if out.is_empty() {
-            st.transmit.remove(&m);
-            return Flushed::Drained;
-        }
-        let chunk = &out[..out.len().min(WRITE_CHUNK)];
-        match conn.write(chunk) {
-            Ok(n) => {
-                if n < chunk.len() {
-                    st.io_stats.partial_writes += 1;
-                }
-                close.extend(st.apply_locked(now, Input::Written { monitor: m, n }));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                st.io_stats.blocked_writes += 1;
-                conn.write_blocked = true;
-                return Flushed::Blocked;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Flushed::Failed(e),
-        }
-    }
-    if st.server.pending_output(m).is_empty() {
-        st.transmit.remove(&m);
-        Flushed::Drained
-    } else {
-        // More than WRITES_PER_PASS chunks: come back on the next pass.
-        st.transmit.insert(m);
-        Flushed::More
-    }
 }

@@ -8,7 +8,9 @@
 //!   [`wants_read`](qmp_core::server::Server::wants_read), passes SCM_RIGHTS descriptors as fd
 //!   ids, runs out-of-band handlers at once, writes pending output (partial writes and EAGAIN
 //!   included) and ticks the core's timers.
-//! * **One dispatcher thread** runs in-band handlers one at a time.
+//! * **One dispatcher thread** runs in-band handlers one at a time, and writes the replies of
+//!   each batch of them itself, as QEMU writes a reply from the thread that produced it (every
+//!   write is made under the lock; see [`writer`]).
 //! * The core sits behind **one lock** ([`shared::Shared`]); no handler runs and no descriptor
 //!   is closed while it is held. Completing an in-band call wakes the IO thread. The locking
 //!   and wake-up code lives in [`shared`] over the [`sync`] facade, so loom can model it.
@@ -52,6 +54,7 @@ pub mod scm;
 pub mod server;
 pub mod shared;
 pub mod sync;
+pub mod writer;
 
 pub use listen::{Address, ListenSpec};
 pub use record::TraceSink;

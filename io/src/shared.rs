@@ -32,7 +32,9 @@
 //! IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`] (the dispatcher
 //! does not look at it: the core itself holds a monitor's input while its OOB call runs, so no
 //! request that followed an OOB request is queued before the OOB call completes, as in QEMU).
-//! `calls`, `io_stats`: counters, any thread.
+//! `writers`: added and removed by the IO thread (open/close); any thread holding the lock may
+//! write through one (in practice the IO thread, and the dispatcher at the end of a batch of
+//! in-band calls, see [`crate::writer`]). `calls`, `io_stats`: counters, any thread.
 //! `shutdown`: set by anyone, acted on by the IO thread (which stops the dispatcher).
 //!
 //! # Spinning
@@ -73,6 +75,7 @@ use crate::clock::Clock;
 use crate::fds::FdTable;
 use crate::record::TraceSink;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
+use crate::writer::{Flushed, Writer};
 
 /// How long the dispatcher spins on `dispatch_hint` for more work before it sleeps on the
 /// condition variable (see "Spinning" above). Longer than a pipelining client's turnaround here
@@ -141,6 +144,9 @@ pub struct CoreState {
     pub disconnects: Vec<(MonitorId, DisconnectReason)>,
     /// The chardev each open monitor's connection belongs to.
     pub attached: BTreeMap<MonitorId, String>,
+    /// The write side of each open connection (added and removed by the IO thread; whoever
+    /// holds the lock may write, see [`crate::writer`]).
+    pub writers: BTreeMap<MonitorId, Writer>,
     /// Monitors already closed in the core by `yank`, whose sockets the IO thread must drop
     /// (without telling the core again).
     pub yanked: Vec<MonitorId>,
@@ -174,6 +180,7 @@ impl CoreState {
             transmit: BTreeSet::new(),
             disconnects: Vec::new(),
             attached: BTreeMap::new(),
+            writers: BTreeMap::new(),
             yanked: Vec::new(),
             oob_running: None,
             inband_running: None,
@@ -574,12 +581,15 @@ impl Shared {
         self.after_unlock(close, dispatch, false);
     }
 
-    /// Report an in-band call's result: apply `Complete`, then wake the IO thread so the reply
-    /// is written and a monitor the queue had suspended resumes reading.
-    pub fn complete_in_band(&self, call: CallId, result: CallResult) {
+    /// Report an in-band call's result: apply `Complete`, write the reply to the call's
+    /// monitor from this thread (see [`crate::writer`]), then wake the IO thread so whatever
+    /// is left (output the socket refused, a monitor the queue had suspended that may read
+    /// again) is handled.
+    pub fn complete_in_band(&self, call: &Call, result: CallResult) {
         let (close, dispatch, wake) = {
             let mut st = self.lock();
-            let close = self.complete_in_band_locked(&mut st, call, result);
+            let mut close = self.complete_in_band_locked(&mut st, call.id, result);
+            self.flush_batch_locked(&mut st, call.monitor, &mut close);
             // Normally false: the caller is the dispatcher, which looks again before waiting.
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
@@ -589,36 +599,48 @@ impl Shared {
 
     /// The dispatcher's step between two calls: report `call`'s result and, in the same critical
     /// section when the core has more in-band work, take the next call (one lock per call
-    /// instead of two); otherwise as [`Shared::next_in_band`]. Wakes the IO thread as
-    /// [`Shared::complete_in_band`] does, before the next handler runs.
-    pub fn complete_and_next(&self, call: CallId, result: CallResult) -> Option<Call> {
+    /// instead of two); otherwise, at the end of a batch, write the replies and wake the IO
+    /// thread as [`Shared::complete_in_band`] does, then wait as [`Shared::next_in_band`].
+    pub fn complete_and_next(&self, call: &Call, result: CallResult) -> Option<Call> {
         let mut st = self.lock();
-        let close = self.complete_in_band_locked(&mut st, call, result);
+        let mut close = self.complete_in_band_locked(&mut st, call.id, result);
         let mut next = None;
-        let mut close_next = Vec::new();
         if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
             let now = self.clock.now();
-            close_next = st.apply_locked(now, Input::NextInBand);
+            close.extend(st.apply_locked(now, Input::NextInBand));
             next = st.inband_call.take();
             st.inband_running = next.as_ref().map(|c| c.id);
         }
-        // While more calls follow, a running (or spinning) IO thread is not hurried: it finds
-        // the replies at its next look, at the latest when its spin ends (`IO_SPIN`), and by
-        // then usually the whole batch is there for one write. An IO thread asleep is woken
-        // as always.
+        // While more calls follow, the replies wait in the core's output (a running or spinning
+        // IO thread is not hurried either), so that the whole batch goes out in one write, at
+        // its end, from here. An IO thread asleep is woken as always.
         let wake = if next.is_some() {
             st.take_io_wake()
         } else {
+            self.flush_batch_locked(&mut st, call.monitor, &mut close);
             self.io_work_left(&mut st)
         };
         drop(st);
         drop(close);
-        drop(close_next);
         if wake {
             self.wake_io();
         }
         // None: the core answered the next request itself, or had none; wait as usual.
         next.or_else(|| self.next_in_band())
+    }
+
+    /// The end of a batch of in-band calls: write `monitor`'s pending output from the
+    /// dispatcher, unless out-of-band calls are queued for the IO thread (their replies may be
+    /// about to join the output: the IO thread writes after running them, as it does after a
+    /// read). Whatever the socket does not take stays for the IO thread (see [`Flushed`]).
+    fn flush_batch_locked(&self, st: &mut CoreState, monitor: MonitorId, close: &mut Vec<OwnedFd>) {
+        if st.transmit.contains(&monitor) && st.oob_calls.is_empty() {
+            let flushed = st.flush_locked(monitor, self.clock.now(), close);
+            if let Flushed::Failed(e) = flushed {
+                // The IO thread meets the same error when it writes again, and closes.
+                tracing::debug!(monitor = monitor.0, error = %e, "write from the dispatcher failed");
+            }
+        }
     }
 
     /// Apply `Complete` for the dispatcher's running call.
@@ -771,7 +793,7 @@ mod tests {
         let first = shared.next_in_band().expect("request 1");
         assert_eq!(first.command, "slow");
         let second = shared
-            .complete_and_next(first.id, ok())
+            .complete_and_next(&first, ok())
             .expect("request 2 taken in the same step");
         assert_eq!(second.command, "slow");
         assert_ne!(second.id, first.id);
@@ -792,7 +814,7 @@ mod tests {
         let before = wakes.load(Ordering::SeqCst);
         let c1 = shared.next_in_band().expect("request 1");
         shared.io_woke();
-        let c2 = shared.complete_and_next(c1.id, ok()).expect("request 2");
+        let c2 = shared.complete_and_next(&c1, ok()).expect("request 2");
         assert_eq!(wakes.load(Ordering::SeqCst), before);
         assert!(
             !shared.io_spin(Duration::ZERO, || false),
@@ -800,12 +822,12 @@ mod tests {
         );
         // The IO thread went to sleep: the next completion wakes it, batch or not.
         shared.io_going_to_sleep();
-        let c3 = shared.complete_and_next(c2.id, ok()).expect("request 3");
+        let c3 = shared.complete_and_next(&c2, ok()).expect("request 3");
         assert_eq!(wakes.load(Ordering::SeqCst), before + 1);
         // The end of the batch hints a running (spinning) IO thread instead of waking it.
         shared.io_woke();
         let wakes_before_last = wakes.load(Ordering::SeqCst);
-        shared.complete_in_band(c3.id, ok());
+        shared.complete_in_band(&c3, ok());
         assert_eq!(wakes.load(Ordering::SeqCst), wakes_before_last);
         assert!(
             shared.io_spin(Duration::ZERO, || false),
@@ -832,7 +854,7 @@ mod tests {
             .expect("the in-band request while the OOB call runs");
         assert_eq!(call.command, "slow");
         shared.complete_oob(oob.id, ok());
-        shared.complete_in_band(call.id, ok());
+        shared.complete_in_band(&call, ok());
         assert_eq!(
             take_output(&shared),
             "{\"return\": {}, \"id\": \"o\"}\r\n{\"return\": {}, \"id\": \"ib\"}\r\n"
@@ -861,5 +883,174 @@ mod tests {
             wakes.load(Ordering::SeqCst) > before,
             "resume did not wake the IO thread"
         );
+    }
+
+    /// A scripted socket (rustls-style): each write takes the next step's byte count (capped
+    /// at what is offered) or fails with its error kind; what it took is logged per write.
+    /// Asserts on drop that the script was used up.
+    struct Script {
+        steps: std::collections::VecDeque<Result<usize, std::io::ErrorKind>>,
+        log: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl crate::writer::SocketWrite for Script {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            match self.steps.pop_front().expect("a write the script did not expect") {
+                Ok(n) => {
+                    let n = n.min(bytes.len());
+                    self.log.lock().unwrap().push(bytes[..n].to_vec());
+                    Ok(n)
+                }
+                Err(kind) => Err(kind.into()),
+            }
+        }
+    }
+
+    impl Drop for Script {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                assert!(self.steps.is_empty(), "script not used up: {:?}", self.steps);
+            }
+        }
+    }
+
+    /// Give `M` a scripted socket; returns its write log and its blocked flag.
+    fn script(
+        shared: &Shared,
+        steps: &[Result<usize, std::io::ErrorKind>],
+    ) -> (
+        Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sock = Script {
+            steps: steps.iter().cloned().collect(),
+            log: log.clone(),
+        };
+        shared
+            .lock()
+            .writers
+            .insert(M, crate::writer::Writer::new(Box::new(sock), blocked.clone()));
+        (log, blocked)
+    }
+
+    fn written(log: &std::sync::Mutex<Vec<Vec<u8>>>) -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect()
+    }
+
+    const R1: &str = "{\"return\": {}, \"id\": 1}\r\n";
+    const R2: &str = "{\"return\": {}, \"id\": 2}\r\n";
+
+    #[test]
+    fn the_dispatcher_writes_a_batch_of_replies_in_one_write_at_its_end() {
+        let (shared, _) = negotiated();
+        let (log, blocked) = script(&shared, &[Ok(usize::MAX)]);
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
+        );
+        let c1 = shared.next_in_band().expect("request 1");
+        let c2 = shared.complete_and_next(&c1, ok()).expect("request 2");
+        assert!(written(&log).is_empty(), "written before the batch ended");
+        // The batch ends: the dispatcher writes, then waits for more work (on its own thread,
+        // released by `stop`).
+        let (tx, rx) = mpsc::channel();
+        let s = shared.clone();
+        let d = std::thread::spawn(move || {
+            let _ = tx.send(s.complete_and_next(&c2, ok()).map(|c| c.id));
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while written(&log).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(written(&log), [format!("{R1}{R2}")]);
+        {
+            let st = shared.lock();
+            assert!(st.server.pending_output(M).is_empty());
+            assert!(!st.transmit.contains(&M));
+            assert_eq!(st.writers[&M].messages_out, 2);
+        }
+        assert!(!blocked.load(Ordering::SeqCst));
+        shared.stop();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(None));
+        d.join().unwrap();
+    }
+
+    #[test]
+    fn a_refused_write_is_left_to_the_io_thread_until_the_socket_is_writable() {
+        let (shared, wakes) = negotiated();
+        // The socket takes 10 bytes, then is full.
+        let (log, blocked) = script(
+            &shared,
+            &[Ok(10), Err(std::io::ErrorKind::WouldBlock), Ok(usize::MAX)],
+        );
+        receive(&shared, b"{\"execute\": \"slow\", \"id\": 1}");
+        let c1 = shared.next_in_band().expect("request 1");
+        shared.io_going_to_sleep();
+        let before = wakes.load(Ordering::SeqCst);
+        shared.complete_in_band(&c1, ok());
+        assert_eq!(written(&log), [R1[..10].to_string()]);
+        // Blocked: nobody writes until the IO thread saw the socket writable again.
+        assert!(blocked.load(Ordering::SeqCst));
+        {
+            let mut st = shared.lock();
+            assert_eq!(st.server.pending_output(M), R1[10..].as_bytes());
+            assert!(!st.transmit.contains(&M));
+            assert_eq!(st.io_stats.partial_writes, 1);
+            assert_eq!(st.io_stats.blocked_writes, 1);
+            let mut close = Vec::new();
+            assert!(matches!(
+                st.flush_locked(M, shared.now(), &mut close),
+                crate::writer::Flushed::Blocked
+            ));
+        }
+        // The IO thread (asleep) was woken for the rest of the batch's work all the same.
+        assert_eq!(wakes.load(Ordering::SeqCst), before + 1);
+        // The writable edge: the IO thread clears the flag and writes the rest.
+        let mut st = shared.lock();
+        st.writable_again(M);
+        assert!(!blocked.load(Ordering::SeqCst));
+        assert!(st.transmit.contains(&M));
+        let mut close = Vec::new();
+        assert!(matches!(
+            st.flush_locked(M, shared.now(), &mut close),
+            crate::writer::Flushed::Drained
+        ));
+        assert!(!st.transmit.contains(&M));
+        drop(st);
+        assert_eq!(written(&log).concat(), R1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_monitor_to_the_io_thread() {
+        let (shared, _) = negotiated();
+        let (log, blocked) = script(&shared, &[Err(std::io::ErrorKind::BrokenPipe)]);
+        receive(&shared, b"{\"execute\": \"slow\", \"id\": 1}");
+        let c1 = shared.next_in_band().expect("request 1");
+        shared.complete_in_band(&c1, ok());
+        assert!(written(&log).is_empty());
+        assert!(!blocked.load(Ordering::SeqCst));
+        let st = shared.lock();
+        // Still queued: the IO thread writes again, meets the error and closes the connection.
+        assert!(st.transmit.contains(&M));
+        assert_eq!(st.server.pending_output(M), R1.as_bytes());
+    }
+
+    #[test]
+    fn the_dispatcher_leaves_the_write_to_the_io_thread_while_oob_calls_are_queued() {
+        let (shared, _) = negotiated();
+        let (log, _) = script(&shared, &[]);
+        receive(&shared, b"{\"execute\": \"slow\", \"id\": 1}");
+        let c1 = shared.next_in_band().expect("request 1");
+        receive(&shared, b"{\"exec-oob\": \"fast-oob\", \"id\": \"o\"}");
+        assert_eq!(shared.lock().oob_calls.len(), 1);
+        shared.complete_in_band(&c1, ok());
+        assert!(written(&log).is_empty());
+        assert!(shared.lock().transmit.contains(&M));
     }
 }
