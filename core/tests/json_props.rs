@@ -382,3 +382,167 @@ proptest! {
             "{}", String::from_utf8_lossy(&input));
     }
 }
+
+/// A string token of the lengths and contents the fast path's word scan and inline build
+/// distinguish: bodies of 0 to 30 bytes (around the 8/16/22/24-byte edges), now and then with a
+/// byte it must hand to the general path (escape, non-ASCII, control, DEL) at any position.
+fn edge_string() -> impl Strategy<Value = Vec<u8>> {
+    let specials: Vec<&'static [u8]> = vec![
+        b"\\n",
+        b"\\u00e9",
+        b"\xc3\xa9",
+        b"\x7f",
+        b"\x01",
+        b"\xff",
+        b"'",
+        b"\\\"",
+    ];
+    (
+        0usize..31,
+        prop::sample::select(b"abxyz-_09".to_vec()),
+        prop::option::weighted(0.25, (any::<usize>(), prop::sample::select(specials))),
+    )
+        .prop_map(|(len, fill, special)| {
+            let mut body = vec![fill; len];
+            // Vary the bytes so that equal-length keys differ in some word.
+            for (i, b) in body.iter_mut().enumerate() {
+                if i % 5 == 3 {
+                    *b = b'a' + (len % 7) as u8;
+                }
+            }
+            if let Some((at, bytes)) = special {
+                let at = at % (body.len() + 1);
+                body.splice(at..at, bytes.iter().copied());
+            }
+            let mut s = vec![b'"'];
+            s.extend_from_slice(&body);
+            s.push(b'"');
+            s
+        })
+}
+
+/// Objects and arrays built from [`edge_string`] keys and values, keywords and numbers, with
+/// the separators written in every way the lexer skips (none, one space, tabs and newlines),
+/// then cut at an arbitrary length so that messages end anywhere near the end of the buffer.
+fn edge_messages() -> impl Strategy<Value = Vec<u8>> {
+    let ws = prop::sample::select(vec![&b""[..], b" ", b" ", b"  ", b"\t", b"\r\n ", b"\x0b"]);
+    let scalar = prop_oneof![
+        4 => edge_string().boxed(),
+        1 => prop::sample::select(vec![
+            &b"true"[..], b"false", b"null", b"nul", b"truex", b"fals", b"falsy", b"0", b"-12", b"3.5e2",
+            b"01", b"[]", b"{}", b"[true, null]", b"{\"k\": false}",
+        ])
+        .prop_map(<[u8]>::to_vec)
+        .boxed(),
+    ]
+    .boxed();
+    let member = (
+        edge_string(),
+        ws.clone(),
+        ws.clone(),
+        scalar.clone(),
+        (ws.clone(), ws.clone()),
+    );
+    let object = prop::collection::vec(member, 0..20)
+        .prop_map(|members| {
+            let mut t = b"{".to_vec();
+            for (i, (k, w1, w2, v, (w3, w4))) in members.iter().enumerate() {
+                if i > 0 {
+                    t.push(b',');
+                }
+                t.extend_from_slice(w3);
+                t.extend_from_slice(k);
+                t.extend_from_slice(w1);
+                t.push(b':');
+                t.extend_from_slice(w2);
+                t.extend_from_slice(v);
+                t.extend_from_slice(w4);
+            }
+            t.push(b'}');
+            t
+        })
+        .boxed();
+    let array = prop::collection::vec((scalar, ws), 0..8)
+        .prop_map(|items| {
+            let mut t = b"[".to_vec();
+            for (i, (v, w)) in items.iter().enumerate() {
+                if i > 0 {
+                    t.push(b',');
+                    t.extend_from_slice(w);
+                }
+                t.extend_from_slice(v);
+            }
+            t.push(b']');
+            t
+        })
+        .boxed();
+    let nested = (object.clone(), array.clone(), edge_string()).prop_map(|(o, a, k)| {
+        let mut t = b"{".to_vec();
+        t.extend_from_slice(&k);
+        t.extend_from_slice(b": ");
+        t.extend_from_slice(&o);
+        t.extend_from_slice(b", \"~\": ");
+        t.extend_from_slice(&a);
+        t.push(b'}');
+        t
+    });
+    (
+        prop::collection::vec(prop_oneof![object, array, nested], 1..4),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(msgs, cut, whole)| {
+            let text = msgs.concat();
+            if whole {
+                text
+            } else {
+                let n = cut.index(text.len() + 1);
+                text[..n].to_vec()
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The fast path's word-at-a-time strings, short separators and keyword reads against the
+    /// token path, on messages whose strings end at every word and inline-capacity edge and
+    /// whose buffers end at every byte.
+    #[test]
+    fn fast_path_agrees_at_word_and_buffer_edges(input in edge_messages()) {
+        prop_assert_eq!(completions(&input, false), completions(&input, true),
+            "{}", String::from_utf8_lossy(&input));
+    }
+}
+
+/// Keys that share a length and their first words (a fingerprint may agree) but differ
+/// further on, and true duplicates among long keys, decided the same way by both paths.
+#[test]
+fn fast_path_duplicate_keys_of_equal_length() {
+    let long_a = "k".repeat(30);
+    let mut long_b = long_a.clone();
+    long_b.replace_range(29..30, "z");
+    let short_a = "abcdefghijklmnopqrstuv"; // 22 bytes, inline
+    let short_b = "abcdefghijklmnopqrstuw";
+    for text in [
+        format!("{{\"{long_a}\": 1, \"{long_b}\": 2}} "),
+        format!("{{\"{long_a}\": 1, \"{long_a}\": 2}} "),
+        format!("{{\"{short_a}\": 1, \"{short_b}\": 2}} "),
+        format!("{{\"{short_a}\": 1, \"x\": {{}}, \"{short_a}\": 2}} "),
+        "{\"a\\u0062\": 1, \"ab\": 2} ".to_string(),
+    ] {
+        let input = text.as_bytes();
+        let whole = completions(input, false);
+        assert_eq!(whole, completions(input, true), "{text}");
+        assert_eq!(whole.len(), 1, "{text}");
+    }
+    let ok = format!("{{\"{long_a}\": 1, \"{long_b}\": 2}}");
+    let Some(Value::Object(o)) = parse_value(ok.as_bytes()) else {
+        panic!("distinct keys")
+    };
+    assert_eq!(o.len(), 2);
+    let dup = format!("{{\"{short_a}\": 1, \"x\": {{}}, \"{short_a}\": 2}}");
+    assert!(
+        matches!(&parse_stream(dup.as_bytes())[..], [StreamItem::Error(e)] if e.desc == "JSON parse error, duplicate key")
+    );
+}

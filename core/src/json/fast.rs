@@ -23,8 +23,8 @@
 
 use super::number::{float_value, integer_value};
 use super::parser::{self, take_tail, Frame, Scratch, LINEAR_DUP_SCAN};
-use super::scan::string_run_end;
-use super::value::{JsonString, Object, Value};
+use super::scan::{special_bits, string_run_end};
+use super::value::{JsonString, Object, Value, INLINE_CAPACITY};
 use super::JsonLimits;
 
 /// Deepest nesting the fast path follows; deeper messages take the token path (which has the
@@ -119,9 +119,13 @@ fn parse_window(s: &[u8], max_depth: usize, sc: &mut Scratch) -> Option<(Value, 
 #[inline(always)]
 fn finish(sc: &mut Scratch, frame: &Frame) -> Option<Value> {
     match *frame {
-        Frame::ObjectValue { start, .. } => Some(Value::Object(Object::from_unique_entries(
-            take_tail(&mut sc.members, start),
-        ))),
+        Frame::ObjectValue { start, .. } => {
+            sc.fingerprints.truncate(start);
+            Some(Value::Object(Object::from_unique_entries(take_tail(
+                &mut sc.members,
+                start,
+            ))))
+        }
         Frame::Array { start } => Some(Value::Array(take_tail(&mut sc.items, start))),
         Frame::ObjectKey { .. } => None, // never pushed here
     }
@@ -148,90 +152,136 @@ fn resume(s: &[u8], pos: usize, frame: &Frame, v: Value, sc: &mut Scratch) -> Op
 
 /// Members of the object whose earlier members are `sc.members[start..]`, from `pos`: at the
 /// first key or the closing brace (`at_key`, right after `{`) or after a member (a separator
-/// follows). Scalar values are
-/// parsed here; a container value stops the run with its key parked.
+/// follows). Scalar values are parsed here; a container value stops the run with its key
+/// parked.
 #[inline]
 fn object_members(
     s: &[u8],
     mut pos: usize,
     start: usize,
-    mut at_key: bool,
+    at_key: bool,
     sc: &mut Scratch,
 ) -> Option<Next> {
-    loop {
-        if !at_key {
-            match separator(s, pos, b'}')? {
-                Ok(next) => pos = next,
-                Err(end) => return Some(Next::Closed(end)),
-            }
-        } else if *s.get(pos)? == b'}' {
+    if at_key {
+        if *s.get(pos)? == b'}' {
             return Some(Next::Closed(pos + 1));
         }
-        at_key = false;
+    } else {
+        match separator(s, pos, b'}')? {
+            Ok(next) => pos = next,
+            Err(end) => return Some(Next::Closed(end)),
+        }
+    }
+    loop {
+        // `pos` is at the key's first byte; `skip_ws` has run unless the byte was past a space.
         if *s.get(pos)? != b'"' {
             return None;
         }
         let key = string(s, &mut pos)?;
-        pos = skip_ws(s, pos);
-        if *s.get(pos)? != b':' {
-            return None;
-        }
-        pos = skip_ws(s, pos + 1);
+        pos = colon(s, pos)?;
         // Big objects need the token path's key index; small ones are checked here with the
-        // same linear scan. (QEMU checks after the value; any error here means the token path
-        // decides, so the order does not matter.)
-        let earlier = &sc.members[start..];
-        if earlier.len() >= LINEAR_DUP_SCAN || earlier.iter().any(|(k, _)| *k == key) {
+        // key fingerprints, comparing keys only where those agree. (QEMU checks after the
+        // value; any error here means the token path decides, so the order does not matter.)
+        let fp = key.fingerprint();
+        let earlier = sc.fingerprints.get(start..)?;
+        if earlier.len() >= LINEAR_DUP_SCAN || (earlier.contains(&fp) && duplicate(sc, start, &key))
+        {
             return None;
         }
-        if let b'{' | b'[' = *s.get(pos)? {
+        sc.fingerprints.push(fp);
+        let c = *s.get(pos)?;
+        if c == b'{' || c == b'[' {
             sc.members.push((key, Value::Null));
             return Some(Next::Open(pos));
         }
-        let v = scalar(s, &mut pos)?;
+        let v = scalar(s, c, &mut pos)?;
         sc.members.push((key, v));
+        match separator(s, pos, b'}')? {
+            Ok(next) => pos = next,
+            Err(end) => return Some(Next::Closed(end)),
+        }
     }
+}
+
+/// True when `key` is among the keys of `sc.members[start..]` (their fingerprints matched).
+#[cold]
+#[inline(never)]
+fn duplicate(sc: &Scratch, start: usize, key: &JsonString) -> bool {
+    sc.members[start..].iter().any(|(k, _)| k == key)
 }
 
 /// Elements of an array (pushed to `sc.items`), from `pos`: at the first element or the
 /// closing bracket (`at_value`, right after `[`) or after one (a separator follows).
 #[inline]
-fn array_elements(s: &[u8], mut pos: usize, mut at_value: bool, sc: &mut Scratch) -> Option<Next> {
-    loop {
-        if !at_value {
-            match separator(s, pos, b']')? {
-                Ok(next) => pos = next,
-                Err(end) => return Some(Next::Closed(end)),
-            }
-        } else if *s.get(pos)? == b']' {
+fn array_elements(s: &[u8], mut pos: usize, at_value: bool, sc: &mut Scratch) -> Option<Next> {
+    if at_value {
+        if *s.get(pos)? == b']' {
             return Some(Next::Closed(pos + 1));
         }
-        at_value = false;
-        if let b'{' | b'[' = *s.get(pos)? {
+    } else {
+        match separator(s, pos, b']')? {
+            Ok(next) => pos = next,
+            Err(end) => return Some(Next::Closed(end)),
+        }
+    }
+    loop {
+        let c = *s.get(pos)?;
+        if c == b'{' || c == b'[' {
             return Some(Next::Open(pos));
         }
-        let v = scalar(s, &mut pos)?;
+        let v = scalar(s, c, &mut pos)?;
         sc.items.push(v);
+        match separator(s, pos, b']')? {
+            Ok(next) => pos = next,
+            Err(end) => return Some(Next::Closed(end)),
+        }
     }
 }
 
+/// `pos` moved past whitespace, cheaply in the common cases: no whitespace, or one space.
+#[inline(always)]
+fn skip_ws_short(s: &[u8], mut pos: usize) -> usize {
+    if s.get(pos) == Some(&b' ') {
+        pos += 1;
+    }
+    // Every whitespace byte is at most a space; anything else above it ends the run at once.
+    match s.get(pos) {
+        Some(&c) if c <= b' ' => skip_ws(s, pos),
+        _ => pos,
+    }
+}
+
+/// After a key at `pos`: the colon and the whitespace around it; the position of the value.
+#[inline(always)]
+fn colon(s: &[u8], pos: usize) -> Option<usize> {
+    let pos = match s.get(pos) {
+        Some(b':') => pos,
+        _ => skip_ws(s, pos),
+    };
+    if *s.get(pos)? != b':' {
+        return None;
+    }
+    Some(skip_ws_short(s, pos + 1))
+}
+
 /// What follows a member or element at `pos`: a comma (`Ok` with the position of the next
-/// one) or the container's closing bracket (`Err` with the position after it).
+/// one, whitespace skipped) or the container's closing bracket (`Err` with the position after
+/// it).
 #[inline(always)]
 fn separator(s: &[u8], pos: usize, close: u8) -> Option<Result<usize, usize>> {
-    let pos = skip_ws(s, pos);
+    let pos = skip_ws_short(s, pos);
     match *s.get(pos)? {
-        b',' => Some(Ok(skip_ws(s, pos + 1))),
+        b',' => Some(Ok(skip_ws_short(s, pos + 1))),
         c if c == close => Some(Err(pos + 1)),
         _ => None,
     }
 }
 
-/// The string, number or keyword at `s[*pos]`; `*pos` moves past it.
+/// The string, number or keyword at `s[*pos]`, whose first byte is `c`; `*pos` moves past it.
 #[inline(always)]
-fn scalar(s: &[u8], pos: &mut usize) -> Option<Value> {
+fn scalar(s: &[u8], c: u8, pos: &mut usize) -> Option<Value> {
     let at = *pos;
-    match *s.get(at)? {
+    match c {
         b'"' => string(s, pos).map(Value::String),
         b'-' | b'0'..=b'9' => {
             let (end, float) = number_end(s, at)?;
@@ -244,14 +294,15 @@ fn scalar(s: &[u8], pos: &mut usize) -> Option<Value> {
             })
         }
         b't' | b'f' | b'n' => {
-            let run = s[at..].iter().position(|c| !c.is_ascii_lowercase())?;
-            let v = match &s[at..at + run] {
-                b"true" => Value::Bool(true),
-                b"false" => Value::Bool(false),
-                b"null" => Value::Null,
+            let (v, len) = match s.get(at..at + 4)? {
+                b"true" => (Value::Bool(true), 4),
+                b"null" => (Value::Null, 4),
+                b"fals" if s.get(at + 4) == Some(&b'e') => (Value::Bool(false), 5),
                 _ => return None,
             };
-            *pos = at + run;
+            // The byte after it is not looked at here: a letter would extend the keyword, but
+            // no separator or bracket is a letter, so the caller refuses it anyway.
+            *pos = at + len;
             Some(v)
         }
         _ => None,
@@ -261,6 +312,45 @@ fn scalar(s: &[u8], pos: &mut usize) -> Option<Value> {
 /// The double-quoted string at `s[*pos]`; `*pos` moves past its closing quote.
 #[inline(always)]
 fn string(s: &[u8], pos: &mut usize) -> Option<JsonString> {
+    let at = *pos;
+    // The common string (a key, a name): plain ASCII, short enough to be stored inline. It is
+    // scanned a word at a time, and built from the words scanned.
+    if let Some(span) = s.get(at + 1..at + 1 + SHORT_SPAN) {
+        let word = |k: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&span[8 * k..8 * k + 8]);
+            u64::from_le_bytes(w)
+        };
+        let mut words = [word(0), 0, 0];
+        let mut hits = special_bits::<false>(words[0]);
+        let mut base = 0;
+        if hits == 0 {
+            words[1] = word(1);
+            hits = special_bits::<false>(words[1]);
+            base = 8;
+            if hits == 0 {
+                words[2] = word(2);
+                hits = special_bits::<false>(words[2]);
+                base = 16;
+            }
+        }
+        // Index of the first byte that is not plain (24 when there is none).
+        let len = base + (hits.trailing_zeros() / 8) as usize;
+        if len <= INLINE_CAPACITY && span[len] == b'"' {
+            *pos = at + len + 2;
+            return Some(JsonString::inline_from_words(words, len));
+        }
+    }
+    string_general(s, pos)
+}
+
+/// Bytes a short string's body is scanned in: three words, enough for an inline string
+/// ([`INLINE_CAPACITY`]) and its closing quote.
+const SHORT_SPAN: usize = 24;
+
+/// [`string`] for the rest: long, near the end of the window, escaped or not ASCII.
+#[inline(never)]
+fn string_general(s: &[u8], pos: &mut usize) -> Option<JsonString> {
     let at = *pos;
     let (end, plain) = string_end(s, at)?;
     *pos = end;

@@ -48,6 +48,8 @@ pub(crate) struct Scratch {
     pub(super) stack: Vec<Frame>,
     pub(super) items: Vec<Value>,
     pub(super) members: Vec<(JsonString, Value)>,
+    /// The fast path's key fingerprints, one per entry of `members` (`JsonString::fingerprint`).
+    pub(super) fingerprints: Vec<u64>,
     /// Key indexes of the open big objects, innermost last (see `Frame::indexed`).
     indexes: Vec<BTreeSet<JsonString>>,
 }
@@ -92,6 +94,7 @@ impl Scratch {
         self.stack.clear();
         self.items.clear();
         self.members.clear();
+        self.fingerprints.clear();
         self.indexes.clear();
     }
 }

@@ -64,20 +64,8 @@ fn word_run_end<const STOP_AT_DEL: bool>(
             return Err(i);
         }
         words += 1;
-        let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        // The classic has-zero/has-less-than tests: a flag can be wrong only in a byte above a
-        // true hit (borrows run upwards), so the lowest flag is exact.
-        let mut hits = (x.wrapping_sub(ONES * 0x20) & !x)
-            | (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | x;
-        if STOP_AT_DEL {
-            let del = x ^ (ONES * 0x7F);
-            hits |= del.wrapping_sub(ONES) & !del;
-        }
-        hits &= HIGH;
+        let hits =
+            special_bits::<STOP_AT_DEL>(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
         if hits != 0 {
             return Ok(i + (hits.trailing_zeros() / 8) as usize);
         }
@@ -90,6 +78,25 @@ fn word_run_end<const STOP_AT_DEL: bool>(
         i += 1;
     }
     Ok(i)
+}
+
+/// The high bit of each byte of the little-endian word `x` that [`string_run_end`] stops at.
+/// Only the lowest flag is exact: a flag can be wrong only in a byte above a true hit (the
+/// classic has-zero/has-less-than tests, whose borrows run upwards), so `trailing_zeros() / 8`
+/// of a non-zero result is the index of the first special byte.
+#[inline(always)]
+pub(crate) fn special_bits<const STOP_AT_DEL: bool>(x: u64) -> u64 {
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    let mut hits = (x.wrapping_sub(ONES * 0x20) & !x)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | x;
+    if STOP_AT_DEL {
+        let del = x ^ (ONES * 0x7F);
+        hits |= del.wrapping_sub(ONES) & !del;
+    }
+    hits & HIGH
 }
 
 /// [`string_run_end::<true>`] over the 22 bytes of an inline string (zero past its length, and
@@ -109,15 +116,7 @@ pub(crate) fn inline_run_end(bytes: &[u8; INLINE_CAPACITY]) -> usize {
 /// Index (0..8) of the first byte of `x` that [`string_run_end::<true>`] stops at.
 #[inline(always)]
 fn first_special_in_word(x: u64) -> Option<usize> {
-    let quote = x ^ (ONES * u64::from(b'"'));
-    let backslash = x ^ (ONES * u64::from(b'\\'));
-    let del = x ^ (ONES * 0x7F);
-    let hits = ((x.wrapping_sub(ONES * 0x20) & !x)
-        | (quote.wrapping_sub(ONES) & !quote)
-        | (backslash.wrapping_sub(ONES) & !backslash)
-        | (del.wrapping_sub(ONES) & !del)
-        | x)
-        & HIGH;
+    let hits = special_bits::<true>(x);
     (hits != 0).then(|| (hits.trailing_zeros() / 8) as usize)
 }
 

@@ -121,6 +121,44 @@ impl JsonString {
         }
     }
 
+    /// The string of the first `len` bytes (`len <= INLINE_CAPACITY`) of the 24 bytes held by
+    /// three little-endian words: masks and three stores, no length-dependent branch or copy
+    /// (the parser's fast path has the words loaded already, from its scan).
+    #[inline(always)]
+    pub(crate) fn inline_from_words(words: [u64; 3], len: usize) -> JsonString {
+        let len = len.min(INLINE_CAPACITY);
+        // Keep the bytes of word `k` that lie below `len` (the rest must be zero).
+        let keep = |k: usize| {
+            let n = len.saturating_sub(8 * k).min(8) as u32;
+            let mask = u64::MAX.checked_shr(64 - 8 * n).unwrap_or(0);
+            (words[k] & mask).to_le_bytes()
+        };
+        let mut bytes = [0; INLINE_CAPACITY];
+        bytes[..8].copy_from_slice(&keep(0));
+        bytes[8..16].copy_from_slice(&keep(1));
+        bytes[16..].copy_from_slice(&keep(2)[..INLINE_CAPACITY - 16]);
+        // `as` cannot truncate: the length is at most INLINE_CAPACITY.
+        JsonString(Repr::Inline {
+            len: len as u8,
+            bytes,
+        })
+    }
+
+    /// A 64-bit digest of the bytes: equal strings have equal fingerprints (the converse need
+    /// not hold), for the parser fast path's duplicate-key test.
+    #[inline(always)]
+    pub(crate) fn fingerprint(&self) -> u64 {
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                let (a, b, c) = inline_words(bytes);
+                a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ u64::from(*len).rotate_right(8)
+            }
+            // Heap strings are longer than any inline one; their length alone tells them apart
+            // from those (a shared fingerprint only costs a full comparison).
+            Repr::Heap(b) => (b.len() as u64) ^ (1 << 63),
+        }
+    }
+
     #[inline(never)]
     fn on_heap(s: &[u8]) -> JsonString {
         JsonString(Repr::Heap(s.into()))
