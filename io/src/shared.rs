@@ -895,7 +895,11 @@ mod tests {
 
     impl crate::writer::SocketWrite for Script {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            match self.steps.pop_front().expect("a write the script did not expect") {
+            match self
+                .steps
+                .pop_front()
+                .expect("a write the script did not expect")
+            {
                 Ok(n) => {
                     let n = n.min(bytes.len());
                     self.log.lock().unwrap().push(bytes[..n].to_vec());
@@ -909,7 +913,11 @@ mod tests {
     impl Drop for Script {
         fn drop(&mut self) {
             if !std::thread::panicking() {
-                assert!(self.steps.is_empty(), "script not used up: {:?}", self.steps);
+                assert!(
+                    self.steps.is_empty(),
+                    "script not used up: {:?}",
+                    self.steps
+                );
             }
         }
     }
@@ -928,10 +936,10 @@ mod tests {
             steps: steps.iter().cloned().collect(),
             log: log.clone(),
         };
-        shared
-            .lock()
-            .writers
-            .insert(M, crate::writer::Writer::new(Box::new(sock), blocked.clone()));
+        shared.lock().writers.insert(
+            M,
+            crate::writer::Writer::new(Box::new(sock), blocked.clone()),
+        );
         (log, blocked)
     }
 

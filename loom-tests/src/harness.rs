@@ -1,8 +1,10 @@
 //! What the models need around the shim: the IO thread's sleep and wake-up, a clock, a server
-//! with a few commands, and socket-side helpers.
+//! with a few commands, and socket-side helpers (a bounded socket with writable edges for the
+//! shim's writers).
 
 use std::os::fd::OwnedFd;
 
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
@@ -11,6 +13,7 @@ use qmp_core::server::{
 };
 use qmp_io::clock::Clock;
 use qmp_io::shared::{Shared, Wake};
+use qmp_io::writer::{SocketWrite, Writer};
 
 /// The monitor every model talks to.
 pub const MON: MonitorId = MonitorId(1);
@@ -178,4 +181,97 @@ pub fn lines(wire: &[u8]) -> Vec<String> {
 /// A descriptor to pass with a request (real: the fd table keys descriptors by number).
 pub fn devnull() -> OwnedFd {
     std::fs::File::open("/dev/null").expect("/dev/null").into()
+}
+
+/// A connection's socket between the shim's writer and the client: at most `cap` unread bytes;
+/// a write to a full socket is refused (`WouldBlock`). Every read by the client makes the
+/// socket writable again: an edge for the IO thread, delivered as poll delivers one (a flag it
+/// takes, and a wake).
+pub struct ModelSocket {
+    state: Mutex<SocketState>,
+    readable: Condvar,
+}
+
+struct SocketState {
+    unread: Vec<u8>,
+    cap: usize,
+    edge: bool,
+}
+
+impl ModelSocket {
+    /// An empty socket holding at most `cap` unread bytes.
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(ModelSocket {
+            state: Mutex::new(SocketState {
+                unread: Vec::new(),
+                cap,
+                edge: false,
+            }),
+            readable: Condvar::new(),
+        })
+    }
+
+    /// The client: block until bytes are there and take them all; then the writable edge
+    /// (flag, then `wake`).
+    pub fn read(&self, wake: &dyn Wake) -> Vec<u8> {
+        let mut st = self.state.lock().unwrap();
+        while st.unread.is_empty() {
+            st = self.readable.wait(st).unwrap();
+        }
+        let bytes = std::mem::take(&mut st.unread);
+        st.edge = true;
+        drop(st);
+        wake.wake();
+        bytes
+    }
+
+    /// The IO thread's poll: whether a writable edge came since it last looked.
+    pub fn take_edge(&self) -> bool {
+        std::mem::take(&mut self.state.lock().unwrap().edge)
+    }
+}
+
+/// The write half of a [`ModelSocket`], as the shim's [`Writer`] holds it.
+pub struct ModelSocketWriter {
+    /// The socket.
+    pub socket: Arc<ModelSocket>,
+    /// `Some(flag)` plants a bug: the writer marks itself blocked only *after* a refused
+    /// attempt (the flag is cleared when the socket refuses, set again after), instead of
+    /// before every attempt.
+    pub late_blocked_flag: Option<Arc<AtomicBool>>,
+}
+
+impl SocketWrite for ModelSocketWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut st = self.socket.state.lock().unwrap();
+        let room = st.cap.saturating_sub(st.unread.len());
+        if room == 0 {
+            drop(st);
+            if let Some(flag) = &self.late_blocked_flag {
+                flag.store(false, Ordering::SeqCst);
+                flag.store(true, Ordering::SeqCst);
+            }
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = room.min(bytes.len());
+        st.unread.extend_from_slice(&bytes[..n]);
+        drop(st);
+        self.socket.readable.notify_all();
+        Ok(n)
+    }
+}
+
+/// Give [`MON`] a writer over `socket` (as `io_thread::open` does for a real connection);
+/// returns the blocked flag the IO thread keeps.
+pub fn attach_writer(shared: &Shared, socket: &Arc<ModelSocket>, planted: bool) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let writer = ModelSocketWriter {
+        socket: Arc::clone(socket),
+        late_blocked_flag: planted.then(|| Arc::clone(&flag)),
+    };
+    shared
+        .lock()
+        .writers
+        .insert(MON, Writer::new(Box::new(writer), Arc::clone(&flag)));
+    flag
 }

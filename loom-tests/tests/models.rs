@@ -1,4 +1,4 @@
-//! The six loom models of the shim's threads, each with the planted bug it must catch.
+//! The seven loom models of the shim's threads, each with the planted bug it must catch.
 //!
 //! Every model runs the shim's real `Shared` code under loom; a `planted_*` test runs the same
 //! model with one step replaced by a deliberately wrong composition of the same real pieces
@@ -12,12 +12,12 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use qmp_core::json::Object;
-use qmp_core::server::{CallId, CallResult, Input};
+use qmp_core::server::{Call, CallResult, Input};
 use qmp_io::shared::Shared;
 use qmp_io::shared::Wake;
 use qmp_loom::harness::{
-    devnull, empty_return, lines, receive, setup, write_pending, WakeHandle, FAST_OOB, MAX_PASSES,
-    MON,
+    attach_writer, devnull, empty_return, lines, receive, setup, write_pending, ModelSocket,
+    WakeHandle, FAST_OOB, MAX_PASSES, MON,
 };
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -34,14 +34,15 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 //    off) reads again.
 
 /// How the dispatcher reports a result in model 1.
-type Complete = fn(&Shared, CallId, CallResult);
+type Complete = fn(&Shared, &Call, CallResult);
 
-fn real_complete(shared: &Shared, call: CallId, result: CallResult) {
+fn real_complete(shared: &Shared, call: &Call, result: CallResult) {
     shared.complete_in_band(call, result);
 }
 
 /// Planted: the result is applied but the IO thread is never woken.
-fn complete_without_wake(shared: &Shared, call: CallId, result: CallResult) {
+fn complete_without_wake(shared: &Shared, call: &Call, result: CallResult) {
+    let call = call.id;
     let close = shared
         .lock()
         .apply_locked(shared.now(), Input::Complete { call, result });
@@ -50,7 +51,8 @@ fn complete_without_wake(shared: &Shared, call: CallId, result: CallResult) {
 
 /// Planted: the IO thread is woken *before* the result is in the state, so it can look, find
 /// nothing, and go back to sleep for good.
-fn wake_before_complete(shared: &Shared, call: CallId, result: CallResult) {
+fn wake_before_complete(shared: &Shared, call: &Call, result: CallResult) {
+    let call = call.id;
     shared.wake_io();
     let close = shared
         .lock()
@@ -76,7 +78,7 @@ fn completion_wakes_io(complete: Complete, idle_first: bool) {
         let d = Arc::clone(&shared);
         let dispatcher = thread::spawn(move || {
             let call = d.next_in_band().expect("the queued request");
-            complete(&d, call.id, empty_return());
+            complete(&d, &call, empty_return());
         });
 
         // The IO thread: write what is pending; done once the reply is out and the monitor
@@ -173,7 +175,7 @@ fn completion_races_close(close: Close) {
             // The request may be dropped by the close before the dispatcher sees it; then it
             // waits until the shim stops.
             while let Some(call) = d.next_in_band() {
-                d.complete_in_band(call.id, empty_return());
+                d.complete_in_band(&call, empty_return());
             }
         });
 
@@ -339,7 +341,7 @@ fn suspend_resume_balanced(resume: Resume) {
         let d = shared.clone();
         let dispatcher = thread::spawn(move || {
             while let Some(call) = d.next_in_band() {
-                d.complete_in_band(call.id, empty_return());
+                d.complete_in_band(&call, empty_return());
             }
         });
         // The IO thread has one request waiting in the socket: it reads it only while the
@@ -449,7 +451,7 @@ fn oob_while_inband_blocked(run: RunBlocked) {
         let dispatcher = thread::spawn(move || {
             let call = d.next_in_band().expect("the in-band request");
             run(&d, &g);
-            d.complete_in_band(call.id, empty_return());
+            d.complete_in_band(&call, empty_return());
             drop(ManuallyDrop::into_inner(d));
             drop(ManuallyDrop::into_inner(g));
         });
@@ -537,7 +539,7 @@ fn spinning_threads(idle: Idle) {
         let dispatcher = thread::spawn(move || {
             let mut next = d.next_in_band();
             while let Some(call) = next {
-                next = d.complete_and_next(call.id, empty_return());
+                next = d.complete_and_next(&call, empty_return());
             }
             drop(ManuallyDrop::into_inner(d));
         });
@@ -584,4 +586,101 @@ fn m6_spinning_threads() {
 #[should_panic]
 fn m6_planted_sleep_after_spin_without_last_look() {
     spinning_threads(sleep_after_spin);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The dispatcher writes a batch's replies itself (`complete_and_next`, `writer`), into a
+//    socket too small for them: it takes part, refuses the rest, and the IO thread writes the
+//    rest when the client's read makes the socket writable (an edge it checks against the
+//    writer's blocked flag without the lock). Both replies reach the client, whole and in
+//    order, with no lost edge and no lost wake-up.
+
+fn dispatcher_writes(planted: bool) {
+    model(move || {
+        let (shared, waker) = setup(true);
+        // ManuallyDrop: see models 1 and 5 (the planted bug leaves every thread blocked).
+        let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
+        // Room for less than one reply: the dispatcher's write is partial, then refused.
+        let socket = ManuallyDrop::new(ModelSocket::new(20));
+        let blocked = ManuallyDrop::new(attach_writer(&shared, &socket, planted));
+        let expected = "{\"return\": {}, \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n";
+
+        let d = ManuallyDrop::new(Arc::clone(&shared));
+        let dispatcher = thread::spawn(move || {
+            let mut next = d.next_in_band();
+            while let Some(call) = next {
+                next = d.complete_and_next(&call, empty_return());
+            }
+            drop(ManuallyDrop::into_inner(d));
+        });
+        let done = Arc::new(AtomicBool::new(false));
+        let (s, w, dn) = (
+            ManuallyDrop::new(Arc::clone(&socket)),
+            ManuallyDrop::new(WakeHandle(Arc::clone(&waker))),
+            ManuallyDrop::new(Arc::clone(&done)),
+        );
+        let client = thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                got.extend(s.read(&*w));
+            }
+            dn.store(true, Ordering::SeqCst);
+            w.wake();
+            drop(ManuallyDrop::into_inner(s));
+            drop(ManuallyDrop::into_inner(w));
+            drop(ManuallyDrop::into_inner(dn));
+            got
+        });
+
+        // The IO thread: the two requests arrive in one read; then its passes: a writable edge
+        // matters only while the writer is blocked (`io_thread::on_event`), then it writes
+        // what is queued, takes its last look and sleeps.
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
+            Vec::new(),
+        );
+        let mut passes = 0;
+        while !done.load(Ordering::SeqCst) {
+            passes += 1;
+            assert!(passes <= MAX_PASSES, "IO thread livelock");
+            shared.io_woke();
+            if socket.take_edge() && blocked.load(Ordering::SeqCst) {
+                shared.lock().writable_again(MON);
+            }
+            {
+                let mut st = shared.lock();
+                if st.transmit.contains(&MON) {
+                    let mut close = Vec::new();
+                    let _ = st.flush_locked(MON, shared.now(), &mut close);
+                }
+            }
+            shared.io_going_to_sleep();
+            if shared.lock().io_work_pending() {
+                continue;
+            }
+            waker.sleep();
+        }
+        let got = client.join().unwrap();
+        shared.stop();
+        dispatcher.join().unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+        assert!(shared.lock().server.pending_output(MON).is_empty());
+        assert_eq!(shared.lock().misuse_count, 0);
+        drop(ManuallyDrop::into_inner(blocked));
+        drop(ManuallyDrop::into_inner(socket));
+        drop(ManuallyDrop::into_inner(shared));
+        drop(ManuallyDrop::into_inner(waker));
+    });
+}
+
+#[test]
+fn m7_dispatcher_writes_and_the_io_thread_finishes() {
+    dispatcher_writes(false);
+}
+
+#[test]
+#[should_panic]
+fn m7_planted_blocked_flag_set_after_the_refused_write() {
+    dispatcher_writes(true);
 }
