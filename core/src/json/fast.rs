@@ -190,12 +190,17 @@ fn object_members(
         }
         sc.fingerprints.push(fp);
         let c = *s.get(pos)?;
-        if c == b'{' || c == b'[' {
+        // The common value, a string, is built right where it is stored.
+        if c == b'"' {
+            let v = string(s, &mut pos)?;
+            sc.members.push((key, Value::String(v)));
+        } else if c == b'{' || c == b'[' {
             sc.members.push((key, Value::Null));
             return Some(Next::Open(pos));
+        } else {
+            let v = scalar(s, c, &mut pos)?;
+            sc.members.push((key, v));
         }
-        let v = scalar(s, c, &mut pos)?;
-        sc.members.push((key, v));
         match separator(s, pos, b'}')? {
             Ok(next) => pos = next,
             Err(end) => return Some(Next::Closed(end)),
@@ -321,38 +326,51 @@ fn string(s: &[u8], pos: &mut usize) -> Option<JsonString> {
             w.copy_from_slice(&span[8 * k..8 * k + 8]);
             u64::from_le_bytes(w)
         };
-        let mut words = [word(0), 0, 0];
-        let mut hits = special_bits::<false>(words[0]);
-        let mut base = 0;
-        if hits == 0 {
-            words[1] = word(1);
-            hits = special_bits::<false>(words[1]);
-            base = 8;
-            if hits == 0 {
-                words[2] = word(2);
-                hits = special_bits::<false>(words[2]);
-                base = 16;
+        // The first word holding a byte that is not plain ends the scan; the bytes from that
+        // one on are cleared (a string stores zeros past its length).
+        let below = |hits: u64| (1u64 << (hits.trailing_zeros() & 56)) - 1;
+        let w0 = word(0);
+        let h0 = special_bits::<false>(w0);
+        let (len, words) = if h0 != 0 {
+            (at_bit(h0), [w0 & below(h0), 0, 0])
+        } else {
+            let w1 = word(1);
+            let h1 = special_bits::<false>(w1);
+            if h1 != 0 {
+                (8 + at_bit(h1), [w0, w1 & below(h1), 0])
+            } else {
+                let w2 = word(2);
+                let h2 = special_bits::<false>(w2);
+                // No hit at all: 24 plain bytes, longer than any inline string.
+                (16 + at_bit(h2), [w0, w1, w2 & below(h2)])
             }
-        }
-        // Index of the first byte that is not plain (24 when there is none).
-        let len = base + (hits.trailing_zeros() / 8) as usize;
+        };
         if len <= INLINE_CAPACITY && span[len] == b'"' {
             *pos = at + len + 2;
             return Some(JsonString::inline_from_words(words, len));
         }
+        // The scan goes on from the first byte that is not plain.
+        return string_general(s, pos, at + 1 + len);
     }
-    string_general(s, pos)
+    string_general(s, pos, at + 1)
+}
+
+/// Index of the byte of the lowest flag of `special_bits` (8 when there is none).
+#[inline(always)]
+fn at_bit(hits: u64) -> usize {
+    (hits.trailing_zeros() / 8) as usize
 }
 
 /// Bytes a short string's body is scanned in: three words, enough for an inline string
 /// ([`INLINE_CAPACITY`]) and its closing quote.
 const SHORT_SPAN: usize = 24;
 
-/// [`string`] for the rest: long, near the end of the window, escaped or not ASCII.
+/// [`string`] for the rest: long, near the end of the window, escaped or not ASCII. The bytes
+/// of `s[*pos + 1..plain_to]` are known to be plain.
 #[inline(never)]
-fn string_general(s: &[u8], pos: &mut usize) -> Option<JsonString> {
+fn string_general(s: &[u8], pos: &mut usize, plain_to: usize) -> Option<JsonString> {
     let at = *pos;
-    let (end, plain) = string_end(s, at)?;
+    let (end, plain) = string_end(s, plain_to)?;
     *pos = end;
     if plain {
         Some(JsonString::from_bytes(&s[at + 1..end - 1]))
@@ -362,13 +380,14 @@ fn string_general(s: &[u8], pos: &mut usize) -> Option<JsonString> {
     }
 }
 
-/// End (after the closing quote) of the double-quoted string token at `s[pos]`, by the lexer's
-/// rules (bytes `0x20..=0xFD`; a backslash takes any such byte with it), and whether the body is
-/// plain: ASCII without escapes, stored as it is. `None` where the lexer would raise an error or
-/// the string does not end within `s`.
+/// End (after the closing quote) of the double-quoted string token whose bytes before `from`
+/// (the opening quote and some of the body) are plain, by the lexer's rules (bytes
+/// `0x20..=0xFD`; a backslash takes any such byte with it), and whether the body is plain:
+/// ASCII without escapes, stored as it is. `None` where the lexer would raise an error or the
+/// string does not end within `s`.
 #[inline(always)]
-fn string_end(s: &[u8], pos: usize) -> Option<(usize, bool)> {
-    let mut i = pos + 1;
+fn string_end(s: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut i = from;
     let mut plain = true;
     loop {
         i = string_run_end::<false>(s, i);

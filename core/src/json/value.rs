@@ -38,14 +38,53 @@ const _: () = assert!(std::mem::size_of::<Value>() == 32);
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]`; `len <= INLINE_CAPACITY`; the bytes past `len` are zero (equality
-    /// compares whole arrays).
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_CAPACITY],
-    },
+    /// Short strings, stored in place.
+    Inline(Inline),
     /// Longer strings, exactly sized.
     Heap(Box<[u8]>),
+}
+
+/// `bytes[..len]`; the bytes past `len` are zero (equality compares whole arrays).
+///
+/// Laid out for word access: the bytes start at offset 0 of an 8-aligned string, so building
+/// one from scanned words, moving it and comparing it are whole-word loads and stores at the
+/// same offsets (mixed-size accesses at odd offsets defeat the CPU's store forwarding). The
+/// length's spare values are the niche that tells the variants apart, so no tag byte is needed
+/// and the string stays 24 bytes.
+#[derive(Clone)]
+#[repr(C, align(8))]
+struct Inline {
+    bytes: [u8; INLINE_CAPACITY],
+    len: Len,
+}
+
+/// A length `0..=INLINE_CAPACITY`, as a type whose other byte values are invalid (the niche).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[rustfmt::skip]
+enum Len {
+    L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16, L17, L18, L19, L20,
+    L21, L22,
+}
+
+const _: () = assert!(Len::L22 as usize == INLINE_CAPACITY);
+
+impl Len {
+    /// `n.min(INLINE_CAPACITY)`.
+    #[inline(always)]
+    fn new(n: usize) -> Len {
+        use Len::*;
+        const ALL: [Len; INLINE_CAPACITY + 1] = [
+            L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16, L17, L18,
+            L19, L20, L21, L22,
+        ];
+        ALL[n.min(INLINE_CAPACITY)]
+    }
+
+    #[inline(always)]
+    fn get(self) -> usize {
+        self as usize
+    }
 }
 
 impl JsonString {
@@ -53,7 +92,7 @@ impl JsonString {
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Inline(Inline { len, bytes }) => &bytes[..len.get()],
             Repr::Heap(b) => b,
         }
     }
@@ -83,7 +122,7 @@ impl JsonString {
     /// The bytes, moved out.
     pub fn into_bytes(self) -> Vec<u8> {
         match self.0 {
-            Repr::Inline { len, bytes } => bytes[..usize::from(len)].to_vec(),
+            Repr::Inline(Inline { len, bytes }) => bytes[..len.get()].to_vec(),
             Repr::Heap(b) => b.into_vec(),
         }
     }
@@ -92,7 +131,7 @@ impl JsonString {
     #[inline(always)]
     pub(crate) fn inline_bytes(&self) -> Option<&[u8; INLINE_CAPACITY]> {
         match &self.0 {
-            Repr::Inline { bytes, .. } => Some(bytes),
+            Repr::Inline(Inline { bytes, .. }) => Some(bytes),
             Repr::Heap(_) => None,
         }
     }
@@ -100,7 +139,7 @@ impl JsonString {
     /// Heap memory owned by this string (0 when stored inline).
     pub fn heap_bytes(&self) -> usize {
         match &self.0 {
-            Repr::Inline { .. } => 0,
+            Repr::Inline(_) => 0,
             Repr::Heap(b) => b.len(),
         }
     }
@@ -111,37 +150,28 @@ impl JsonString {
         if s.len() <= INLINE_CAPACITY {
             let mut bytes = [0; INLINE_CAPACITY];
             copy_short(&mut bytes, s);
-            // `as` cannot truncate: the length is at most INLINE_CAPACITY.
-            JsonString(Repr::Inline {
-                len: s.len() as u8,
+            JsonString(Repr::Inline(Inline {
+                len: Len::new(s.len()),
                 bytes,
-            })
+            }))
         } else {
             JsonString::on_heap(s)
         }
     }
 
-    /// The string of the first `len` bytes (`len <= INLINE_CAPACITY`) of the 24 bytes held by
-    /// three little-endian words: masks and three stores, no length-dependent branch or copy
-    /// (the parser's fast path has the words loaded already, from its scan).
+    /// The string of the first `len` bytes (`len <= INLINE_CAPACITY`) of three little-endian
+    /// words whose bytes from `len` on are zero: three stores, no length-dependent branch or
+    /// copy (the parser's fast path has the words loaded already, from its scan).
     #[inline(always)]
     pub(crate) fn inline_from_words(words: [u64; 3], len: usize) -> JsonString {
-        let len = len.min(INLINE_CAPACITY);
-        // Keep the bytes of word `k` that lie below `len` (the rest must be zero).
-        let keep = |k: usize| {
-            let n = len.saturating_sub(8 * k).min(8) as u32;
-            let mask = u64::MAX.checked_shr(64 - 8 * n).unwrap_or(0);
-            (words[k] & mask).to_le_bytes()
-        };
         let mut bytes = [0; INLINE_CAPACITY];
-        bytes[..8].copy_from_slice(&keep(0));
-        bytes[8..16].copy_from_slice(&keep(1));
-        bytes[16..].copy_from_slice(&keep(2)[..INLINE_CAPACITY - 16]);
-        // `as` cannot truncate: the length is at most INLINE_CAPACITY.
-        JsonString(Repr::Inline {
-            len: len as u8,
+        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
+        bytes[8..16].copy_from_slice(&words[1].to_le_bytes());
+        bytes[16..].copy_from_slice(&words[2].to_le_bytes()[..INLINE_CAPACITY - 16]);
+        JsonString(Repr::Inline(Inline {
+            len: Len::new(len),
             bytes,
-        })
+        }))
     }
 
     /// A 64-bit digest of the bytes: equal strings have equal fingerprints (the converse need
@@ -149,9 +179,9 @@ impl JsonString {
     #[inline(always)]
     pub(crate) fn fingerprint(&self) -> u64 {
         match &self.0 {
-            Repr::Inline { len, bytes } => {
+            Repr::Inline(Inline { len, bytes }) => {
                 let (a, b, c) = inline_words(bytes);
-                a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ u64::from(*len).rotate_right(8)
+                a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ (len.get() as u64).rotate_right(8)
             }
             // Heap strings are longer than any inline one; their length alone tells them apart
             // from those (a shared fingerprint only costs a full comparison).
@@ -201,10 +231,10 @@ fn inline_words(bytes: &[u8; INLINE_CAPACITY]) -> (u64, u64, u64) {
 
 impl Default for JsonString {
     fn default() -> Self {
-        JsonString(Repr::Inline {
-            len: 0,
+        JsonString(Repr::Inline(Inline {
+            len: Len::L0,
             bytes: [0; INLINE_CAPACITY],
-        })
+        }))
     }
 }
 
@@ -213,9 +243,10 @@ impl PartialEq for JsonString {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             // Fixed-size compares, no length-dependent call: the bytes past `len` are zero.
-            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
-                a == b && inline_words(x) == inline_words(y)
-            }
+            (
+                Repr::Inline(Inline { len: a, bytes: x }),
+                Repr::Inline(Inline { len: b, bytes: y }),
+            ) => a == b && inline_words(x) == inline_words(y),
             _ => self.as_bytes() == other.as_bytes(),
         }
     }
