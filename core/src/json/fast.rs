@@ -177,12 +177,11 @@ fn object_members(
         if *s.get(pos)? != b'"' {
             return None;
         }
-        let key = string(s, &mut pos)?;
+        let (key, fp) = key(s, &mut pos)?;
         pos = colon(s, pos)?;
         // Big objects need the token path's key index; small ones are checked here with the
         // key fingerprints, comparing keys only where those agree. (QEMU checks after the
         // value; any error here means the token path decides, so the order does not matter.)
-        let fp = key.fingerprint();
         let earlier = sc.fingerprints.get(start..)?;
         if earlier.len() >= LINEAR_DUP_SCAN || (earlier.contains(&fp) && duplicate(sc, start, &key))
         {
@@ -190,16 +189,22 @@ fn object_members(
         }
         sc.fingerprints.push(fp);
         let c = *s.get(pos)?;
-        // The common value, a string, is built right where it is stored.
+        // The common value, a string; like the key, it is built right where it is stored.
         if c == b'"' {
-            let v = string(s, &mut pos)?;
-            sc.members.push((key, Value::String(v)));
+            let v = match short_string(s, pos) {
+                Ok((len, words)) => {
+                    pos += len + 2;
+                    JsonString::inline_from_words(words, len)
+                }
+                Err(plain_to) => string_general(s, &mut pos, plain_to)?,
+            };
+            sc.members.push((key.build(), Value::String(v)));
         } else if c == b'{' || c == b'[' {
-            sc.members.push((key, Value::Null));
+            sc.members.push((key.build(), Value::Null));
             return Some(Next::Open(pos));
         } else {
             let v = scalar(s, c, &mut pos)?;
-            sc.members.push((key, v));
+            sc.members.push((key.build(), v));
         }
         match separator(s, pos, b'}')? {
             Ok(next) => pos = next,
@@ -211,8 +216,32 @@ fn object_members(
 /// True when `key` is among the keys of `sc.members[start..]` (their fingerprints matched).
 #[cold]
 #[inline(never)]
-fn duplicate(sc: &Scratch, start: usize, key: &JsonString) -> bool {
+fn duplicate(sc: &Scratch, start: usize, key: &Pending) -> bool {
+    let key = match key {
+        Pending::Words(len, words) => &JsonString::inline_from_words(*words, *len),
+        Pending::Built(k) => k,
+    };
     sc.members[start..].iter().any(|(k, _)| k == key)
+}
+
+/// A string scanned but not stored yet. A short one stays as words (in registers) until it is
+/// built in its final place: a string built on the stack by narrow stores and moved on by wide
+/// loads stalls the CPU's store forwarding, which costs more than the rest of its parse.
+enum Pending {
+    /// Length and bytes, as [`JsonString::inline_from_words`] takes them.
+    Words(usize, [u64; 3]),
+    /// A string from the general path.
+    Built(JsonString),
+}
+
+impl Pending {
+    #[inline(always)]
+    fn build(self) -> JsonString {
+        match self {
+            Pending::Words(len, words) => JsonString::inline_from_words(words, len),
+            Pending::Built(s) => s,
+        }
+    }
 }
 
 /// Elements of an array (pushed to `sc.items`), from `pos`: at the first element or the
@@ -258,13 +287,12 @@ fn skip_ws_short(s: &[u8], mut pos: usize) -> usize {
 
 /// After a key at `pos`: the colon and the whitespace around it; the position of the value.
 #[inline(always)]
-fn colon(s: &[u8], pos: usize) -> Option<usize> {
-    let pos = match s.get(pos) {
-        Some(b':') => pos,
-        _ => skip_ws(s, pos),
-    };
-    if *s.get(pos)? != b':' {
-        return None;
+fn colon(s: &[u8], mut pos: usize) -> Option<usize> {
+    if s.get(pos) != Some(&b':') {
+        pos = skip_ws(s, pos);
+        if *s.get(pos)? != b':' {
+            return None;
+        }
     }
     Some(skip_ws_short(s, pos + 1))
 }
@@ -317,42 +345,73 @@ fn scalar(s: &[u8], c: u8, pos: &mut usize) -> Option<Value> {
 /// The double-quoted string at `s[*pos]`; `*pos` moves past its closing quote.
 #[inline(always)]
 fn string(s: &[u8], pos: &mut usize) -> Option<JsonString> {
-    let at = *pos;
-    // The common string (a key, a name): plain ASCII, short enough to be stored inline. It is
-    // scanned a word at a time, and built from the words scanned.
-    if let Some(span) = s.get(at + 1..at + 1 + SHORT_SPAN) {
-        let word = |k: usize| {
-            let mut w = [0; 8];
-            w.copy_from_slice(&span[8 * k..8 * k + 8]);
-            u64::from_le_bytes(w)
-        };
-        // The first word holding a byte that is not plain ends the scan; the bytes from that
-        // one on are cleared (a string stores zeros past its length).
-        let below = |hits: u64| (1u64 << (hits.trailing_zeros() & 56)) - 1;
-        let w0 = word(0);
-        let h0 = special_bits::<false>(w0);
-        let (len, words) = if h0 != 0 {
-            (at_bit(h0), [w0 & below(h0), 0, 0])
-        } else {
-            let w1 = word(1);
-            let h1 = special_bits::<false>(w1);
-            if h1 != 0 {
-                (8 + at_bit(h1), [w0, w1 & below(h1), 0])
-            } else {
-                let w2 = word(2);
-                let h2 = special_bits::<false>(w2);
-                // No hit at all: 24 plain bytes, longer than any inline string.
-                (16 + at_bit(h2), [w0, w1, w2 & below(h2)])
-            }
-        };
-        if len <= INLINE_CAPACITY && span[len] == b'"' {
-            *pos = at + len + 2;
-            return Some(JsonString::inline_from_words(words, len));
+    match short_string(s, *pos) {
+        Ok((len, words)) => {
+            *pos += len + 2;
+            Some(JsonString::inline_from_words(words, len))
         }
-        // The scan goes on from the first byte that is not plain.
-        return string_general(s, pos, at + 1 + len);
+        Err(plain_to) => string_general(s, pos, plain_to),
     }
-    string_general(s, pos, at + 1)
+}
+
+/// [`string`] for a key, not built yet, with its fingerprint (`JsonString::fingerprint`),
+/// taken from the words already in registers when the key is short.
+#[inline(always)]
+fn key(s: &[u8], pos: &mut usize) -> Option<(Pending, u64)> {
+    match short_string(s, *pos) {
+        Ok((len, words)) => {
+            *pos += len + 2;
+            Some((
+                Pending::Words(len, words),
+                JsonString::fingerprint_words(words, len),
+            ))
+        }
+        Err(plain_to) => {
+            let k = string_general(s, pos, plain_to)?;
+            let fp = k.fingerprint();
+            Some((Pending::Built(k), fp))
+        }
+    }
+}
+
+/// The common string (a key, a name) at `s[at]`: plain ASCII, short enough to be stored inline.
+/// It is scanned a word at a time, and built from the words scanned: `Ok` with its length and
+/// its bytes as three little-endian words, zero past the length; else `Err` with the end of the
+/// plain bytes found, where the general scan goes on.
+#[inline(always)]
+fn short_string(s: &[u8], at: usize) -> Result<(usize, [u64; 3]), usize> {
+    let Some(span) = s.get(at + 1..at + 1 + SHORT_SPAN) else {
+        return Err(at + 1);
+    };
+    let word = |k: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&span[8 * k..8 * k + 8]);
+        u64::from_le_bytes(w)
+    };
+    // The first word holding a byte that is not plain ends the scan; the bytes from that one
+    // on are cleared (a string stores zeros past its length).
+    let below = |hits: u64| (1u64 << (hits.trailing_zeros() & 56)) - 1;
+    let w0 = word(0);
+    let h0 = special_bits::<false>(w0);
+    let (len, words) = if h0 != 0 {
+        (at_bit(h0), [w0 & below(h0), 0, 0])
+    } else {
+        let w1 = word(1);
+        let h1 = special_bits::<false>(w1);
+        if h1 != 0 {
+            (8 + at_bit(h1), [w0, w1 & below(h1), 0])
+        } else {
+            let w2 = word(2);
+            let h2 = special_bits::<false>(w2);
+            // No hit at all: 24 plain bytes, longer than any inline string.
+            (16 + at_bit(h2), [w0, w1, w2 & below(h2)])
+        }
+    };
+    if len <= INLINE_CAPACITY && span[len] == b'"' {
+        Ok((len, words))
+    } else {
+        Err(at + 1 + len)
+    }
 }
 
 /// Index of the byte of the lowest flag of `special_bits` (8 when there is none).

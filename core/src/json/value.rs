@@ -180,13 +180,28 @@ impl JsonString {
     pub(crate) fn fingerprint(&self) -> u64 {
         match &self.0 {
             Repr::Inline(Inline { len, bytes }) => {
-                let (a, b, c) = inline_words(bytes);
-                a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ (len.get() as u64).rotate_right(8)
+                let word = |at: usize, n: usize| {
+                    let mut w = [0; 8];
+                    w[..n].copy_from_slice(&bytes[at..at + n]);
+                    u64::from_le_bytes(w)
+                };
+                let words = [word(0, 8), word(8, 8), word(16, INLINE_CAPACITY - 16)];
+                JsonString::fingerprint_words(words, len.get())
             }
             // Heap strings are longer than any inline one; their length alone tells them apart
             // from those (a shared fingerprint only costs a full comparison).
             Repr::Heap(b) => (b.len() as u64) ^ (1 << 63),
         }
+    }
+
+    /// [`JsonString::fingerprint`] of the inline string that [`JsonString::inline_from_words`]
+    /// builds from the same arguments.
+    #[inline(always)]
+    pub(crate) fn fingerprint_words(words: [u64; 3], len: usize) -> u64 {
+        words[0]
+            ^ words[1].rotate_left(21)
+            ^ words[2].rotate_left(42)
+            ^ (len as u64).rotate_right(8)
     }
 
     #[inline(never)]
