@@ -587,9 +587,10 @@ impl Shared {
     /// again) is handled.
     pub fn complete_in_band(&self, call: &Call, result: CallResult) {
         let (close, dispatch, wake) = {
+            let now = self.clock.now();
             let mut st = self.lock();
-            let mut close = self.complete_in_band_locked(&mut st, call.id, result);
-            self.flush_batch_locked(&mut st, call.monitor, &mut close);
+            let mut close = Self::complete_in_band_locked(&mut st, now, call.id, result);
+            Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
             // Normally false: the caller is the dispatcher, which looks again before waiting.
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
@@ -602,11 +603,12 @@ impl Shared {
     /// instead of two); otherwise, at the end of a batch, write the replies and wake the IO
     /// thread as [`Shared::complete_in_band`] does, then wait as [`Shared::next_in_band`].
     pub fn complete_and_next(&self, call: &Call, result: CallResult) -> Option<Call> {
+        // One clock reading for the step's inputs (they are one step apart at most).
+        let now = self.clock.now();
         let mut st = self.lock();
-        let mut close = self.complete_in_band_locked(&mut st, call.id, result);
+        let mut close = Self::complete_in_band_locked(&mut st, now, call.id, result);
         let mut next = None;
         if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
-            let now = self.clock.now();
             close.extend(st.apply_locked(now, Input::NextInBand));
             next = st.inband_call.take();
             st.inband_running = next.as_ref().map(|c| c.id);
@@ -617,7 +619,7 @@ impl Shared {
         let wake = if next.is_some() {
             st.take_io_wake()
         } else {
-            self.flush_batch_locked(&mut st, call.monitor, &mut close);
+            Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
             self.io_work_left(&mut st)
         };
         drop(st);
@@ -633,9 +635,14 @@ impl Shared {
     /// dispatcher, unless out-of-band calls are queued for the IO thread (their replies may be
     /// about to join the output: the IO thread writes after running them, as it does after a
     /// read). Whatever the socket does not take stays for the IO thread (see [`Flushed`]).
-    fn flush_batch_locked(&self, st: &mut CoreState, monitor: MonitorId, close: &mut Vec<OwnedFd>) {
+    fn flush_batch_locked(
+        st: &mut CoreState,
+        now: Instant,
+        monitor: MonitorId,
+        close: &mut Vec<OwnedFd>,
+    ) {
         if st.transmit.contains(&monitor) && st.oob_calls.is_empty() {
-            let flushed = st.flush_locked(monitor, self.clock.now(), close);
+            let flushed = st.flush_locked(monitor, now, close);
             if let Flushed::Failed(e) = flushed {
                 // The IO thread meets the same error when it writes again, and closes.
                 tracing::debug!(monitor = monitor.0, error = %e, "write from the dispatcher failed");
@@ -646,15 +653,15 @@ impl Shared {
     /// Apply `Complete` for the dispatcher's running call.
     #[must_use = "the returned descriptors must be dropped outside the lock"]
     fn complete_in_band_locked(
-        &self,
         st: &mut CoreState,
+        now: Instant,
         call: CallId,
         result: CallResult,
     ) -> Vec<OwnedFd> {
         if st.inband_running == Some(call) {
             st.inband_running = None;
         }
-        st.apply_locked(self.clock.now(), Input::Complete { call, result })
+        st.apply_locked(now, Input::Complete { call, result })
     }
 
     /// Mark the shim stopped and release the dispatcher.
@@ -922,14 +929,14 @@ mod tests {
         }
     }
 
+    /// What a scripted socket took, one entry per write.
+    type WriteLog = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
     /// Give `M` a scripted socket; returns its write log and its blocked flag.
     fn script(
         shared: &Shared,
         steps: &[Result<usize, std::io::ErrorKind>],
-    ) -> (
-        Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-        Arc<std::sync::atomic::AtomicBool>,
-    ) {
+    ) -> (WriteLog, Arc<std::sync::atomic::AtomicBool>) {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sock = Script {
@@ -1007,7 +1014,7 @@ mod tests {
         assert!(blocked.load(Ordering::SeqCst));
         {
             let mut st = shared.lock();
-            assert_eq!(st.server.pending_output(M), R1[10..].as_bytes());
+            assert_eq!(st.server.pending_output(M), &R1.as_bytes()[10..]);
             assert!(!st.transmit.contains(&M));
             assert_eq!(st.io_stats.partial_writes, 1);
             assert_eq!(st.io_stats.blocked_writes, 1);

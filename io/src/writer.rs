@@ -12,7 +12,7 @@
 //! # The blocked flag
 //!
 //! A write the socket refuses (EAGAIN) leaves the rest to the IO thread, which waits for the
-//! socket's writable edge (mio is edge-triggered). The flag [`Writer::blocked`] says so, and the
+//! socket's writable edge (mio is edge-triggered). The writer's `blocked` flag says so, and the
 //! IO thread reads it *without* the lock on every writable event (most are the client reading
 //! our replies; taking the lock for each would slow the common case). For no edge to be lost,
 //! the flag is set *before* every write attempt (and cleared after one that the socket took):

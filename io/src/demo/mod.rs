@@ -64,10 +64,12 @@ fn generic(desc: impl Into<String>) -> CallResult {
     }
 }
 
-fn obj(members: &[(&str, Value)]) -> Object {
-    let mut o = Object::new();
+/// An object of `N` members, built at its final size with the values moved in (handlers build
+/// one per call).
+fn obj<const N: usize>(members: [(&str, Value); N]) -> Object {
+    let mut o = Object::with_capacity(N);
     for (k, v) in members {
-        o.insert(*k, v.clone());
+        o.insert(k, v);
     }
     o
 }
@@ -124,7 +126,7 @@ impl Machine {
     pub fn quit(&self, ctx: &CallContext<'_>) {
         ctx.emit_event(
             "SHUTDOWN",
-            obj(&[
+            obj([
                 ("guest", Value::Bool(false)),
                 ("reason", Value::string("host-qmp-quit")),
             ]),
@@ -158,7 +160,7 @@ impl Machine {
         let b = b.command_with_context(spec("query-status", false, true, vec![]), move |_, _| {
             let running = m.is_running();
             // QAPI StatusInfo's member order; the writer derives QEMU's wire order from it.
-            CallResult::Return(Value::Object(obj(&[
+            CallResult::Return(Value::Object(obj([
                 ("running", Value::Bool(running)),
                 ("singlestep", Value::Bool(false)),
                 (
@@ -196,7 +198,7 @@ impl Machine {
                 .chardevs()
                 .iter()
                 .map(|id| {
-                    Value::Object(obj(&[
+                    Value::Object(obj([
                         ("type", Value::string("chardev")),
                         ("id", Value::string(id.as_str())),
                     ]))
