@@ -536,6 +536,23 @@ fn fast_path_duplicate_keys_of_equal_length() {
         assert_eq!(whole, completions(input, true), "{text}");
         assert_eq!(whole.len(), 1, "{text}");
     }
+    // The same key written with and without an escape (general and word paths) at every
+    // length around the word and inline edges: a duplicate either way.
+    for n in [1, 6, 7, 8, 9, 15, 16, 17, 21, 22, 23, 24, 30] {
+        let p = "p".repeat(n - 1);
+        for text in [
+            format!("{{\"{p}\\u0041\": 1, \"{p}A\": 2}} "),
+            format!("{{\"{p}A\": 1, \"{p}\\u0041\": 2}} "),
+        ] {
+            let input = text.as_bytes();
+            let whole = completions(input, false);
+            assert_eq!(whole, completions(input, true), "{text}");
+            assert!(
+                matches!(&whole[..], [(_, StreamItem::Error(e))] if e.desc == "JSON parse error, duplicate key"),
+                "{text}"
+            );
+        }
+    }
     let ok = format!("{{\"{long_a}\": 1, \"{long_b}\": 2}}");
     let Some(Value::Object(o)) = parse_value(ok.as_bytes()) else {
         panic!("distinct keys")

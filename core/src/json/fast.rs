@@ -198,13 +198,13 @@ fn object_members(
                 }
                 Err(plain_to) => string_general(s, &mut pos, plain_to)?,
             };
-            sc.members.push((key.build(), Value::String(v)));
+            put_member(&mut sc.members, key, Value::String(v));
         } else if c == b'{' || c == b'[' {
             sc.members.push((key.build(), Value::Null));
             return Some(Next::Open(pos));
         } else {
             let v = scalar(s, c, &mut pos)?;
-            sc.members.push((key.build(), v));
+            put_member(&mut sc.members, key, v);
         }
         match separator(s, pos, b'}')? {
             Ok(next) => pos = next,
@@ -222,6 +222,18 @@ fn duplicate(sc: &Scratch, start: usize, key: &Pending) -> bool {
         Pending::Built(k) => k,
     };
     sc.members[start..].iter().any(|(k, _)| k == key)
+}
+
+/// `members.push((key, v))`, writing the parts straight into the vector: a member built on the
+/// stack in parts and copied in whole stalls the CPU's store forwarding.
+#[inline(always)]
+fn put_member(members: &mut Vec<(JsonString, Value)>, key: Pending, v: Value) {
+    members.push((JsonString::default(), Value::Null));
+    if let Some((k, slot)) = members.last_mut() {
+        // The placeholders own nothing: no drop call.
+        std::mem::forget(std::mem::replace(k, key.build()));
+        std::mem::forget(std::mem::replace(slot, v));
+    }
 }
 
 /// A string scanned but not stored yet. A short one stays as words (in registers) until it is
