@@ -81,7 +81,7 @@ fn parse_window(s: &[u8], max_depth: usize, sc: &mut Scratch) -> Option<(Value, 
         // The container's frame (what it has collected so far) and where its first run stopped.
         let first = skip_ws(s, pos + 1);
         let (mut frame, mut next) = if *s.get(pos)? == b'{' {
-            let start = sc.members.len();
+            let start = sc.fingerprints.len();
             let next = object_members(s, first, start, true, sc)?;
             (
                 Frame::ObjectValue {
@@ -120,11 +120,17 @@ fn parse_window(s: &[u8], max_depth: usize, sc: &mut Scratch) -> Option<(Value, 
 fn finish(sc: &mut Scratch, frame: &Frame) -> Option<Value> {
     match *frame {
         Frame::ObjectValue { start, .. } => {
+            let used = sc.fingerprints.len();
             sc.fingerprints.truncate(start);
-            Some(Value::Object(Object::from_unique_entries(take_tail(
-                &mut sc.members,
-                start,
-            ))))
+            // Moved out one by one, leaving placeholders for the next members.
+            let entries = sc
+                .slots
+                .get_mut(start..used)?
+                .iter_mut()
+                .map(std::mem::take);
+            Some(Value::Object(Object::from_unique_entries(
+                entries.collect(),
+            )))
         }
         Frame::Array { start } => Some(Value::Array(take_tail(&mut sc.items, start))),
         Frame::ObjectKey { .. } => None, // never pushed here
@@ -137,7 +143,7 @@ fn finish(sc: &mut Scratch, frame: &Frame) -> Option<Value> {
 fn resume(s: &[u8], pos: usize, frame: &Frame, v: Value, sc: &mut Scratch) -> Option<Next> {
     match *frame {
         Frame::ObjectValue { start, .. } => {
-            let (_, slot) = sc.members.last_mut()?;
+            let (_, slot) = sc.slots.get_mut(sc.fingerprints.len().checked_sub(1)?)?;
             // The placeholder is a `Null`: nothing to drop, so no drop call.
             std::mem::forget(std::mem::replace(slot, v));
             object_members(s, pos, start, false, sc)
@@ -150,7 +156,7 @@ fn resume(s: &[u8], pos: usize, frame: &Frame, v: Value, sc: &mut Scratch) -> Op
     }
 }
 
-/// Members of the object whose earlier members are `sc.members[start..]`, from `pos`: at the
+/// Members of the object whose earlier members are `sc.slots[start..]`, from `pos`: at the
 /// first key or the closing brace (`at_key`, right after `{`) or after a member (a separator
 /// follows). Scalar values are parsed here; a container value stops the run with its key
 /// parked.
@@ -198,13 +204,13 @@ fn object_members(
                 }
                 Err(plain_to) => string_general(s, &mut pos, plain_to)?,
             };
-            put_member(&mut sc.members, key, Value::String(v));
+            put_member(sc, key, Value::String(v))?;
         } else if c == b'{' || c == b'[' {
-            sc.members.push((key.build(), Value::Null));
+            put_member(sc, key, Value::Null)?;
             return Some(Next::Open(pos));
         } else {
             let v = scalar(s, c, &mut pos)?;
-            put_member(&mut sc.members, key, v);
+            put_member(sc, key, v)?;
         }
         match separator(s, pos, b'}')? {
             Ok(next) => pos = next,
@@ -213,7 +219,7 @@ fn object_members(
     }
 }
 
-/// True when `key` is among the keys of `sc.members[start..]` (their fingerprints matched).
+/// True when `key` is among the keys of `sc.slots[start..]` (their fingerprints matched).
 #[cold]
 #[inline(never)]
 fn duplicate(sc: &Scratch, start: usize, key: &Pending) -> bool {
@@ -221,19 +227,32 @@ fn duplicate(sc: &Scratch, start: usize, key: &Pending) -> bool {
         Pending::Words(len, words) => &JsonString::inline_from_words(*words, *len),
         Pending::Built(k) => k,
     };
-    sc.members[start..].iter().any(|(k, _)| k == key)
+    let used = sc.fingerprints.len();
+    sc.slots[start..used].iter().any(|(k, _)| k == key)
 }
 
-/// `members.push((key, v))`, writing the parts straight into the vector: a member built on the
-/// stack in parts and copied in whole stalls the CPU's store forwarding.
+/// Store the member whose fingerprint was pushed last into its slot, in parts and straight
+/// into the slot: a member built on the stack and copied in whole (as `Vec::push` does) is
+/// read back with wider loads than it was written with, which stalls the CPU's store
+/// forwarding.
 #[inline(always)]
-fn put_member(members: &mut Vec<(JsonString, Value)>, key: Pending, v: Value) {
-    members.push((JsonString::default(), Value::Null));
-    if let Some((k, slot)) = members.last_mut() {
-        // The placeholders own nothing: no drop call.
-        std::mem::forget(std::mem::replace(k, key.build()));
-        std::mem::forget(std::mem::replace(slot, v));
+fn put_member(sc: &mut Scratch, key: Pending, v: Value) -> Option<()> {
+    let i = sc.fingerprints.len().checked_sub(1)?;
+    if i >= sc.slots.len() {
+        more_slots(&mut sc.slots);
     }
+    let (k, slot) = sc.slots.get_mut(i)?;
+    // The slot holds placeholders, which own nothing: no drop call.
+    std::mem::forget(std::mem::replace(k, key.build()));
+    std::mem::forget(std::mem::replace(slot, v));
+    Some(())
+}
+
+/// One more placeholder slot (the scratch keeps them between messages).
+#[cold]
+#[inline(never)]
+fn more_slots(slots: &mut Vec<(JsonString, Value)>) {
+    slots.push(Default::default());
 }
 
 /// A string scanned but not stored yet. A short one stays as words (in registers) until it is

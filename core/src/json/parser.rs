@@ -48,7 +48,11 @@ pub(crate) struct Scratch {
     pub(super) stack: Vec<Frame>,
     pub(super) items: Vec<Value>,
     pub(super) members: Vec<(JsonString, Value)>,
-    /// The fast path's key fingerprints, one per entry of `members` (`JsonString::fingerprint`).
+    /// The fast path's object members: `slots[..fingerprints.len()]` are the members of its
+    /// open objects (each owns a tail, as in `members`), the rest are placeholders (empty key,
+    /// `Null`) kept for the next ones. Members are written into their slot in place.
+    pub(super) slots: Vec<(JsonString, Value)>,
+    /// The fast path's key fingerprints (`JsonString::fingerprint`), one per member in `slots`.
     pub(super) fingerprints: Vec<u64>,
     /// Key indexes of the open big objects, innermost last (see `Frame::indexed`).
     indexes: Vec<BTreeSet<JsonString>>,
@@ -94,6 +98,11 @@ impl Scratch {
         self.stack.clear();
         self.items.clear();
         self.members.clear();
+        // Back to placeholders; the slots stay for the next message.
+        let used = self.fingerprints.len().min(self.slots.len());
+        for m in &mut self.slots[..used] {
+            *m = Default::default();
+        }
         self.fingerprints.clear();
         self.indexes.clear();
     }
