@@ -196,6 +196,11 @@ fn object_members(
         if *s.get(pos)? != b'"' {
             return None;
         }
+        // The member's slot exists before its parts are built: no call between building them
+        // and storing them, so they go from registers straight into the slot.
+        if sc.fingerprints.len() >= sc.slots.len() {
+            more_slots(&mut sc.slots);
+        }
         let (key, fp) = key(s, &mut pos)?;
         pos = colon(s, pos)?;
         // Big objects need the token path's key index; small ones are checked here with the
@@ -251,9 +256,6 @@ fn duplicate(sc: &Scratch, start: usize, key: &Pending) -> bool {
 #[inline(always)]
 fn put_member(sc: &mut Scratch, key: Pending, v: Value) -> Option<()> {
     let i = sc.fingerprints.len().checked_sub(1)?;
-    if i >= sc.slots.len() {
-        more_slots(&mut sc.slots);
-    }
     let (k, slot) = sc.slots.get_mut(i)?;
     // The slot holds placeholders, which own nothing: no drop call.
     std::mem::forget(std::mem::replace(k, key.build()));
