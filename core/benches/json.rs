@@ -5,7 +5,8 @@
 //! On a shared, loaded machine wall-clock medians wander; for a load-independent figure the
 //! same binary runs one workload a fixed number of times when `QMP_JSON_PROFILE=<workload>:<n>`
 //! is set (workloads: `small` = 1000 requests, `blockdev` = 100 objects of 312 bytes, `big` =
-//! one 1 MiB string message, `write` = 1000 responses), e.g. under
+//! one 1 MiB string message, `write` = 1000 responses, `echo` = 1000 writes of the parsed
+//! `blockdev-add` object), e.g. under
 //! `valgrind --tool=callgrind` (instructions) or `/usr/bin/time` (CPU seconds).
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
@@ -139,6 +140,15 @@ fn profile(spec: &str) {
                 for r in &responses {
                     write_message(black_box(r), false, &mut out);
                 }
+                black_box(out.len());
+            }
+        }
+        "echo" => {
+            let v = parse_value(BLOCKDEV_ADD.as_bytes()).expect("valid");
+            let mut out = Vec::with_capacity(1024);
+            for _ in 0..n * 1000 {
+                out.clear();
+                write_message(black_box(&v), false, &mut out);
                 black_box(out.len());
             }
         }
