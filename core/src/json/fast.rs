@@ -215,14 +215,19 @@ fn object_members(
         let c = *s.get(pos)?;
         // The common value, a string; like the key, it is built right where it is stored.
         if c == b'"' {
-            let v = match short_string(s, pos) {
+            // Each arm stores its own string: a value merged from both would be built on the
+            // stack and copied.
+            match short_string(s, pos) {
                 Ok((len, words)) => {
                     pos += len + 2;
-                    JsonString::inline_from_words(words, len)
+                    let v = JsonString::inline_from_words(words, len);
+                    put_member(sc, key, Value::String(v))?;
                 }
-                Err(plain_to) => string_general(s, &mut pos, plain_to)?,
-            };
-            put_member(sc, key, Value::String(v))?;
+                Err(plain_to) => {
+                    let v = string_general(s, &mut pos, plain_to)?;
+                    put_member(sc, key, Value::String(v))?;
+                }
+            }
         } else if c == b'{' || c == b'[' {
             put_member(sc, key, Value::Null)?;
             return Some(Next::Open(pos));
