@@ -272,7 +272,15 @@ proptest! {
                 let dup = parse_stream(format!("{text} ").as_bytes()).iter().any(|i| {
                     matches!(i, StreamItem::Error(e) if e.desc == "JSON parse error, duplicate key")
                 });
-                prop_assert!(dup, "{:?} accepted by serde_json only", text);
+                // QEMU's lexer leaves its zero state only on `.`: `0e5` is the integer 0 and
+                // then the keyword `e5`, an error (spec §1.3; fast.rs tests `0e5` too).
+                let b = text.as_bytes();
+                let zero_exponent = (0..b.len().saturating_sub(1)).any(|i| {
+                    b[i] == b'0'
+                        && matches!(b[i + 1], b'e' | b'E')
+                        && (i == 0 || !(b[i - 1].is_ascii_digit() || b[i - 1] == b'.'))
+                });
+                prop_assert!(dup || zero_exponent, "{:?} accepted by serde_json only", text);
             }
         }
     }
