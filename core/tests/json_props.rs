@@ -273,7 +273,7 @@ proptest! {
                     matches!(i, StreamItem::Error(e) if e.desc == "JSON parse error, duplicate key")
                 });
                 // QEMU's lexer leaves its zero state only on `.`: `0e5` is the integer 0 and
-                // then the keyword `e5`, an error (spec §1.3; fast.rs tests `0e5` too).
+                // then the keyword `e5`, an error (json-lexer.c, IN_ZERO; fast.rs tests `0e5` too).
                 let b = text.as_bytes();
                 let zero_exponent = (0..b.len().saturating_sub(1)).any(|i| {
                     b[i] == b'0'
