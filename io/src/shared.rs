@@ -897,7 +897,7 @@ mod tests {
     /// Asserts on drop that the script was used up.
     struct Script {
         steps: std::collections::VecDeque<Result<usize, std::io::ErrorKind>>,
-        log: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+        log: WriteLog,
     }
 
     impl crate::writer::SocketWrite for Script {
