@@ -32,6 +32,20 @@ impl Stream {
     }
 }
 
+/// What one read of a connection brought.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Bytes read into the buffer; 0 at end of stream.
+    pub n: usize,
+    /// The read emptied the socket: it took less than the buffer held and no descriptors came
+    /// with it. A stream read returns short only when nothing more is queued (a Unix stream
+    /// read also stops at passed descriptors, and at a change of sender credentials, which
+    /// only matter with `SO_PASSCRED`, never set here), so reading again would only say
+    /// EAGAIN; bytes that arrive later raise a new readiness edge (epoll, edge-triggered,
+    /// signals every arrival; tokio skips the second read on the same grounds).
+    pub drained: bool,
+}
+
 /// An open connection (one monitor).
 #[derive(Debug)]
 pub struct Conn {
@@ -81,15 +95,18 @@ impl Conn {
     }
 
     /// One non-blocking read; descriptors passed alongside land in `fds`.
-    pub fn read(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    pub fn read(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Chunk> {
         let before = fds.len();
-        let n = match &*self.stream {
+        let (n, with_fds) = match &*self.stream {
             Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
-            Stream::Tcp(s) => scm::recv_plain(s, buf)?,
+            Stream::Tcp(s) => (scm::recv_plain(s, buf)?, false),
         };
         self.bytes_in += n as u64;
         self.fds_in += (fds.len() - before) as u64;
-        Ok(n)
+        Ok(Chunk {
+            n,
+            drained: n < buf.len() && !with_fds,
+        })
     }
 
     /// Whether the writer's last attempt was refused and no writable event was handled since
@@ -120,6 +137,95 @@ impl Conn {
             duration_ms = self.since.elapsed().as_millis() as u64,
             reason = why,
             "connection closed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    use qmp_core::server::MonitorId;
+
+    use super::{Chunk, Conn, Stream};
+
+    fn pair() -> (Conn, std::os::unix::net::UnixStream) {
+        let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let stream = Stream::Unix(mio::net::UnixStream::from_std(ours));
+        (Conn::new(MonitorId(1), 0, stream), peer)
+    }
+
+    fn read(conn: &mut Conn, buf_len: usize, fds: &mut Vec<OwnedFd>) -> Chunk {
+        let mut buf = vec![0u8; buf_len];
+        conn.read(&mut buf, fds).unwrap()
+    }
+
+    #[test]
+    fn a_short_read_without_descriptors_drained_the_socket() {
+        let (mut conn, mut peer) = pair();
+        let mut fds = Vec::new();
+        peer.write_all(b"abc").unwrap();
+        assert_eq!(
+            read(&mut conn, 64, &mut fds),
+            Chunk {
+                n: 3,
+                drained: true
+            }
+        );
+        peer.write_all(&[b'x'; 100]).unwrap();
+        assert_eq!(
+            read(&mut conn, 64, &mut fds),
+            Chunk {
+                n: 64,
+                drained: false
+            }
+        );
+        assert_eq!(
+            read(&mut conn, 64, &mut fds),
+            Chunk {
+                n: 36,
+                drained: true
+            }
+        );
+        assert!(fds.is_empty());
+    }
+
+    #[test]
+    fn a_read_that_brought_descriptors_is_not_taken_for_drained() {
+        use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        use std::mem::MaybeUninit;
+
+        let (mut conn, mut peer) = pair();
+        let (passed, _keep) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let passed_fds = [passed.as_fd()];
+        assert!(control.push(SendAncillaryMessage::ScmRights(&passed_fds)));
+        let io = [std::io::IoSlice::new(b"x")];
+        assert_eq!(
+            sendmsg(&peer, &io, &mut control, SendFlags::empty()).unwrap(),
+            1
+        );
+        peer.write_all(b"yz").unwrap();
+        let mut fds = Vec::new();
+        // The kernel ends the read at the bytes that carried the descriptor: short, yet more
+        // is queued.
+        assert_eq!(
+            read(&mut conn, 64, &mut fds),
+            Chunk {
+                n: 1,
+                drained: false
+            }
+        );
+        assert_eq!(fds.len(), 1);
+        assert_eq!(
+            read(&mut conn, 64, &mut fds),
+            Chunk {
+                n: 2,
+                drained: true
+            }
         );
     }
 }

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant as StdInstant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use qmp_core::server::{DisconnectReason, Input, MonitorId, MonitorOptions};
+use qmp_core::server::{DisconnectReason, Input, Instant, MonitorId, MonitorOptions};
 
-use crate::conn::{Conn, Stream};
+use crate::conn::{Chunk, Conn, Stream};
 use crate::listen::{BoundListener, ListenSpec};
 use crate::registry::Registry;
-use crate::shared::{Shared, ShutdownState};
+use crate::shared::{CoreState, Shared, ShutdownState};
 use crate::sync::Arc;
 use crate::writer::{Flushed, StreamWriter, Writer};
 
@@ -215,9 +215,19 @@ impl IoLoop {
     /// How long the next poll may sleep: until the core's next timer, or not at all when a
     /// connection still has readable bytes the core now wants or other work is queued.
     fn poll_timeout(&self) -> Option<Duration> {
+        let now = self.shared.now();
         let mut st = self.shared.lock();
         st.io_going_to_sleep();
-        if st.io_work_pending() {
+        // Output the dispatcher is to write is not work yet, only a deadline (see
+        // `write_left_to_dispatcher`).
+        let mut left_until: Option<Instant> = None;
+        for &m in &st.transmit {
+            match st.write_left_to_dispatcher(m, now) {
+                Some(until) => left_until = Some(left_until.map_or(until, |u| u.min(until))),
+                None => return Some(Duration::ZERO),
+            }
+        }
+        if st.io_work_pending_besides_output() {
             return Some(Duration::ZERO);
         }
         if self
@@ -234,8 +244,10 @@ impl IoLoop {
         {
             return Some(Duration::ZERO);
         }
-        let deadline = st.server.poll_timeout()?;
-        let now = self.shared.now();
+        let deadline = match (st.server.poll_timeout(), left_until) {
+            (Some(t), Some(u)) => t.min(u),
+            (t, u) => t.or(u)?,
+        };
         Some(Duration::from_nanos(deadline.0.saturating_sub(now.0)))
     }
 
@@ -262,7 +274,7 @@ impl IoLoop {
         for m in start.dirty {
             self.flush(m);
         }
-        self.end_pass()
+        self.end_pass(oob)
     }
 
     /// The pass's first critical section: wakers need not wake the IO thread until its next
@@ -288,19 +300,21 @@ impl IoLoop {
             yanked: std::mem::take(&mut st.yanked),
             oob: !st.oob_calls.is_empty(),
             readable,
-            dirty: std::mem::take(&mut st.transmit).into_iter().collect(),
+            dirty: take_dirty(&mut st, now, true),
         }
     }
 
     /// The pass's last critical section: output and disconnects that appeared during the pass
-    /// are handled. False once shutdown was requested.
-    fn end_pass(&mut self) -> bool {
+    /// are handled (all output when the pass ran out-of-band calls, `ran_oob`: their replies
+    /// are not left to the dispatcher). False once shutdown was requested.
+    fn end_pass(&mut self, ran_oob: bool) -> bool {
+        let now = self.shared.now();
         let (disconnects, yanked, dirty, running) = {
             let mut st = self.shared.lock();
             (
                 std::mem::take(&mut st.disconnects),
                 std::mem::take(&mut st.yanked),
-                std::mem::take(&mut st.transmit),
+                take_dirty(&mut st, now, !ran_oob),
                 st.shutdown == ShutdownState::Running,
             )
         };
@@ -446,12 +460,16 @@ impl IoLoop {
             };
             let mut fds: Vec<OwnedFd> = Vec::new();
             match conn.read(&mut self.buf, &mut fds) {
-                Ok(0) => {
+                Ok(Chunk { n: 0, .. }) => {
                     drop(fds);
                     self.close(m, "peer closed");
                     return false;
                 }
-                Ok(n) => {
+                Ok(Chunk { n, drained }) => {
+                    // Saves the read that would only say EAGAIN (one system call per batch).
+                    if drained {
+                        conn.read_ready = false;
+                    }
                     let bytes = self.buf[..n].to_vec();
                     let now = self.shared.now();
                     let (close, refused, dispatch, oob, next, flushed) = {
@@ -469,8 +487,9 @@ impl IoLoop {
                         let dispatch = self.shared.dispatcher_wanted(&st);
                         let oob = !st.oob_calls.is_empty();
                         // With out-of-band calls queued, their replies come first: the write
-                        // waits until they ran.
-                        let flushed = if oob {
+                        // waits until they ran. Replies of a run of in-band calls the dispatcher
+                        // is in the middle of are its to write (`write_left_to_dispatcher`).
+                        let flushed = if oob || st.write_left_to_dispatcher(m, now).is_some() {
                             Flushed::More
                         } else {
                             st.flush_locked(m, now, &mut close)
@@ -483,12 +502,12 @@ impl IoLoop {
                     if dispatch {
                         self.shared.notify_dispatcher();
                     }
-                    may_read = next;
+                    may_read = next && !drained;
                     if oob {
                         // Out-of-band requests must run before any later byte is looked at;
                         // completing them lets the core go on with the input they held.
                         self.run_oob_calls();
-                        may_read = self.may_read(m);
+                        may_read = !drained && self.may_read(m);
                         self.flush(m);
                     } else if let Flushed::Failed(e) = flushed {
                         tracing::debug!(monitor = m.0, error = %e, "write failed");
@@ -630,4 +649,21 @@ struct PassStart {
     readable: Vec<(MonitorId, bool)>,
     /// Monitors with output to write.
     dirty: Vec<MonitorId>,
+}
+
+/// Take the monitors with output to write from `transmit`, except (when `leave` is set) those
+/// whose output the dispatcher is to write at the end of its run of calls, which stay there
+/// (see [`crate::shared::CoreState::write_left_to_dispatcher`]).
+fn take_dirty(st: &mut CoreState, now: Instant, leave: bool) -> Vec<MonitorId> {
+    let mut dirty: Vec<MonitorId> = std::mem::take(&mut st.transmit).into_iter().collect();
+    if leave {
+        dirty.retain(|&m| {
+            let left = st.write_left_to_dispatcher(m, now).is_some();
+            if left {
+                st.transmit.insert(m);
+            }
+            !left
+        });
+    }
+    dirty
 }

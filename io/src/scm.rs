@@ -5,15 +5,21 @@ use std::io::{self, IoSliceMut, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
 
 /// Most descriptors accepted with one read; the kernel closes any beyond (MSG_CTRUNC). QEMU's
 /// socket chardev uses the same bound (`TCP_MAX_FDS`).
 pub const MAX_FDS_PER_READ: usize = 16;
 
 /// Read into `buf` from a Unix stream socket, collecting passed descriptors into `fds`.
-/// `Ok(0)` is end of stream.
-pub fn recv_with_fds(sock: impl AsFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+/// Returns the bytes read (0 at end of stream) and whether descriptors came with them,
+/// received or cut (MSG_CTRUNC): a Unix stream read stops right after the bytes that carried
+/// descriptors, so a short read with them says nothing about what is left in the socket.
+pub fn recv_with_fds(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<(usize, bool)> {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_READ))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
@@ -24,12 +30,14 @@ pub fn recv_with_fds(sock: impl AsFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) ->
         RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
     )
     .map_err(io::Error::from)?;
+    let mut with_fds = msg.flags.contains(ReturnFlags::CTRUNC);
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = m {
+            with_fds = true;
             fds.extend(received);
         }
     }
-    Ok(msg.bytes)
+    Ok((msg.bytes, with_fds))
 }
 
 /// Read from a stream that cannot carry descriptors (TCP).

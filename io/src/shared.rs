@@ -28,7 +28,9 @@
 //! the lock. `attached`: kept by the IO thread (open/close), read by `yank` on any thread.
 //! `oob_calls`, `transmit`, `disconnects`, `yanked`: filled by any thread, emptied by the
 //! IO thread. `inband_call`: filled by whoever applied `NextInBand` (the dispatcher), emptied by
-//! the dispatcher, which marks it in `inband_running` until it completes it. `oob_running`: the
+//! the dispatcher, which marks it in `inband_running` until it completes it, and counts it in
+//! `inband_run` (its run of calls of one monitor, ended by the dispatcher's write of their
+//! replies; read by the IO thread to leave that output alone, see [`crate::writer`]). `oob_running`: the
 //! IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`] (the dispatcher
 //! does not look at it: the core itself holds a monitor's input while its OOB call runs, so no
 //! request that followed an OOB request is queued before the OOB call completes, as in QEMU).
@@ -83,6 +85,32 @@ use crate::writer::{Flushed, Writer};
 /// stream of requests never puts it to sleep; short enough that an idle daemon's dispatcher
 /// sleeps at once in human terms.
 pub const DISPATCHER_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// How long after the dispatcher took a call of a monitor the IO thread leaves that monitor's
+/// output to the dispatcher's write at the end of its run of calls (see
+/// [`CoreState::write_left_to_dispatcher`]): far longer than a query handler takes, short enough
+/// that an event or a reply waiting behind a handler that blocks is still written promptly
+/// (well inside the 200 µs asked of an out-of-band reply, which never waits this way).
+pub const WRITE_LEFT_TO_DISPATCHER: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The most in-band calls of one monitor the dispatcher runs in a row before it writes their
+/// replies: QEMU's request queue length (`QMP_REQ_QUEUE_LEN_MAX`), so that a client keeping
+/// its queue full still gets its replies a queue at a time rather than at the end of a run that
+/// only ends when it stops sending.
+pub const RUN_WRITE_CALLS: u32 = 8;
+
+/// A run of in-band calls of one monitor on the dispatcher: consecutive calls whose replies the
+/// dispatcher writes in one go when the run ends (the next call is another monitor's, there is
+/// none, or [`RUN_WRITE_CALLS`] ran).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct InbandRun {
+    /// Whose calls.
+    pub monitor: MonitorId,
+    /// When the dispatcher took the run's latest call.
+    pub call_taken: Instant,
+    /// Calls of the run so far, the running one included.
+    pub calls: u32,
+}
 
 /// Something that wakes the IO thread out of its poll (a mio `Waker` in production, a flag in
 /// loom models). Must be cheap, non-blocking, and callable from any thread.
@@ -154,6 +182,9 @@ pub struct CoreState {
     pub oob_running: Option<CallId>,
     /// The in-band call the dispatcher is running now (taken, not yet completed).
     pub inband_running: Option<CallId>,
+    /// The dispatcher's current run of in-band calls for one monitor, whose replies it writes
+    /// itself when the run ends (see [`CoreState::write_left_to_dispatcher`]).
+    pub inband_run: Option<InbandRun>,
     /// Handler calls per open monitor, for the connection summary line.
     pub calls: BTreeMap<MonitorId, u64>,
     /// Shutdown progress.
@@ -184,6 +215,7 @@ impl CoreState {
             yanked: Vec::new(),
             oob_running: None,
             inband_running: None,
+            inband_run: None,
             calls: BTreeMap::new(),
             shutdown: ShutdownState::Running,
             recorder: None,
@@ -262,8 +294,12 @@ impl CoreState {
 
     /// True when the IO thread has something to do.
     pub fn io_work_pending(&self) -> bool {
+        !self.transmit.is_empty() || self.io_work_pending_besides_output()
+    }
+
+    /// True when the IO thread has something to do other than writing output.
+    pub fn io_work_pending_besides_output(&self) -> bool {
         !self.oob_calls.is_empty()
-            || !self.transmit.is_empty()
             || !self.disconnects.is_empty()
             || !self.yanked.is_empty()
             || self.shutdown != ShutdownState::Running
@@ -291,6 +327,55 @@ impl CoreState {
     /// the lock. False while the dispatcher runs: it looks at the state before waiting again.
     pub fn dispatcher_needs_signal(&self) -> bool {
         self.dispatcher_waiting && self.server.dispatcher_ready()
+    }
+
+    /// Until when the IO thread must leave `m`'s pending output to the dispatcher, or `None`
+    /// when it writes it itself as usual.
+    ///
+    /// While the dispatcher runs an in-band call of `m`, the replies of the run so far wait in
+    /// the core's output for the dispatcher to write them at the end of the run, so that a
+    /// pipelining client gets a batch of replies in one write and answers with a batch of
+    /// requests. The IO thread writing them part-way through (after it read the client's next
+    /// requests, say) would split the batch, and with it every later exchange. It leaves them
+    /// for at most [`WRITE_LEFT_TO_DISPATCHER`] after the dispatcher took its call, and never
+    /// while out-of-band calls are queued (their replies go out at once, as in QEMU).
+    pub fn write_left_to_dispatcher(&self, m: MonitorId, now: Instant) -> Option<Instant> {
+        let run = self.inband_run?;
+        if run.monitor != m || self.inband_running.is_none() || !self.oob_calls.is_empty() {
+            return None;
+        }
+        let until = run
+            .call_taken
+            .plus_nanos(WRITE_LEFT_TO_DISPATCHER.as_nanos() as u64);
+        (now < until).then_some(until)
+    }
+
+    /// The dispatcher took `call` (or found none) at `now`: mark it running and extend the
+    /// current run or start a new one. The caller has ended the previous run if `call` does not
+    /// continue it (see [`CoreState::continues_run`]).
+    fn take_inband(&mut self, call: Option<&Call>, now: Instant) {
+        self.inband_running = call.map(|c| c.id);
+        self.inband_run = call.map(|c| match self.inband_run {
+            Some(run) if run.monitor == c.monitor => InbandRun {
+                monitor: c.monitor,
+                call_taken: now,
+                calls: run.calls + 1,
+            },
+            _ => InbandRun {
+                monitor: c.monitor,
+                call_taken: now,
+                calls: 1,
+            },
+        });
+    }
+
+    /// Whether `next` continues the dispatcher's current run of calls (same monitor, fewer than
+    /// [`RUN_WRITE_CALLS`] so far); otherwise the run's replies are written first.
+    fn continues_run(&self, next: Option<&Call>) -> bool {
+        match (next, self.inband_run) {
+            (Some(c), Some(run)) => c.monitor == run.monitor && run.calls < RUN_WRITE_CALLS,
+            _ => false,
+        }
     }
 }
 
@@ -519,7 +604,8 @@ impl Shared {
                 return None;
             }
             if let Some(call) = st.inband_call.take() {
-                st.inband_running = Some(call.id);
+                let now = self.clock.now();
+                st.take_inband(Some(&call), now);
                 return Some(call);
             }
             // At shutdown the dispatcher takes no new requests; queued ones get no reply, as
@@ -528,7 +614,7 @@ impl Shared {
                 let now = self.clock.now();
                 let close = st.apply_locked(now, Input::NextInBand);
                 let call = st.inband_call.take();
-                st.inband_running = call.as_ref().map(|c| c.id);
+                st.take_inband(call.as_ref(), now);
                 let io_work = st.io_work_pending() && self.io_work_left(&mut st);
                 drop(st);
                 drop(close);
@@ -591,6 +677,7 @@ impl Shared {
             let mut st = self.lock();
             let mut close = Self::complete_in_band_locked(&mut st, now, call.id, result);
             Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
+            st.inband_run = None;
             // Normally false: the caller is the dispatcher, which looks again before waiting.
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
@@ -611,17 +698,19 @@ impl Shared {
         if st.shutdown == ShutdownState::Running && st.server.dispatcher_ready() {
             close.extend(st.apply_locked(now, Input::NextInBand));
             next = st.inband_call.take();
-            st.inband_running = next.as_ref().map(|c| c.id);
         }
-        // While more calls follow, the replies wait in the core's output (a running or spinning
-        // IO thread is not hurried either), so that the whole batch goes out in one write, at
-        // its end, from here. An IO thread asleep is woken as always.
-        let wake = if next.is_some() {
+        // While the run of calls for one monitor goes on, its replies wait in the core's output
+        // (the IO thread leaves them alone, see `write_left_to_dispatcher`), so that the whole
+        // batch goes out in one write, at the end of the run, from here. An IO thread asleep is
+        // woken as always.
+        let wake = if st.continues_run(next.as_ref()) {
             st.take_io_wake()
         } else {
             Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
+            st.inband_run = None;
             self.io_work_left(&mut st)
         };
+        st.take_inband(next.as_ref(), now);
         drop(st);
         drop(close);
         if wake {
@@ -937,6 +1026,15 @@ mod tests {
         shared: &Shared,
         steps: &[Result<usize, std::io::ErrorKind>],
     ) -> (WriteLog, Arc<std::sync::atomic::AtomicBool>) {
+        script_for(shared, M, steps)
+    }
+
+    /// Give monitor `m` a scripted socket; returns its write log and its blocked flag.
+    fn script_for(
+        shared: &Shared,
+        m: MonitorId,
+        steps: &[Result<usize, std::io::ErrorKind>],
+    ) -> (WriteLog, Arc<std::sync::atomic::AtomicBool>) {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sock = Script {
@@ -944,7 +1042,7 @@ mod tests {
             log: log.clone(),
         };
         shared.lock().writers.insert(
-            M,
+            m,
             crate::writer::Writer::new(Box::new(sock), blocked.clone()),
         );
         (log, blocked)
@@ -1067,5 +1165,122 @@ mod tests {
         shared.complete_in_band(&c1, ok());
         assert!(written(&log).is_empty());
         assert!(shared.lock().transmit.contains(&M));
+    }
+
+    /// `n` in-band requests `slow` with ids `1..=n`, in one chunk.
+    fn requests(n: usize) -> Vec<u8> {
+        (1..=n)
+            .flat_map(|i| format!("{{\"execute\": \"slow\", \"id\": {i}}}").into_bytes())
+            .collect()
+    }
+
+    fn reply(id: usize) -> String {
+        format!("{{\"return\": {{}}, \"id\": {id}}}\r\n")
+    }
+
+    #[test]
+    fn the_io_thread_leaves_a_runs_replies_to_the_dispatcher_for_a_bounded_time() {
+        let (shared, _) = negotiated();
+        receive(&shared, &requests(2));
+        let c1 = shared.next_in_band().expect("request 1");
+        let _c2 = shared.complete_and_next(&c1, ok()).expect("request 2");
+        let st = shared.lock();
+        assert_eq!(st.server.pending_output(M), reply(1).as_bytes());
+        let taken = st.inband_run.expect("a run in progress").call_taken;
+        let bound = super::WRITE_LEFT_TO_DISPATCHER.as_nanos() as u64;
+        let until = taken.plus_nanos(bound);
+        // The dispatcher is to write reply 1 with reply 2: the IO thread leaves it until then.
+        assert_eq!(st.write_left_to_dispatcher(M, taken), Some(until));
+        assert_eq!(
+            st.write_left_to_dispatcher(M, taken.plus_nanos(bound - 1)),
+            Some(until)
+        );
+        // No longer once the bound has passed (a handler that blocks), nor for other monitors.
+        assert_eq!(st.write_left_to_dispatcher(M, until), None);
+        assert_eq!(st.write_left_to_dispatcher(MonitorId(4), taken), None);
+        drop(st);
+        // Nor while an out-of-band call is queued: its reply goes out at once.
+        receive(&shared, b"{\"exec-oob\": \"fast-oob\", \"id\": \"o\"}");
+        let st = shared.lock();
+        assert_eq!(st.oob_calls.len(), 1);
+        assert_eq!(st.write_left_to_dispatcher(M, taken), None);
+    }
+
+    #[test]
+    fn nothing_is_left_to_the_dispatcher_between_runs() {
+        let (shared, _) = negotiated();
+        let (log, _) = script(&shared, &[Ok(usize::MAX)]);
+        receive(&shared, &requests(1));
+        let c1 = shared.next_in_band().expect("request 1");
+        shared.complete_in_band(&c1, ok());
+        assert_eq!(written(&log), [reply(1)]);
+        let st = shared.lock();
+        assert_eq!(st.inband_run, None);
+        assert_eq!(st.write_left_to_dispatcher(M, shared.now()), None);
+    }
+
+    #[test]
+    fn a_run_of_calls_is_written_after_run_write_calls_of_them() {
+        let (shared, _) = negotiated();
+        let max = super::RUN_WRITE_CALLS as usize;
+        let (log, _) = script(&shared, &[Ok(usize::MAX), Ok(usize::MAX)]);
+        // One more request than a run holds; the core queues them all (they came in one read).
+        receive(&shared, &requests(max + 1));
+        let mut call = shared.next_in_band().expect("request 1");
+        for i in 1..max {
+            call = shared
+                .complete_and_next(&call, ok())
+                .unwrap_or_else(|| panic!("request {}", i + 1));
+            assert!(written(&log).is_empty(), "written after {i} calls");
+        }
+        // The run's last call completes: its replies go out although another call follows.
+        let last = shared
+            .complete_and_next(&call, ok())
+            .expect("the extra request");
+        let run: String = (1..=max).map(reply).collect();
+        assert_eq!(written(&log), std::slice::from_ref(&run));
+        assert_eq!(shared.lock().inband_run.map(|r| r.calls), Some(1));
+        shared.complete_in_band(&last, ok());
+        assert_eq!(written(&log), [run, reply(max + 1)]);
+    }
+
+    #[test]
+    fn a_run_ends_when_the_next_call_is_another_monitors() {
+        const N: MonitorId = MonitorId(4);
+        let (shared, _) = negotiated();
+        shared.apply(Input::Open {
+            monitor: N,
+            options: MonitorOptions::default(),
+        });
+        shared.apply(Input::Receive {
+            monitor: N,
+            bytes: b"{\"execute\": \"qmp_capabilities\"}".to_vec(),
+            fds: Vec::new(),
+        });
+        shared.apply(Input::NextInBand);
+        {
+            let mut st = shared.lock();
+            let n = st.server.pending_output(N).len();
+            let close = st.apply_locked(shared.now(), Input::Written { monitor: N, n });
+            assert!(close.is_empty());
+            st.transmit.clear();
+        }
+        let (log_m, _) = script(&shared, &[Ok(usize::MAX)]);
+        let (log_n, _) = script_for(&shared, N, &[Ok(usize::MAX)]);
+        receive(&shared, &requests(1));
+        shared.apply(Input::Receive {
+            monitor: N,
+            bytes: b"{\"execute\": \"slow\", \"id\": \"n\"}".to_vec(),
+            fds: Vec::new(),
+        });
+        let c1 = shared.next_in_band().expect("M's request");
+        assert_eq!(c1.monitor, M);
+        let c2 = shared.complete_and_next(&c1, ok()).expect("N's request");
+        assert_eq!(c2.monitor, N);
+        // M's run ended with its one call: its reply is out before N's call runs.
+        assert_eq!(written(&log_m), [reply(1)]);
+        assert!(written(&log_n).is_empty());
+        shared.complete_in_band(&c2, ok());
+        assert_eq!(written(&log_n), ["{\"return\": {}, \"id\": \"n\"}\r\n"]);
     }
 }

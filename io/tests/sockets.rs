@@ -180,6 +180,37 @@ fn events_from_another_thread_reach_only_negotiated_monitors() {
 }
 
 #[test]
+fn an_event_is_written_while_an_in_band_handler_of_the_same_monitor_blocks() {
+    let d = start(&["unix:qmp.sock"]);
+    let mut c = Client::connect(&d.path("qmp.sock"));
+    c.negotiate(true);
+    // The dispatcher runs (and blocks in) a call of this monitor: the IO thread leaves the
+    // monitor's output to the dispatcher's end-of-run write, but only for a bounded time.
+    c.send("{\"execute\": \"x-oob-test\", \"arguments\": {\"lock\": true}, \"id\": \"lock\"}\n");
+    assert_eq!(c.read_msg_within(QUIET), None);
+    let h = d.server().handle();
+    std::thread::spawn(move || h.emit_event("RESUME", Object::new()))
+        .join()
+        .unwrap();
+    let event = c
+        .read_msg_within(Duration::from_secs(5))
+        .expect("the event while the handler blocks");
+    assert!(event.contains("\"event\": \"RESUME\""), "{event}");
+    c.send(
+        "{\"exec-oob\": \"x-oob-test\", \"arguments\": {\"lock\": false}, \"id\": \"unlock\"}\n",
+    );
+    let mut got: Vec<String> = (0..2).map(|_| c.read_msg()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "{\"return\": {}, \"id\": \"lock\"}\r\n",
+            "{\"return\": {}, \"id\": \"unlock\"}\r\n"
+        ]
+    );
+}
+
+#[test]
 fn throttled_event_via_x_emit_event() {
     let d = start(&["unix:qmp.sock"]);
     let mut c = Client::connect(&d.path("qmp.sock"));
