@@ -2,7 +2,7 @@
 //! out (round robin across monitors, spec §5.3), never under the server lock, and writes the
 //! replies of each batch of them itself (under the lock, see `writer`).
 
-use crate::registry::Registry;
+use crate::registry::{HandlerCache, Registry};
 use crate::shared::Shared;
 use crate::sync::Arc;
 
@@ -10,10 +10,11 @@ use crate::sync::Arc;
 /// next one in the same step; at the end of a batch, write its replies and wake the IO thread
 /// for the rest (`Shared::complete_and_next`). Returns when the shim stops.
 pub fn run(shared: Arc<Shared>, registry: Arc<Registry>) {
+    let mut handlers = HandlerCache::default();
     let mut next = shared.next_in_band();
     while let Some(call) = next {
         tracing::debug!(monitor = call.monitor.0, command = %call.command, "in-band call");
-        let result = registry.run(&shared, &call);
+        let result = registry.run_cached(&mut handlers, &shared, &call);
         next = shared.complete_and_next(&call, result);
     }
 }

@@ -6,7 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use qmp_core::json::Object;
-use qmp_core::server::{Call, CallResult, CommandSpec, ErrorClass, Lane, MonitorId, RunState};
+use qmp_core::server::{
+    Call, CallResult, CommandName, CommandSpec, ErrorClass, Lane, MonitorId, RunState,
+};
 
 use crate::shared::Shared;
 
@@ -94,12 +96,27 @@ impl Registry {
     /// thread down; a command the shim does not know (the core only calls registered ones)
     /// yields QEMU's CommandNotFound.
     pub fn run(&self, shared: &Shared, call: &Call) -> CallResult {
-        let Some(handler) = self.handlers.get(call.command.as_str()) else {
-            return CallResult::Error {
-                class: ErrorClass::CommandNotFound,
-                desc: format!("The command {} has not been found", call.command),
-            };
+        match self.handlers.get(call.command.as_str()) {
+            Some(handler) => Self::call(handler, shared, call),
+            None => not_found(call),
+        }
+    }
+
+    /// [`Registry::run`] for a thread that runs many calls: the handler of the last command is
+    /// remembered in `cache`, so that a stream of calls of one command skips the name lookup.
+    pub fn run_cached(&self, cache: &mut HandlerCache, shared: &Shared, call: &Call) -> CallResult {
+        let handler = match &cache.last {
+            Some((name, handler)) if same_name(name, &call.command) => handler,
+            _ => match self.handlers.get(call.command.as_str()) {
+                Some(handler) => &cache.last.insert((call.command.clone(), handler.clone())).1,
+                None => return not_found(call),
+            },
         };
+        Self::call(handler, shared, call)
+    }
+
+    /// Run `handler` for `call`, turning a panic into a GenericError.
+    fn call(handler: &Handler, shared: &Shared, call: &Call) -> CallResult {
         let ctx = CallContext { shared, call };
         match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &call.arguments))) {
             Ok(result) => result,
@@ -110,6 +127,104 @@ impl Registry {
                     desc: format!("Command {} failed unexpectedly", call.command),
                 }
             }
+        }
+    }
+}
+
+/// The reply to a call of a command the shim has no handler for (the core only calls
+/// registered ones, so this is a registration mismatch).
+fn not_found(call: &Call) -> CallResult {
+    CallResult::Error {
+        class: ErrorClass::CommandNotFound,
+        desc: format!("The command {} has not been found", call.command),
+    }
+}
+
+/// The handler of the last command a thread ran, remembered by the identity of the command's
+/// name: the core makes one shared [`CommandName`] per registered command and hands a clone of
+/// it with every call, so one pointer comparison recognises the command (holding the clone
+/// keeps the name alive, so its address cannot be reused for another).
+#[derive(Default)]
+pub struct HandlerCache {
+    last: Option<(CommandName, Handler)>,
+}
+
+/// Pointer identity of two command names (see [`HandlerCache`]).
+fn same_name(a: &CommandName, b: &CommandName) -> bool {
+    std::ptr::eq(a.as_str(), b.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use qmp_core::json::{Object, Value};
+    use qmp_core::server::{
+        Call, CallId, CallResult, CommandName, CommandSpec, Config, Lane, MonitorId, Server,
+    };
+
+    use super::{HandlerCache, Registry};
+    use crate::clock::SystemClock;
+    use crate::shared::{Shared, Wake};
+    use crate::sync::Arc;
+
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(&self) {}
+    }
+
+    fn answer(text: &'static str) -> super::Handler {
+        Arc::new(move |_, _| CallResult::Return(Value::string(text)))
+    }
+
+    fn call(command: &CommandName) -> Call {
+        Call {
+            id: CallId(1),
+            monitor: MonitorId(1),
+            lane: Lane::InBand,
+            command: command.clone(),
+            arguments: Object::new(),
+        }
+    }
+
+    #[test]
+    fn the_cached_handler_is_the_one_of_the_calls_command() {
+        let mut registry = Registry::new();
+        for name in ["a", "b"] {
+            let spec = CommandSpec {
+                name: name.into(),
+                ..CommandSpec::default()
+            };
+            registry.insert(spec, answer(name));
+        }
+        let shared = Shared::new(
+            Server::new(Config::default()),
+            Box::new(NoWake),
+            Box::new(SystemClock::new()),
+            Vec::new(),
+        );
+        let (a, b) = (CommandName::from("a"), CommandName::from("b"));
+        let mut cache = HandlerCache::default();
+        let ran = |cache: &mut HandlerCache, name: &CommandName| {
+            registry.run_cached(cache, &shared, &call(name))
+        };
+        for name in [&a, &a, &b, &a, &b, &b] {
+            assert_eq!(
+                ran(&mut cache, name),
+                CallResult::Return(Value::string(name.as_str())),
+                "{name}"
+            );
+        }
+        // The same text in another allocation misses the cache and is looked up by name.
+        let a_again = CommandName::from("a");
+        assert_eq!(
+            ran(&mut cache, &a_again),
+            CallResult::Return(Value::string("a"))
+        );
+        match ran(&mut cache, &CommandName::from("c")) {
+            CallResult::Error { desc, .. } => {
+                assert_eq!(desc, "The command c has not been found")
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
