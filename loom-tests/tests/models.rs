@@ -1,4 +1,4 @@
-//! The seven loom models of the shim's threads, each with the planted bug it must catch.
+//! The eight loom models of the shim's threads, each with the planted bug it must catch.
 //!
 //! Every model runs the shim's real `Shared` code under loom; a `planted_*` test runs the same
 //! model with one step replaced by a deliberately wrong composition of the same real pieces
@@ -683,4 +683,118 @@ fn m7_dispatcher_writes_and_the_io_thread_finishes() {
 #[should_panic]
 fn m7_planted_blocked_flag_set_after_the_refused_write() {
     dispatcher_writes(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. While the dispatcher runs a batch of one monitor's calls, the IO thread leaves that
+//    monitor's output to the dispatcher's write at the end of the run
+//    (`CoreState::write_left_to_dispatcher`, see `writer`), and sleeps when that is all it has.
+//    The clock is stopped here, so the time bound never frees the output: the run's end must.
+//    The dispatcher's write is refused part-way, so the IO thread must take over the rest once
+//    the run is over. The planted IO thread keeps leaving the output after the run ended.
+
+/// Whether the IO thread leaves `MON`'s output to the dispatcher, under the lock.
+type Leaves = fn(&qmp_io::shared::CoreState) -> bool;
+
+fn real_leaves(st: &qmp_io::shared::CoreState) -> bool {
+    st.write_left_to_dispatcher(MON, qmp_core::server::Instant(1))
+        .is_some()
+}
+
+/// Planted: "the dispatcher writes this monitor's replies" taken as true once it ran any call.
+fn sticky_leaves(st: &qmp_io::shared::CoreState) -> bool {
+    st.calls.get(&MON).is_some_and(|&n| n > 0)
+}
+
+fn output_left_to_the_dispatcher(leaves: Leaves) {
+    model(move || {
+        let (shared, waker) = setup(true);
+        // ManuallyDrop: see models 1 and 5 (the planted bug leaves every thread blocked).
+        let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
+        let socket = ManuallyDrop::new(ModelSocket::new(20));
+        let blocked = ManuallyDrop::new(attach_writer(&shared, &socket, false));
+        let expected = "{\"return\": {}, \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n";
+
+        let d = ManuallyDrop::new(Arc::clone(&shared));
+        let dispatcher = thread::spawn(move || {
+            let mut next = d.next_in_band();
+            while let Some(call) = next {
+                next = d.complete_and_next(&call, empty_return());
+            }
+            drop(ManuallyDrop::into_inner(d));
+        });
+        let done = Arc::new(AtomicBool::new(false));
+        let (s, w, dn) = (
+            ManuallyDrop::new(Arc::clone(&socket)),
+            ManuallyDrop::new(WakeHandle(Arc::clone(&waker))),
+            ManuallyDrop::new(Arc::clone(&done)),
+        );
+        let client = thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                got.extend(s.read(&*w));
+            }
+            dn.store(true, Ordering::SeqCst);
+            w.wake();
+            drop(ManuallyDrop::into_inner(s));
+            drop(ManuallyDrop::into_inner(w));
+            drop(ManuallyDrop::into_inner(dn));
+            got
+        });
+
+        receive(
+            &shared,
+            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
+            Vec::new(),
+        );
+        // The IO thread's passes as in `io_thread`: output it does not leave to the dispatcher
+        // is written (`take_dirty`); with only left output, the last look finds nothing to do
+        // (`poll_timeout` would sleep until the bound, which never comes here).
+        let mut passes = 0;
+        while !done.load(Ordering::SeqCst) {
+            passes += 1;
+            assert!(passes <= MAX_PASSES, "IO thread livelock");
+            shared.io_woke();
+            if socket.take_edge() && blocked.load(Ordering::SeqCst) {
+                shared.lock().writable_again(MON);
+            }
+            {
+                let mut st = shared.lock();
+                if st.transmit.contains(&MON) && !leaves(&st) {
+                    let mut close = Vec::new();
+                    let _ = st.flush_locked(MON, shared.now(), &mut close);
+                }
+            }
+            shared.io_going_to_sleep();
+            {
+                let st = shared.lock();
+                if st.io_work_pending_besides_output()
+                    || (st.transmit.contains(&MON) && !leaves(&st))
+                {
+                    continue;
+                }
+            }
+            waker.sleep();
+        }
+        let got = client.join().unwrap();
+        shared.stop();
+        dispatcher.join().unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+        assert!(shared.lock().server.pending_output(MON).is_empty());
+        drop(ManuallyDrop::into_inner(blocked));
+        drop(ManuallyDrop::into_inner(socket));
+        drop(ManuallyDrop::into_inner(shared));
+        drop(ManuallyDrop::into_inner(waker));
+    });
+}
+
+#[test]
+fn m8_output_left_to_the_dispatcher_is_written_when_the_run_ends() {
+    output_left_to_the_dispatcher(real_leaves);
+}
+
+#[test]
+#[should_panic]
+fn m8_planted_output_left_after_the_run_ended() {
+    output_left_to_the_dispatcher(sticky_leaves);
 }
