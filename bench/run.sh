@@ -4,8 +4,10 @@
 # Builds qmp-bench and qmpd in release, starts qmpd and (when installed) QEMU 7.2
 # (`qemu-system-x86_64 -machine none`), runs every qmp-bench mode against both in alternation
 # (qmpd then QEMU, ROUNDS times), and prints the comparison (medians over the rounds, the
-# qmpd/QEMU factors and the issue-7 targets). Idle memory is measured once per server on fresh
-# processes with IDLE negotiated connections each.
+# qmpd/QEMU factors and the issue-7 targets). The single-client modes run against servers set up
+# for one client (QEMU with one QMP monitor), the connections and events modes against servers
+# with CLIENTS monitors. Idle memory is measured once per server on fresh processes with IDLE
+# negotiated connections each.
 #
 # Knobs (environment): ROUNDS (2), DURATION seconds per measuring loop (2), CLIENTS for the
 # connections/events modes (8), IDLE connections (1000), BENCH_OUT results directory
@@ -110,10 +112,16 @@ bench() {
     "${PREFIX[@]}" "$BIN/qmp-bench" --label "$label" --json "$@" >>"$RESULTS" || echo "bench: a $label run failed: $*" >&2
 }
 
-# qemu_bench ARGS...: the same against QEMU's monitors, when QEMU is installed.
+# qemu_bench ARGS...: the same against QEMU's single monitor, when QEMU is installed;
+# qemu_bench_n ARGS...: against its CLIENTS monitors (the modes with many clients).
 qemu_bench() {
     if [ "$HAVE_QEMU" = 1 ]; then
         bench qemu "${QEMU_SOCK[@]}" "$@"
+    fi
+}
+qemu_bench_n() {
+    if [ "$HAVE_QEMU" = 1 ]; then
+        bench qemu "${QEMU_N_SOCK[@]}" "$@"
     fi
 }
 
@@ -135,13 +143,23 @@ else
 fi
 
 common=(--duration "$DURATION" --clients "$CLIENTS")
-start_qmpd qmpd "$CLIENTS"
+# Each server twice: as a user with one client runs it (one listener serving one client; QEMU
+# with one QMP monitor), for the single-client modes, and with CLIENTS clients at once for the
+# connections and events modes. QEMU's main loop polls every monitor's chardev, so a QEMU with 8
+# monitors answers one client 25-30 % slower than a QEMU with one (measured here): comparing
+# single-client figures with it would flatter qmpd.
+start_qmpd qmpd 1
 # --pid adds the server's own CPU time per operation, which other load does not distort.
 QMPD_SOCK=(--socket "$WORK/qmpd.sock" --pid "$PID")
+start_qmpd qmpd-n "$CLIENTS"
+QMPD_N_SOCK=(--socket "$WORK/qmpd-n.sock" --pid "$PID")
 QEMU_SOCK=()
+QEMU_N_SOCK=()
 if [ "$HAVE_QEMU" = 1 ]; then
-    start_qemu qemu "$CLIENTS"
-    QEMU_SOCK=(--socket "$WORK/qemu-{i}.sock" --socket-count "$CLIENTS" --pid "$PID")
+    start_qemu qemu 1
+    QEMU_SOCK=(--socket "$WORK/qemu-0.sock" --pid "$PID")
+    start_qemu qemu-n "$CLIENTS"
+    QEMU_N_SOCK=(--socket "$WORK/qemu-n-{i}.sock" --socket-count "$CLIENTS" --pid "$PID")
 fi
 
 # The ceiling of this machine and client: a server that parses nothing and answers every line
@@ -153,12 +171,14 @@ wait_socket "$WORK/floor.sock"
 
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "== round $r/$ROUNDS" >&2
-    for mode in sequential pipelined connections events; do
+    for mode in sequential pipelined; do
         bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode "$mode"
         qemu_bench "${common[@]}" --mode "$mode"
-        if [ "$mode" = sequential ] || [ "$mode" = pipelined ]; then
-            bench floor --socket "$WORK/floor.sock" "${common[@]}" --mode "$mode"
-        fi
+        bench floor --socket "$WORK/floor.sock" "${common[@]}" --mode "$mode"
+    done
+    for mode in connections events; do
+        bench qmpd "${QMPD_N_SOCK[@]}" "${common[@]}" --mode "$mode"
+        qemu_bench_n "${common[@]}" --mode "$mode"
     done
     # OOB: the x-oob-test lock (issue 7's figure) exists only in qmpd; under in-band load on both.
     bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method lock
