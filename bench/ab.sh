@@ -22,8 +22,6 @@ PREFIX=(chrt -f 50)
 if [ "${RT:-1}" = 0 ]; then
     PREFIX=()
 fi
-# Bound on waiting for a server's socket to appear (tenths of a second).
-SOCKET_WAIT_TENTHS=300
 
 if [ $# -lt 1 ]; then
     echo "usage: bench/ab.sh QMPD_BINARY [QMPD_BINARY...]" >&2
@@ -33,27 +31,8 @@ if [ ! -x "$BENCH" ]; then
     (cd "$ROOT" && cargo build --release -p qmp-bench --bin qmp-bench)
 fi
 
-WORK=$(mktemp -d /tmp/qmp-ab.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_socket() {
-    local i
-    for ((i = 0; i < SOCKET_WAIT_TENTHS; i++)); do
-        [ -S "$1" ] && return 0
-        sleep 0.1
-    done
-    echo "ab: $1 did not appear" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # Servers: label, socket, pid (empty for servers whose CPU time is not read).
 LABELS=()

@@ -31,8 +31,6 @@ PREFIX=()
 if [ "${RT:-0}" = 1 ]; then
     PREFIX=(chrt -f 50)
 fi
-# Bound on waiting for a server's socket to appear (tenths of a second).
-SOCKET_WAIT_TENTHS=300
 
 # 1,000 idle connections cost the client and each server one descriptor apiece, QEMU one more
 # per listening chardev.
@@ -45,28 +43,8 @@ cargo build --release -p qmp-bench --bin qmp-bench -p qmp-io --bin qmpd
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
-WORK=$(mktemp -d /tmp/qmp-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_socket() {
-    local i
-    for ((i = 0; i < SOCKET_WAIT_TENTHS; i++)); do
-        [ -S "$1" ] && return 0
-        sleep 0.1
-    done
-    echo "bench: $1 did not appear" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # start_qmpd NAME CLIENTS: one listener serving CLIENTS clients at once; sets PID.
 start_qmpd() {

@@ -594,15 +594,44 @@ fn m6_planted_sleep_after_spin_without_last_look() {
 //    rest when the client's read makes the socket writable (an edge it checks against the
 //    writer's blocked flag without the lock). Both replies reach the client, whole and in
 //    order, with no lost edge and no lost wake-up.
+//
+// 8. While the dispatcher runs a batch of one monitor's calls, the IO thread leaves that
+//    monitor's output to the dispatcher's write at the end of the run
+//    (`CoreState::write_left_to_dispatcher`, see `writer`), and sleeps when that is all it has.
+//    The clock is stopped here, so the time bound never frees the output: the run's end must.
+//    The dispatcher's write is refused part-way, so the IO thread must take over the rest once
+//    the run is over. The planted IO thread keeps leaving the output after the run ended.
+//
+// Both models are one: model 7 is the IO thread that never leaves output to the dispatcher.
 
-fn dispatcher_writes(planted: bool) {
+/// Whether the IO thread leaves `MON`'s output to the dispatcher, under the lock.
+type Leaves = fn(&qmp_io::shared::CoreState) -> bool;
+
+/// Model 7's IO thread: it writes whatever is queued.
+fn never_leaves(_: &qmp_io::shared::CoreState) -> bool {
+    false
+}
+
+/// The real IO thread (`io_thread::take_dirty`, `poll_timeout`).
+fn real_leaves(st: &qmp_io::shared::CoreState) -> bool {
+    st.write_left_to_dispatcher(MON, qmp_core::server::Instant(1))
+        .is_some()
+}
+
+/// Planted: "the dispatcher writes this monitor's replies" taken as true once it ran any call.
+fn sticky_leaves(st: &qmp_io::shared::CoreState) -> bool {
+    st.calls.get(&MON).is_some_and(|&n| n > 0)
+}
+
+/// `planted_writer`: the writer sets its blocked flag after a refused write (model 7's bug).
+fn dispatcher_writes(planted_writer: bool, leaves: Leaves) {
     model(move || {
         let (shared, waker) = setup(true);
         // ManuallyDrop: see models 1 and 5 (the planted bug leaves every thread blocked).
         let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
         // Room for less than one reply: the dispatcher's write is partial, then refused.
         let socket = ManuallyDrop::new(ModelSocket::new(20));
-        let blocked = ManuallyDrop::new(attach_writer(&shared, &socket, planted));
+        let blocked = ManuallyDrop::new(attach_writer(&shared, &socket, planted_writer));
         let expected = "{\"return\": {}, \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n";
 
         let d = ManuallyDrop::new(Arc::clone(&shared));
@@ -634,122 +663,14 @@ fn dispatcher_writes(planted: bool) {
 
         // The IO thread: the two requests arrive in one read; then its passes: a writable edge
         // matters only while the writer is blocked (`io_thread::on_event`), then it writes
-        // what is queued, takes its last look and sleeps.
+        // what is queued and not left to the dispatcher (`take_dirty`), takes its last look and
+        // sleeps; with only left output it sleeps too (`poll_timeout` would sleep until the
+        // bound, which never comes here).
         receive(
             &shared,
             b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
             Vec::new(),
         );
-        let mut passes = 0;
-        while !done.load(Ordering::SeqCst) {
-            passes += 1;
-            assert!(passes <= MAX_PASSES, "IO thread livelock");
-            shared.io_woke();
-            if socket.take_edge() && blocked.load(Ordering::SeqCst) {
-                shared.lock().writable_again(MON);
-            }
-            {
-                let mut st = shared.lock();
-                if st.transmit.contains(&MON) {
-                    let mut close = Vec::new();
-                    let _ = st.flush_locked(MON, shared.now(), &mut close);
-                }
-            }
-            shared.io_going_to_sleep();
-            if shared.lock().io_work_pending() {
-                continue;
-            }
-            waker.sleep();
-        }
-        let got = client.join().unwrap();
-        shared.stop();
-        dispatcher.join().unwrap();
-        assert_eq!(String::from_utf8_lossy(&got), expected);
-        assert!(shared.lock().server.pending_output(MON).is_empty());
-        assert_eq!(shared.lock().misuse_count, 0);
-        drop(ManuallyDrop::into_inner(blocked));
-        drop(ManuallyDrop::into_inner(socket));
-        drop(ManuallyDrop::into_inner(shared));
-        drop(ManuallyDrop::into_inner(waker));
-    });
-}
-
-#[test]
-fn m7_dispatcher_writes_and_the_io_thread_finishes() {
-    dispatcher_writes(false);
-}
-
-#[test]
-#[should_panic]
-fn m7_planted_blocked_flag_set_after_the_refused_write() {
-    dispatcher_writes(true);
-}
-
-// ---------------------------------------------------------------------------------------------
-// 8. While the dispatcher runs a batch of one monitor's calls, the IO thread leaves that
-//    monitor's output to the dispatcher's write at the end of the run
-//    (`CoreState::write_left_to_dispatcher`, see `writer`), and sleeps when that is all it has.
-//    The clock is stopped here, so the time bound never frees the output: the run's end must.
-//    The dispatcher's write is refused part-way, so the IO thread must take over the rest once
-//    the run is over. The planted IO thread keeps leaving the output after the run ended.
-
-/// Whether the IO thread leaves `MON`'s output to the dispatcher, under the lock.
-type Leaves = fn(&qmp_io::shared::CoreState) -> bool;
-
-fn real_leaves(st: &qmp_io::shared::CoreState) -> bool {
-    st.write_left_to_dispatcher(MON, qmp_core::server::Instant(1))
-        .is_some()
-}
-
-/// Planted: "the dispatcher writes this monitor's replies" taken as true once it ran any call.
-fn sticky_leaves(st: &qmp_io::shared::CoreState) -> bool {
-    st.calls.get(&MON).is_some_and(|&n| n > 0)
-}
-
-fn output_left_to_the_dispatcher(leaves: Leaves) {
-    model(move || {
-        let (shared, waker) = setup(true);
-        // ManuallyDrop: see models 1 and 5 (the planted bug leaves every thread blocked).
-        let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
-        let socket = ManuallyDrop::new(ModelSocket::new(20));
-        let blocked = ManuallyDrop::new(attach_writer(&shared, &socket, false));
-        let expected = "{\"return\": {}, \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n";
-
-        let d = ManuallyDrop::new(Arc::clone(&shared));
-        let dispatcher = thread::spawn(move || {
-            let mut next = d.next_in_band();
-            while let Some(call) = next {
-                next = d.complete_and_next(&call, empty_return());
-            }
-            drop(ManuallyDrop::into_inner(d));
-        });
-        let done = Arc::new(AtomicBool::new(false));
-        let (s, w, dn) = (
-            ManuallyDrop::new(Arc::clone(&socket)),
-            ManuallyDrop::new(WakeHandle(Arc::clone(&waker))),
-            ManuallyDrop::new(Arc::clone(&done)),
-        );
-        let client = thread::spawn(move || {
-            let mut got = Vec::new();
-            while got.len() < expected.len() {
-                got.extend(s.read(&*w));
-            }
-            dn.store(true, Ordering::SeqCst);
-            w.wake();
-            drop(ManuallyDrop::into_inner(s));
-            drop(ManuallyDrop::into_inner(w));
-            drop(ManuallyDrop::into_inner(dn));
-            got
-        });
-
-        receive(
-            &shared,
-            b"{\"execute\": \"slow\", \"id\": 1}{\"execute\": \"slow\", \"id\": 2}",
-            Vec::new(),
-        );
-        // The IO thread's passes as in `io_thread`: output it does not leave to the dispatcher
-        // is written (`take_dirty`); with only left output, the last look finds nothing to do
-        // (`poll_timeout` would sleep until the bound, which never comes here).
         let mut passes = 0;
         while !done.load(Ordering::SeqCst) {
             passes += 1;
@@ -781,6 +702,7 @@ fn output_left_to_the_dispatcher(leaves: Leaves) {
         dispatcher.join().unwrap();
         assert_eq!(String::from_utf8_lossy(&got), expected);
         assert!(shared.lock().server.pending_output(MON).is_empty());
+        assert_eq!(shared.lock().misuse_count, 0);
         drop(ManuallyDrop::into_inner(blocked));
         drop(ManuallyDrop::into_inner(socket));
         drop(ManuallyDrop::into_inner(shared));
@@ -789,12 +711,23 @@ fn output_left_to_the_dispatcher(leaves: Leaves) {
 }
 
 #[test]
+fn m7_dispatcher_writes_and_the_io_thread_finishes() {
+    dispatcher_writes(false, never_leaves);
+}
+
+#[test]
+#[should_panic]
+fn m7_planted_blocked_flag_set_after_the_refused_write() {
+    dispatcher_writes(true, never_leaves);
+}
+
+#[test]
 fn m8_output_left_to_the_dispatcher_is_written_when_the_run_ends() {
-    output_left_to_the_dispatcher(real_leaves);
+    dispatcher_writes(false, real_leaves);
 }
 
 #[test]
 #[should_panic]
 fn m8_planted_output_left_after_the_run_ended() {
-    output_left_to_the_dispatcher(sticky_leaves);
+    dispatcher_writes(false, sticky_leaves);
 }
