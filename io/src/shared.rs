@@ -30,10 +30,11 @@
 //! IO thread. `inband_call`: filled by whoever applied `NextInBand` (the dispatcher), emptied by
 //! the dispatcher, which marks it in `inband_running` until it completes it, and counts it in
 //! `inband_run` (its run of calls of one monitor, ended by the dispatcher's write of their
-//! replies; read by the IO thread to leave that output alone, see [`crate::writer`]). `oob_running`: the
-//! IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`] (the dispatcher
-//! does not look at it: the core itself holds a monitor's input while its OOB call runs, so no
-//! request that followed an OOB request is queued before the OOB call completes, as in QEMU).
+//! replies; read by the IO thread to leave that output alone, see [`crate::writer`]).
+//! `oob_running`: the IO thread, between [`Shared::take_oob_call`] and [`Shared::complete_oob`]
+//! (the dispatcher does not look at it: the core itself holds a monitor's input while its OOB
+//! call runs, so no request that followed an OOB request is queued before the OOB call
+//! completes, as in QEMU).
 //! `writers`: added and removed by the IO thread (open/close); any thread holding the lock may
 //! write through one (in practice the IO thread, and the dispatcher at the end of a batch of
 //! in-band calls, see [`crate::writer`]). `calls`, `io_stats`: counters, any thread.
