@@ -71,7 +71,7 @@ use std::os::fd::OwnedFd;
 use qmp_core::json::Object;
 use qmp_core::server::{
     Call, CallId, CallResult, DisconnectReason, FdId, Input, Instant, Lane, MonitorId, Output,
-    RunState, Server,
+    RunState, Server, QMP_REQ_QUEUE_LEN_MAX,
 };
 
 use crate::clock::Clock;
@@ -95,10 +95,10 @@ pub const DISPATCHER_SPIN: std::time::Duration = std::time::Duration::from_micro
 pub const WRITE_LEFT_TO_DISPATCHER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// The most in-band calls of one monitor the dispatcher runs in a row before it writes their
-/// replies: QEMU's request queue length (`QMP_REQ_QUEUE_LEN_MAX`), so that a client keeping
-/// its queue full still gets its replies a queue at a time rather than at the end of a run that
-/// only ends when it stops sending.
-pub const RUN_WRITE_CALLS: u32 = 8;
+/// replies: the core's request queue length ([`QMP_REQ_QUEUE_LEN_MAX`]), so that a client
+/// keeping its queue full still gets its replies a queue at a time rather than at the end of a
+/// run that only ends when it stops sending.
+pub const RUN_WRITE_CALLS: u32 = QMP_REQ_QUEUE_LEN_MAX as u32;
 
 /// A run of in-band calls of one monitor on the dispatcher: consecutive calls whose replies the
 /// dispatcher writes in one go when the run ends (the next call is another monitor's, there is
