@@ -9,7 +9,7 @@ use std::time::Instant as StdInstant;
 use mio::net::{TcpStream, UnixStream};
 use qmp_core::server::MonitorId;
 
-use crate::scm;
+use crate::reader::{read_chunk, ReadToken};
 use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// The socket of a connection.
@@ -62,6 +62,8 @@ pub struct Conn {
     pub read_ready: bool,
     /// The writer's blocked flag (see `writer`): a writable event matters only while it is set.
     pub write_blocked: Arc<AtomicBool>,
+    /// Taken around each read and its `Receive` (see [`crate::reader`]).
+    pub read_token: ReadToken,
     /// When it was accepted.
     pub since: StdInstant,
     /// Bytes read.
@@ -85,6 +87,7 @@ impl Conn {
             stream: Arc::new(stream),
             read_ready: true,
             write_blocked: Arc::new(AtomicBool::new(false)),
+            read_token: ReadToken::default(),
             since: StdInstant::now(),
             bytes_in: 0,
             bytes_out: 0,
@@ -97,16 +100,10 @@ impl Conn {
     /// One non-blocking read; descriptors passed alongside land in `fds`.
     pub fn read(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Chunk> {
         let before = fds.len();
-        let (n, with_fds) = match &*self.stream {
-            Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
-            Stream::Tcp(s) => (scm::recv_plain(s, buf)?, false),
-        };
-        self.bytes_in += n as u64;
+        let chunk = read_chunk(&self.stream, buf, fds)?;
+        self.bytes_in += chunk.n as u64;
         self.fds_in += (fds.len() - before) as u64;
-        Ok(Chunk {
-            n,
-            drained: n < buf.len() && !with_fds,
-        })
+        Ok(chunk)
     }
 
     /// Whether the writer's last attempt was refused and no writable event was handled since

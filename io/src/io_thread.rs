@@ -23,6 +23,7 @@ use qmp_core::server::{DisconnectReason, Input, Instant, MonitorId, MonitorOptio
 
 use crate::conn::{Chunk, Conn, Stream};
 use crate::listen::{BoundListener, ListenSpec};
+use crate::reader::Reader;
 use crate::registry::Registry;
 use crate::shared::{CoreState, Shared, ShutdownState};
 use crate::sync::Arc;
@@ -77,6 +78,8 @@ pub(crate) struct IoLoop {
     /// Global cap on open connections across listeners.
     pub max_connections: usize,
     pub signals: Option<mio::net::UnixStream>,
+    /// The dispatcher may read connections while it waits for work (see [`crate::reader`]).
+    pub dispatcher_reads: bool,
     buf: Vec<u8>,
 }
 
@@ -88,6 +91,7 @@ impl IoLoop {
         listeners: Vec<ListenerSlot>,
         max_connections: usize,
         signals: Option<mio::net::UnixStream>,
+        dispatcher_reads: bool,
     ) -> io::Result<Self> {
         let mut this = IoLoop {
             poll,
@@ -98,6 +102,7 @@ impl IoLoop {
             next_monitor: 0,
             max_connections,
             signals,
+            dispatcher_reads,
             buf: vec![0; READ_CHUNK],
         };
         for (i, l) in this.listeners.iter_mut().enumerate() {
@@ -376,11 +381,20 @@ impl IoLoop {
             Box::new(StreamWriter(Arc::clone(&conn.stream))),
             Arc::clone(&conn.write_blocked),
         );
+        let reader = self.dispatcher_reads.then(|| Reader {
+            stream: Arc::clone(&conn.stream),
+            token: conn.read_token.clone(),
+            bytes_in: 0,
+            fds_in: 0,
+        });
         self.conns.insert(monitor, conn);
         let close = {
             let mut st = self.shared.lock();
             st.attached.insert(monitor, chardev);
             st.writers.insert(monitor, writer);
+            if let Some(reader) = reader {
+                st.readers.insert(monitor, reader);
+            }
             st.io_stats.accepted += 1;
             st.apply_locked(self.shared.now(), Input::Open { monitor, options })
         };
@@ -399,11 +413,12 @@ impl IoLoop {
             .registry()
             .deregister(&mut SourceFd(&conn.stream.raw_fd()));
         conn.shutdown();
-        let (close, dispatch, writer) = {
+        let (close, dispatch, writer, reader) = {
             let mut st = self.shared.lock();
             // Nobody writes to the socket once its writer is gone, so it can be closed (by
             // dropping `conn`, the last owner, outside the lock).
             let writer = st.writers.remove(&m);
+            let reader = st.readers.remove(&m);
             let close = if st.attached.remove(&m).is_some() {
                 st.apply_locked(self.shared.now(), Input::Close { monitor: m })
             } else {
@@ -411,12 +426,16 @@ impl IoLoop {
             };
             conn.calls = st.calls.remove(&m).unwrap_or(0);
             st.transmit.remove(&m);
-            (close, self.shared.dispatcher_wanted(&st), writer)
+            (close, self.shared.dispatcher_wanted(&st), writer, reader)
         };
         drop(close);
         if let Some(w) = writer {
             conn.bytes_out = w.bytes_out;
             conn.messages_out = w.messages_out;
+        }
+        if let Some(r) = reader {
+            conn.bytes_in += r.bytes_in;
+            conn.fds_in += r.fds_in;
         }
         if dispatch {
             self.shared.notify_dispatcher();
@@ -458,8 +477,17 @@ impl IoLoop {
             let Some(conn) = self.conns.get_mut(&m) else {
                 return false;
             };
+            // The dispatcher may be reading this connection (see `reader`): it has the IO
+            // thread look again when it gives the token back.
+            if !conn.read_token.take_or_note() {
+                return false;
+            }
             let mut fds: Vec<OwnedFd> = Vec::new();
-            match conn.read(&mut self.buf, &mut fds) {
+            let read = conn.read(&mut self.buf, &mut fds);
+            if !matches!(read, Ok(Chunk { n, .. }) if n > 0) {
+                conn.read_token.give_back();
+            }
+            match read {
                 Ok(Chunk { n: 0, .. }) => {
                     drop(fds);
                     self.close(m, "peer closed");
@@ -471,6 +499,7 @@ impl IoLoop {
                         conn.read_ready = false;
                     }
                     let bytes = self.buf[..n].to_vec();
+                    let token = conn.read_token.clone();
                     let now = self.shared.now();
                     let (close, refused, dispatch, oob, next, flushed) = {
                         let mut st = self.shared.lock();
@@ -495,6 +524,8 @@ impl IoLoop {
                             st.flush_locked(m, now, &mut close)
                         };
                         let next = st.server.wants_read(m) && st.shutdown == ShutdownState::Running;
+                        // Applied: the next read of this stream may begin.
+                        token.give_back();
                         (close, refused, dispatch, oob, next, flushed)
                     };
                     drop(close);

@@ -40,6 +40,7 @@ pub struct QmpServerBuilder {
     max_connections: usize,
     recorder: Option<Box<dyn TraceSink>>,
     signals: bool,
+    dispatcher_reads: bool,
     on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
 }
 
@@ -54,8 +55,17 @@ impl QmpServerBuilder {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             recorder: None,
             signals: false,
+            dispatcher_reads: true,
             on_shutdown: Vec::new(),
         }
+    }
+
+    /// Whether the dispatcher reads a monitor's next requests itself while it waits for work
+    /// after answering that monitor (default on; see [`crate::reader`]). Off, only the IO
+    /// thread reads, as in QEMU.
+    pub fn dispatcher_reads(mut self, on: bool) -> Self {
+        self.dispatcher_reads = on;
+        self
     }
 
     /// Register a command whose handler only needs its arguments.
@@ -193,6 +203,7 @@ impl QmpServerBuilder {
             slots,
             self.max_connections,
             signals,
+            self.dispatcher_reads,
         )?;
         Ok(QmpServer {
             io,

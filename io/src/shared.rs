@@ -37,7 +37,10 @@
 //! completes, as in QEMU).
 //! `writers`: added and removed by the IO thread (open/close); any thread holding the lock may
 //! write through one (in practice the IO thread, and the dispatcher at the end of a batch of
-//! in-band calls, see [`crate::writer`]). `calls`, `io_stats`: counters, any thread.
+//! in-band calls, see [`crate::writer`]). `readers`: added and removed by the IO thread with the
+//! writers; the dispatcher clones the one of `follow_up` (set by the dispatcher when a run ends)
+//! to read while it spins (see [`crate::reader`]); `dispatcher_buf`: the dispatcher's.
+//! `calls`, `io_stats`: counters, any thread.
 //! `shutdown`: set by anyone, acted on by the IO thread (which stops the dispatcher).
 //!
 //! # Spinning
@@ -57,7 +60,9 @@
 //! are false), so nobody signals it: a waker only sets the hint. A hint is only an early notice:
 //! after the spin, found or not, the thread takes the lock and looks at the state as before (the
 //! dispatcher re-checks `dispatcher_ready`, the IO thread does its last look in `poll_timeout`),
-//! so a missed or stale hint costs time, never a wake-up. Spins give the CPU away every turn
+//! so a missed or stale hint costs time, never a wake-up. While it spins after a run of calls,
+//! the dispatcher also reads the run's monitor itself (a pipelining client's next batch comes
+//! right after the replies it wrote; see [`crate::reader`]). Spins give the CPU away every turn
 //! (`sched_yield`) so that the client sharing the 2 cores is not starved, and happen only after
 //! work (the dispatcher spins once per wait for work, the IO thread once per pass): an idle
 //! daemon sleeps.
@@ -76,6 +81,7 @@ use qmp_core::server::{
 
 use crate::clock::Clock;
 use crate::fds::FdTable;
+use crate::reader::{Reader, DISPATCHER_READ_CHUNK};
 use crate::record::TraceSink;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::writer::{Flushed, Writer};
@@ -142,6 +148,8 @@ pub struct IoStats {
     pub blocked_writes: u64,
     /// Reads that returned data.
     pub reads: u64,
+    /// Of those, reads the dispatcher made while it waited for work (see [`crate::reader`]).
+    pub dispatcher_reads: u64,
     /// Connections accepted.
     pub accepted: u64,
 }
@@ -176,6 +184,15 @@ pub struct CoreState {
     /// The write side of each open connection (added and removed by the IO thread; whoever
     /// holds the lock may write, see [`crate::writer`]).
     pub writers: BTreeMap<MonitorId, Writer>,
+    /// The read side of each open connection, for the dispatcher (added and removed by the IO
+    /// thread with the writer; absent when the dispatcher does not read, see [`crate::reader`]).
+    pub readers: BTreeMap<MonitorId, Reader>,
+    /// The monitor whose run of in-band calls the dispatcher ended last: the one it reads while
+    /// it spins for more work.
+    pub follow_up: Option<MonitorId>,
+    /// The dispatcher's read buffer (kept here between spins; `DISPATCHER_READ_CHUNK` bytes once
+    /// used).
+    dispatcher_buf: Vec<u8>,
     /// Monitors already closed in the core by `yank`, whose sockets the IO thread must drop
     /// (without telling the core again).
     pub yanked: Vec<MonitorId>,
@@ -213,6 +230,9 @@ impl CoreState {
             disconnects: Vec::new(),
             attached: BTreeMap::new(),
             writers: BTreeMap::new(),
+            readers: BTreeMap::new(),
+            follow_up: None,
+            dispatcher_buf: Vec::new(),
             yanked: Vec::new(),
             oob_running: None,
             inband_running: None,
@@ -631,12 +651,26 @@ impl Shared {
             if !spun && st.shutdown == ShutdownState::Running {
                 // No work at this look: hints from before it are stale.
                 self.dispatch_hint.store(false, Ordering::Release);
+                // While it spins, the dispatcher reads the monitor it last answered itself
+                // (see `reader`).
+                let follow = st
+                    .follow_up
+                    .and_then(|m| Some((m, st.readers.get(&m)?.clone())));
+                let mut buf = std::mem::take(&mut st.dispatcher_buf);
                 drop(st);
                 spun = true;
+                let mut reading = follow.is_some();
+                if reading {
+                    buf.resize(DISPATCHER_READ_CHUNK, 0);
+                }
                 sync::spin_until(DISPATCHER_SPIN, || {
                     self.dispatch_hint.swap(false, Ordering::AcqRel)
+                        || follow.as_ref().is_some_and(|(m, reader)| {
+                            reading && self.dispatcher_read(*m, reader, &mut buf, &mut reading)
+                        })
                 });
                 st = self.lock();
+                st.dispatcher_buf = buf;
                 continue;
             }
             st.dispatcher_waiting = true;
@@ -679,6 +713,7 @@ impl Shared {
             let mut close = Self::complete_in_band_locked(&mut st, now, call.id, result);
             Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
             st.inband_run = None;
+            st.follow_up = Some(call.monitor);
             // Normally false: the caller is the dispatcher, which looks again before waiting.
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
@@ -709,6 +744,7 @@ impl Shared {
         } else {
             Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
             st.inband_run = None;
+            st.follow_up = Some(call.monitor);
             self.io_work_left(&mut st)
         };
         st.take_inband(next.as_ref(), now);
@@ -861,6 +897,99 @@ mod tests {
 
     fn ok() -> CallResult {
         CallResult::Return(Value::Object(Object::new()))
+    }
+
+    /// `M`'s socket as the IO thread would have it (its reader in the locked state, for the
+    /// dispatcher), and the client's end.
+    fn attach_socket(shared: &Shared) -> (crate::reader::Reader, std::os::unix::net::UnixStream) {
+        let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = crate::reader::Reader {
+            stream: Arc::new(crate::conn::Stream::Unix(mio::net::UnixStream::from_std(
+                ours,
+            ))),
+            token: crate::reader::ReadToken::default(),
+            bytes_in: 0,
+            fds_in: 0,
+        };
+        shared.lock().readers.insert(M, reader.clone());
+        (reader, peer)
+    }
+
+    /// Run one `slow` call of `M` to the end of its run, with `next` already in the socket:
+    /// the dispatcher (another thread) completes it and waits for more. What it takes next
+    /// within `limit`, if anything.
+    fn end_run_with_next_in_socket(
+        shared: &Arc<Shared>,
+        peer: &mut std::os::unix::net::UnixStream,
+        next: &[u8],
+        limit: Duration,
+    ) -> Option<qmp_core::server::Call> {
+        receive(shared, b"{\"execute\": \"slow\", \"id\": 1}");
+        let first = shared.next_in_band().expect("request 1");
+        std::io::Write::write_all(peer, next).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.complete_and_next(&first, ok()));
+        });
+        let got = rx.recv_timeout(limit).ok().flatten();
+        if got.is_none() {
+            // Release the dispatcher thread (asleep on its condition variable).
+            shared.stop();
+        }
+        got
+    }
+
+    #[test]
+    fn the_dispatcher_reads_the_monitor_it_answered_while_it_waits() {
+        let (shared, _) = negotiated();
+        let (_reader, mut peer) = attach_socket(&shared);
+        let next = end_run_with_next_in_socket(
+            &shared,
+            &mut peer,
+            b"{\"execute\": \"slow\", \"id\": 2}\n",
+            Duration::from_secs(10),
+        )
+        .expect("request 2, read by the dispatcher");
+        assert_eq!(next.command, "slow");
+        let st = shared.lock();
+        assert_eq!(st.io_stats.dispatcher_reads, 1);
+        assert_eq!(st.readers[&M].bytes_in, 29);
+        // The reply to request 1 is pending for M (no writer here), request 2 runs.
+        assert_eq!(st.inband_running, Some(next.id));
+    }
+
+    #[test]
+    fn the_dispatcher_leaves_a_connection_whose_token_is_taken() {
+        let (shared, _) = negotiated();
+        let (reader, mut peer) = attach_socket(&shared);
+        // The IO thread is between a read and its `Receive`.
+        assert!(reader.token.take_or_note());
+        let next = end_run_with_next_in_socket(
+            &shared,
+            &mut peer,
+            b"{\"execute\": \"slow\", \"id\": 2}\n",
+            Duration::from_millis(300),
+        );
+        assert!(
+            next.is_none(),
+            "the dispatcher read a stream it did not hold"
+        );
+        assert_eq!(shared.lock().io_stats.dispatcher_reads, 0);
+        assert!(!reader.token.give_back());
+    }
+
+    #[test]
+    fn end_of_stream_is_left_to_the_io_thread() {
+        let (shared, _) = negotiated();
+        let (reader, mut peer) = attach_socket(&shared);
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let next = end_run_with_next_in_socket(&shared, &mut peer, b"", Duration::from_millis(300));
+        assert!(next.is_none());
+        assert_eq!(shared.lock().io_stats.dispatcher_reads, 0);
+        // The token is free for the IO thread, which reads the end of stream and closes.
+        assert!(reader.token.take_or_note());
     }
 
     /// `next_in_band` on another thread, so that a regression (the dispatcher waiting for ever)

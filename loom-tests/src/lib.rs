@@ -3,7 +3,8 @@
 //! The models (in `tests/models.rs`) drive the shim's real [`qmp_io::shared::Shared`] — its
 //! lock (and its spin-then-block `sync::lock`), the dispatcher's condition variable, `apply`,
 //! `next_in_band` (with its spin), `complete_in_band`, `complete_and_next` (with the batch-end
-//! write), `io_spin`, `emit_event`, `stop`, and `writer`'s `flush_locked` / `writable_again` —
+//! write), `io_spin`, `emit_event`, `stop`, `writer`'s `flush_locked` / `writable_again`, and
+//! `reader`'s read token —
 //! compiled against loom's primitives through `qmp_io::sync`. This crate only adds what stands
 //! in for the operating system: a waker that models the IO thread's `poll` sleep
 //! (`harness::ModelWaker`, compiled only under `cfg(loom)`), a fixed clock, in-memory sockets

@@ -1,4 +1,4 @@
-//! The eight loom models of the shim's threads, each with the planted bug it must catch.
+//! The nine loom models of the shim's threads, each with the planted bug it must catch.
 //!
 //! Every model runs the shim's real `Shared` code under loom; a `planted_*` test runs the same
 //! model with one step replaced by a deliberately wrong composition of the same real pieces
@@ -8,11 +8,12 @@
 
 use std::mem::ManuallyDrop;
 
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use qmp_core::json::Object;
 use qmp_core::server::{Call, CallResult, Input};
+use qmp_io::reader::ReadToken;
 use qmp_io::shared::Shared;
 use qmp_io::shared::Wake;
 use qmp_loom::harness::{
@@ -730,4 +731,54 @@ fn m8_output_left_to_the_dispatcher_is_written_when_the_run_ends() {
 #[should_panic]
 fn m8_planted_output_left_after_the_run_ended() {
     dispatcher_writes(false, sticky_leaves);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. The read token (`qmp_io::reader`): the IO thread and the dispatcher both try to read one
+//    connection. At most one of them holds the token at a time (so chunks are applied in the
+//    order they were read), and a read the IO thread skipped because the dispatcher held the
+//    token is always reported to the dispatcher, who then has the IO thread look again (an
+//    end of stream raises no second readiness event).
+
+fn read_token(io_notes_its_skips: bool) {
+    model(move || {
+        let token = ReadToken::default();
+        let holders = Arc::new(AtomicUsize::new(0));
+        let (io_token, io_holders) = (token.clone(), holders.clone());
+        let io = thread::spawn(move || {
+            let got = if io_notes_its_skips {
+                io_token.take_or_note()
+            } else {
+                io_token.take()
+            };
+            if got {
+                assert_eq!(io_holders.fetch_add(1, Ordering::SeqCst), 0, "two readers");
+                io_holders.fetch_sub(1, Ordering::SeqCst);
+                io_token.give_back();
+            }
+            got
+        });
+        let mut told = false;
+        if token.take() {
+            assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two readers");
+            holders.fetch_sub(1, Ordering::SeqCst);
+            told = token.give_back();
+        }
+        let io_read = io.join().unwrap();
+        assert!(
+            io_read || told,
+            "the IO thread skipped a read and nobody told it to look again"
+        );
+    });
+}
+
+#[test]
+fn m9_read_token_reports_a_skipped_read() {
+    read_token(true);
+}
+
+#[test]
+#[should_panic]
+fn m9_planted_io_thread_skips_without_a_note() {
+    read_token(false);
 }

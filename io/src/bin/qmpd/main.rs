@@ -49,6 +49,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = qmp_io::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
+    /// Let the dispatcher read a client's next requests itself while it waits for work after
+    /// answering that client (`false`: only the IO thread reads, as in QEMU).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    dispatcher_reads: bool,
+
     /// Report this QEMU version (MAJOR.MINOR.MICRO) in the greeting, query-version and
     /// `info version` instead of qmpd's own (for byte-for-byte comparisons with QEMU).
     #[arg(long, value_name = "X.Y.Z", value_parser = parse_version)]
@@ -146,6 +151,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut builder = QmpServerBuilder::new(config)
         .allow_remote(args.allow_remote)
         .max_connections(args.max_connections)
+        .dispatcher_reads(args.dispatcher_reads)
         .handle_signals(true);
     for l in &args.listen {
         builder = builder.listen(l.clone());

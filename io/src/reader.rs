@@ -1,0 +1,262 @@
+//! The read side of every connection as the dispatcher sees it, and the read token that lets
+//! the dispatcher read a monitor's next requests itself while it waits for work.
+//!
+//! # Why the dispatcher reads
+//!
+//! A pipelining client sends a batch of requests, waits for the batch of replies, and sends the
+//! next batch. The dispatcher writes those replies (see `writer`), so the next batch always
+//! follows one of its writes. Before, the IO thread read it and handed the calls over: three
+//! busy threads (client, IO thread, dispatcher) on this machine's two vCPUs, and which two of
+//! them shared a vCPU decided the rate. With the client beside the IO thread, every exchange
+//! waited for the IO thread to give its vCPU to the client and back (measured with qmpd's
+//! threads pinned apart: 209 K req/s against 282 K with the client beside the dispatcher).
+//! Now the dispatcher, while it spins for more work after a run of calls (`shared`'s
+//! "Spinning"), reads that run's monitor itself (`Shared::dispatcher_read`, below):
+//! the batch is read, parsed, run and answered by one thread, whichever vCPU the client is on
+//! (BENCHMARKS.md, session 5).
+//!
+//! The IO thread still reads every connection as before; the dispatcher only reads the one
+//! monitor whose replies it just wrote, only while it spins (never while it runs a handler or
+//! sleeps), and only when the core wants that monitor's input. What it reads goes through the
+//! same `Input::Receive` as the IO thread's reads; out-of-band calls it queues are left to the
+//! IO thread (woken for them), as is everything unusual: end of stream, errors, a read that
+//! filled the buffer.
+//!
+//! # The read token
+//!
+//! Two threads reading one stream must apply what they read in the order they read it. Each
+//! connection has one token ([`ReadToken`]): a thread takes it before its `read` and gives it
+//! back only after the bytes are applied to the core (under the lock), or after a read that
+//! brought none. A thread that finds the token taken does not read; the IO thread then keeps
+//! the connection's readiness (`Conn::read_ready`) and notes the attempt in the token, and
+//! whoever gives the token back then has the IO thread look again (end of stream, for one,
+//! raises no second readiness event).
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use qmp_core::server::{Input, MonitorId};
+
+use crate::conn::{Chunk, Stream};
+use crate::scm;
+use crate::shared::{Shared, ShutdownState};
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::writer::Flushed;
+
+/// Bytes the dispatcher reads at once: a batch of small requests fits many times over; larger
+/// input (a read that fills the buffer) is left to the IO thread.
+pub const DISPATCHER_READ_CHUNK: usize = 16 * 1024;
+
+/// One non-blocking read of `stream` into `buf`; descriptors passed alongside land in `fds`.
+pub fn read_chunk(stream: &Stream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Chunk> {
+    let (n, with_fds) = match stream {
+        Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
+        Stream::Tcp(s) => (scm::recv_plain(s, buf)?, false),
+    };
+    Ok(Chunk {
+        n,
+        drained: n < buf.len() && !with_fds,
+    })
+}
+
+/// A connection's read token (see the module docs), shared by its `Conn` and its [`Reader`].
+#[derive(Clone, Debug)]
+pub struct ReadToken(Arc<TokenState>);
+
+#[derive(Debug)]
+struct TokenState {
+    /// A thread is between its read and the `Receive` of what it read.
+    held: AtomicBool,
+    /// The IO thread found the token held and did not read: whoever gives it back must see
+    /// that the IO thread looks again.
+    skipped: AtomicBool,
+}
+
+impl Default for ReadToken {
+    fn default() -> Self {
+        ReadToken(Arc::new(TokenState {
+            held: AtomicBool::new(false),
+            skipped: AtomicBool::new(false),
+        }))
+    }
+}
+
+impl ReadToken {
+    /// The dispatcher takes the token: true when it may now read (and must give it back with
+    /// [`ReadToken::give_back`]).
+    pub fn take(&self) -> bool {
+        // Look before writing: a failed attempt then costs no cache-line transfer.
+        !self.0.held.load(Ordering::Relaxed) && !self.0.held.swap(true, Ordering::SeqCst)
+    }
+
+    /// The IO thread takes the token: as [`ReadToken::take`], but a failed attempt is noted
+    /// for the holder, who then has the IO thread look again ([`ReadToken::give_back`] says
+    /// so).
+    pub fn take_or_note(&self) -> bool {
+        // SeqCst on both sides (note, then try; give back, then check the note): either this
+        // attempt succeeds, or the holder's check comes after the note and sees it.
+        self.0.skipped.store(true, Ordering::SeqCst);
+        if self.0.held.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.0.skipped.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Give the token back after what was read is applied (or nothing was). True when the IO
+    /// thread skipped a read meanwhile: it must be told to look again.
+    pub fn give_back(&self) -> bool {
+        self.0.held.store(false, Ordering::SeqCst);
+        self.0.skipped.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// The read side of one open connection (in `CoreState::readers`), for the dispatcher.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    /// The socket, shared with the IO thread's `Conn` and the writer.
+    pub stream: Arc<Stream>,
+    /// The connection's read token.
+    pub token: ReadToken,
+    /// Bytes the dispatcher read (added to the connection's summary at close).
+    pub bytes_in: u64,
+    /// Descriptors the dispatcher received.
+    pub fds_in: u64,
+}
+
+impl Shared {
+    /// One read of monitor `m` by the dispatcher while it spins for work (see the module
+    /// docs). True when it applied bytes: the dispatcher then looks at the state again. False
+    /// when there was nothing to read, the token was taken, or the core does not want `m`'s
+    /// input now. At end of stream or on an error it clears `reading` and leaves the connection
+    /// to the IO thread, which reads again and closes it.
+    pub(crate) fn dispatcher_read(
+        &self,
+        m: MonitorId,
+        reader: &Reader,
+        buf: &mut [u8],
+        reading: &mut bool,
+    ) -> bool {
+        if !reader.token.take() {
+            return false;
+        }
+        let wanted = {
+            let st = self.lock();
+            st.shutdown == ShutdownState::Running && st.server.wants_read(m)
+        };
+        if !wanted {
+            *reading = false;
+            let skipped = reader.token.give_back();
+            self.dispatcher_read_left(skipped);
+            return false;
+        }
+        let mut fds = Vec::new();
+        match read_chunk(&reader.stream, buf, &mut fds) {
+            Ok(chunk) if chunk.n > 0 => {
+                self.dispatcher_apply(m, reader, &buf[..chunk.n], fds, chunk.drained);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let skipped = reader.token.give_back();
+                self.dispatcher_read_left(skipped);
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                let skipped = reader.token.give_back();
+                self.dispatcher_read_left(skipped);
+                false
+            }
+            // End of stream or an error: the IO thread's to handle (it closes the connection).
+            _ => {
+                drop(fds);
+                *reading = false;
+                reader.token.give_back();
+                self.dispatcher_read_left(true);
+                false
+            }
+        }
+    }
+
+    /// Apply what the dispatcher read from `m`, as the IO thread applies its reads: one
+    /// `Receive`, then `m`'s output written unless out-of-band calls were queued (their replies
+    /// come first; the IO thread runs them). The IO thread is told to look when it has work:
+    /// those calls, bytes the read may have left behind (`drained` false), or a read of its own
+    /// that it skipped while the token was taken.
+    fn dispatcher_apply(
+        &self,
+        m: MonitorId,
+        reader: &Reader,
+        bytes: &[u8],
+        fds: Vec<OwnedFd>,
+        drained: bool,
+    ) {
+        let now = self.now();
+        let (close, refused, wake) = {
+            let mut st = self.lock();
+            st.io_stats.reads += 1;
+            st.io_stats.dispatcher_reads += 1;
+            let (ids, refused) = st.adopt_fds(fds);
+            if let Some(r) = st.readers.get_mut(&m) {
+                r.bytes_in += bytes.len() as u64;
+                r.fds_in += (ids.len() + refused.len()) as u64;
+            }
+            let mut close = st.apply_locked(
+                now,
+                Input::Receive {
+                    monitor: m,
+                    bytes: bytes.to_vec(),
+                    fds: ids,
+                },
+            );
+            let oob = !st.oob_calls.is_empty();
+            if !oob && st.transmit.contains(&m) {
+                if let Flushed::Failed(e) = st.flush_locked(m, now, &mut close) {
+                    // The IO thread meets the same error when it writes again, and closes.
+                    tracing::debug!(monitor = m.0, error = %e, "write from the dispatcher failed");
+                }
+            }
+            let skipped = reader.token.give_back();
+            let io_work = oob || !drained || skipped || st.io_work_pending();
+            (close, refused, io_work && self.io_work_left(&mut st))
+        };
+        drop(close);
+        drop(refused);
+        if wake {
+            self.wake_io();
+        }
+    }
+
+    /// The dispatcher gave the token back without applying bytes; `io_look` when the IO thread
+    /// must look at the connection again (it skipped a read, or the stream ended or failed).
+    fn dispatcher_read_left(&self, io_look: bool) {
+        if io_look {
+            let wake = {
+                let mut st = self.lock();
+                self.io_work_left(&mut st)
+            };
+            if wake {
+                self.wake_io();
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::ReadToken;
+
+    #[test]
+    fn a_read_the_io_thread_skipped_is_reported_to_the_holder() {
+        let token = ReadToken::default();
+        let io = token.clone();
+        assert!(token.take(), "a free token");
+        assert!(!token.take(), "held: nobody else reads");
+        assert!(!io.take_or_note(), "held: the IO thread skips");
+        assert!(token.give_back(), "the holder learns of the skipped read");
+        assert!(io.take_or_note(), "free again");
+        assert!(!token.take());
+        assert!(!io.give_back(), "nothing was skipped this time");
+        assert!(token.take());
+        assert!(!token.give_back(), "the note was consumed");
+    }
+}
