@@ -16,8 +16,8 @@
 //! (BENCHMARKS.md, session 5).
 //!
 //! The IO thread still reads every connection as before; the dispatcher only reads the one
-//! monitor whose replies it just wrote, only while it spins (never while it runs a handler or
-//! sleeps), and only when the core wants that monitor's input. What it reads goes through the
+//! monitor whose replies it just wrote, only while it spins (at most `DISPATCHER_SPIN`; never
+//! while it runs a handler or sleeps), and only when the core wants that monitor's input. What it reads goes through the
 //! same `Input::Receive` as the IO thread's reads; out-of-band calls it queues are left to the
 //! IO thread (woken for them), as is everything unusual: end of stream, errors, a read that
 //! filled the buffer.
@@ -25,12 +25,18 @@
 //! # The read token
 //!
 //! Two threads reading one stream must apply what they read in the order they read it. Each
-//! connection has one token ([`ReadToken`]): a thread takes it before its `read` and gives it
-//! back only after the bytes are applied to the core (under the lock), or after a read that
-//! brought none. A thread that finds the token taken does not read; the IO thread then keeps
-//! the connection's readiness (`Conn::read_ready`) and notes the attempt in the token, and
-//! whoever gives the token back then has the IO thread look again (end of stream, for one,
-//! raises no second readiness event).
+//! connection has one token ([`ReadToken`]): the IO thread takes it before each `read` and gives
+//! it back once the bytes are applied to the core (under the lock), or after a read that
+//! brought none. The dispatcher takes it when its spin begins (or on a later turn, if the IO
+//! thread holds it for a moment) and keeps it until the spin ends: the read that brings the
+//! next batch ends the spin, and it gives the token back after applying it. Holding it for the
+//! whole spin keeps the IO thread, which spins too, from winning the race for every batch and
+//! handing the calls over after all (measured: the IO thread then read about half of them).
+//!
+//! A thread that finds the token taken does not read. The IO thread then keeps the
+//! connection's readiness (`Conn::read_ready`) and notes the attempt in the token; whoever gives
+//! the token back then has the IO thread look again (end of stream, for one, raises no second
+//! readiness event).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -125,27 +131,25 @@ pub struct Reader {
 }
 
 impl Shared {
-    /// One read of monitor `m` by the dispatcher while it spins for work (see the module
-    /// docs). True when it applied bytes: the dispatcher then looks at the state again. False
-    /// when there was nothing to read, the token was taken, or the core does not want `m`'s
-    /// input now. At end of stream or on an error it clears `reading` and leaves the connection
-    /// to the IO thread, which reads again and closes it.
+    /// One read of monitor `m` by the dispatcher while it spins for work, holding `m`'s read
+    /// token (see the module docs). True when it applied bytes: the dispatcher then looks at
+    /// the state again (and gives the token back). False when there was nothing to read. When
+    /// the core does not want `m`'s input now, at end of stream or on an error, it gives the
+    /// token back, clears `following`, and leaves the connection to the IO thread (which reads
+    /// the end of stream or the error again and closes).
     pub(crate) fn dispatcher_read(
         &self,
         m: MonitorId,
         reader: &Reader,
         buf: &mut [u8],
-        reading: &mut bool,
+        following: &mut bool,
     ) -> bool {
-        if !reader.token.take() {
-            return false;
-        }
         let wanted = {
             let st = self.lock();
             st.shutdown == ShutdownState::Running && st.server.wants_read(m)
         };
         if !wanted {
-            *reading = false;
+            *following = false;
             let skipped = reader.token.give_back();
             self.dispatcher_read_left(skipped);
             return false;
@@ -153,23 +157,18 @@ impl Shared {
         let mut fds = Vec::new();
         match read_chunk(&reader.stream, buf, &mut fds) {
             Ok(chunk) if chunk.n > 0 => {
-                self.dispatcher_apply(m, reader, &buf[..chunk.n], fds, chunk.drained);
+                self.dispatcher_apply(m, &buf[..chunk.n], fds, chunk.drained);
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let skipped = reader.token.give_back();
-                self.dispatcher_read_left(skipped);
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
                 false
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                let skipped = reader.token.give_back();
-                self.dispatcher_read_left(skipped);
-                false
-            }
-            // End of stream or an error: the IO thread's to handle (it closes the connection).
             _ => {
                 drop(fds);
-                *reading = false;
+                *following = false;
                 reader.token.give_back();
                 self.dispatcher_read_left(true);
                 false
@@ -180,16 +179,8 @@ impl Shared {
     /// Apply what the dispatcher read from `m`, as the IO thread applies its reads: one
     /// `Receive`, then `m`'s output written unless out-of-band calls were queued (their replies
     /// come first; the IO thread runs them). The IO thread is told to look when it has work:
-    /// those calls, bytes the read may have left behind (`drained` false), or a read of its own
-    /// that it skipped while the token was taken.
-    fn dispatcher_apply(
-        &self,
-        m: MonitorId,
-        reader: &Reader,
-        bytes: &[u8],
-        fds: Vec<OwnedFd>,
-        drained: bool,
-    ) {
+    /// those calls, or bytes the read may have left behind (`drained` false).
+    fn dispatcher_apply(&self, m: MonitorId, bytes: &[u8], fds: Vec<OwnedFd>, drained: bool) {
         let now = self.now();
         let (close, refused, wake) = {
             let mut st = self.lock();
@@ -215,8 +206,7 @@ impl Shared {
                     tracing::debug!(monitor = m.0, error = %e, "write from the dispatcher failed");
                 }
             }
-            let skipped = reader.token.give_back();
-            let io_work = oob || !drained || skipped || st.io_work_pending();
+            let io_work = oob || !drained || st.io_work_pending();
             (close, refused, io_work && self.io_work_left(&mut st))
         };
         drop(close);
@@ -226,9 +216,9 @@ impl Shared {
         }
     }
 
-    /// The dispatcher gave the token back without applying bytes; `io_look` when the IO thread
-    /// must look at the connection again (it skipped a read, or the stream ended or failed).
-    fn dispatcher_read_left(&self, io_look: bool) {
+    /// The dispatcher gave the token back; `io_look` when the IO thread must look at the
+    /// connection again (it skipped a read, or the stream ended or failed).
+    pub(crate) fn dispatcher_read_left(&self, io_look: bool) {
         if io_look {
             let wake = {
                 let mut st = self.lock();

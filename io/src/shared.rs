@@ -659,16 +659,31 @@ impl Shared {
                 let mut buf = std::mem::take(&mut st.dispatcher_buf);
                 drop(st);
                 spun = true;
-                let mut reading = follow.is_some();
-                if reading {
+                // It holds the monitor's read token for the whole spin, so that the IO thread
+                // leaves the monitor to it meanwhile (a skipped read is noted, and looked at
+                // again when the token goes back).
+                // The IO thread may hold it for a moment (a read of its own): take it on a
+                // later turn then.
+                let mut following = follow.is_some();
+                let mut holding = false;
+                if following {
                     buf.resize(DISPATCHER_READ_CHUNK, 0);
                 }
                 sync::spin_until(DISPATCHER_SPIN, || {
-                    self.dispatch_hint.swap(false, Ordering::AcqRel)
-                        || follow.as_ref().is_some_and(|(m, reader)| {
-                            reading && self.dispatcher_read(*m, reader, &mut buf, &mut reading)
-                        })
+                    if self.dispatch_hint.swap(false, Ordering::AcqRel) {
+                        return true;
+                    }
+                    let Some((m, reader)) = follow.as_ref().filter(|_| following) else {
+                        return false;
+                    };
+                    holding = holding || reader.token.take();
+                    holding && self.dispatcher_read(*m, reader, &mut buf, &mut following)
                 });
+                holding &= following;
+                if let Some((_, reader)) = follow.as_ref().filter(|_| holding) {
+                    let skipped = reader.token.give_back();
+                    self.dispatcher_read_left(skipped);
+                }
                 st = self.lock();
                 st.dispatcher_buf = buf;
                 continue;
