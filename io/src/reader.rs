@@ -179,11 +179,24 @@ impl Shared {
     /// Apply what the dispatcher read from `m`, as the IO thread applies its reads: one
     /// `Receive`, then `m`'s output written unless out-of-band calls were queued (their replies
     /// come first; the IO thread runs them). The IO thread is told to look when it has work:
-    /// those calls, or bytes the read may have left behind (`drained` false).
-    fn dispatcher_apply(&self, m: MonitorId, bytes: &[u8], fds: Vec<OwnedFd>, drained: bool) {
+    /// those calls, or bytes the read may have left behind (`drained` false). Bytes of a
+    /// connection closed meanwhile are dropped.
+    pub(crate) fn dispatcher_apply(
+        &self,
+        m: MonitorId,
+        bytes: &[u8],
+        fds: Vec<OwnedFd>,
+        drained: bool,
+    ) {
         let now = self.now();
         let (close, refused, wake) = {
             let mut st = self.lock();
+            if !st.readers.contains_key(&m) {
+                // The IO thread closed the connection after this read began (a failed write,
+                // a yank): the bytes go nowhere, as they would have in the socket.
+                drop(st);
+                return;
+            }
             st.io_stats.reads += 1;
             st.io_stats.dispatcher_reads += 1;
             let (ids, refused) = st.adopt_fds(fds);

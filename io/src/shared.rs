@@ -996,6 +996,20 @@ mod tests {
     }
 
     #[test]
+    fn bytes_the_dispatcher_read_from_a_connection_closed_meanwhile_are_dropped() {
+        let (shared, _) = negotiated();
+        // The IO thread closed M (say, after a failed write) while the dispatcher was reading.
+        shared.apply(Input::Close { monitor: M });
+        shared.dispatcher_apply(M, b"{\"execute\": \"slow\"}\n", Vec::new(), true);
+        let st = shared.lock();
+        assert_eq!(
+            st.misuse_count, 0,
+            "a Receive for a closed monitor reached the core"
+        );
+        assert_eq!(st.io_stats.dispatcher_reads, 0);
+    }
+
+    #[test]
     fn end_of_stream_is_left_to_the_io_thread() {
         let (shared, _) = negotiated();
         let (reader, mut peer) = attach_socket(&shared);
