@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use qmp_core::json::{Object, Value};
+use qmp_core::server::Dialect;
 
 #[test]
 fn greeting_and_negotiation_bytes() {
@@ -58,6 +59,40 @@ fn pipelined_requests_answered_in_order() {
             c.read_msg(),
             format!("{{\"return\": {{}}, \"id\": {i}}}\r\n")
         );
+    }
+}
+
+/// A client that sends its next batch once it has the replies to the last one: the dispatcher
+/// reads those batches itself while it waits for work (`qmp_io::reader`), and the replies are
+/// the same, in the same order, as when only the IO thread reads.
+#[test]
+fn batch_after_batch_answered_in_order_whoever_reads() {
+    for dispatcher_reads in [true, false] {
+        let d = start_with(&["unix:qmp.sock"], Dialect::Qemu72, |b| {
+            b.dispatcher_reads(dispatcher_reads)
+        });
+        let mut c = Client::connect(&d.path("qmp.sock"));
+        c.negotiate(true);
+        let exchanges = 300;
+        for e in 0..exchanges {
+            let batch: String = (0..8)
+                .map(|i| format!("{{\"execute\": \"query-name\", \"id\": {}}}\n", e * 8 + i))
+                .collect();
+            c.send(&batch);
+            for i in 0..8 {
+                assert_eq!(
+                    c.read_msg(),
+                    format!("{{\"return\": {{}}, \"id\": {}}}\r\n", e * 8 + i)
+                );
+            }
+        }
+        let stats = d.server().handle().io_stats();
+        if dispatcher_reads {
+            // The dispatcher spins 100 us after each batch; the next one comes in microseconds.
+            assert!(stats.dispatcher_reads > 0, "{stats:?}");
+        } else {
+            assert_eq!(stats.dispatcher_reads, 0, "{stats:?}");
+        }
     }
 }
 
@@ -471,7 +506,6 @@ fn human_monitor_command_texts() {
 
 #[test]
 fn qemu_2_12_dialect_run_oob_unlocks_x_oob_test() {
-    use qmp_core::server::Dialect;
     let d = start_with(
         &["unix:plain.sock", "unix:xoob.sock,oob=on,clients=2"],
         Dialect::Qemu212,
