@@ -5,8 +5,10 @@
 # server, then runs one qmp-bench mode against each of them in turn, ROUNDS times, so that every
 # round sees the same machine state for all servers. Prints one line per round and, at the end,
 # per server: the median, minimum and maximum rate, the median ratio to QEMU of the same round,
-# how many rounds reached 50x, and qmpd's CPU time per request. Use it to compare a change with
-# its base on this noisy machine (BENCHMARKS.md reports its medians and ratios).
+# how many rounds reached 50x, and qmpd's CPU time per request; with several qmpd binaries, also
+# the median of each one's per-round ratios to the first (the servers run in a rotated order each
+# round). Use it to compare a change with its base on this noisy machine (BENCHMARKS.md reports
+# its medians and ratios).
 #
 # Knobs (environment): ROUNDS (12), DURATION seconds per run (1), MODE (pipelined), RT=0 to run
 # without `chrt -f 50` (default on, as `RT=1 make bench`), BENCH qmp-bench binary
@@ -68,7 +70,9 @@ done
 RESULTS=$WORK/results.jsonl
 for ((r = 1; r <= ROUNDS; r++)); do
     line="round $r:"
-    for ((k = 0; k < ${#SOCKS[@]}; k++)); do
+    for ((j = 0; j < ${#SOCKS[@]}; j++)); do
+        # Rotated each round, so that no server always runs right after the same one.
+        k=$(((j + r) % ${#SOCKS[@]}))
         pid_args=()
         [ -n "${SPIDS[$k]}" ] && pid_args=(--pid "${SPIDS[$k]}")
         out=$("${PREFIX[@]}" "$BENCH" --socket "${SOCKS[$k]}" "${pid_args[@]}" --label "${LABELS[$k]}" \
@@ -83,17 +87,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "$line"
 done
 
-python3 - "$RESULTS" <<'EOF'
+python3 - "$RESULTS" "${LABELS[@]}" <<'EOF'
 import json, statistics, sys
 rounds = {}
 for line in open(sys.argv[1]):
     d = json.loads(line)
     rounds.setdefault(d["round"], {})[d["result"]["label"]] = d["result"]
-labels = []
-for r in rounds.values():
-    for label in r:
-        if label not in labels:
-            labels.append(label)
+labels = [label for label in sys.argv[2:] if any(label in r for r in rounds.values())]
 print()
 print("%-24s %10s %10s %10s %9s %8s %12s" % ("server", "median", "min", "max", "vs qemu", ">=50x", "cpu us/op"))
 for label in labels:
@@ -107,4 +107,16 @@ for label in labels:
         "%.1fx" % statistics.median(ratios) if ratios and label != "qemu" else "-",
         "%d/%d" % (sum(x >= 50 for x in ratios), len(ratios)) if ratios and label != "qemu" else "-",
         "%.2f" % statistics.median(cpu) if cpu else "-"))
+# Paired comparison with the first qmpd binary: the ratio of each round, so that what the
+# machine does to a whole round (the rates of all servers move together) cancels out.
+base = labels[0]
+paired = [label for label in labels[1:] if label not in ("qemu", "floor")]
+if paired:
+    print()
+    print("%-24s %14s %12s" % ("vs " + base, "median ratio", "rounds won"))
+    for label in paired:
+        ratios = [r[label]["value"] / r[base]["value"] for r in rounds.values()
+                  if label in r and base in r and r[base]["value"] > 0]
+        print("%-24s %14.3f %12s" % (label, statistics.median(ratios),
+                                      "%d/%d" % (sum(x > 1 for x in ratios), len(ratios))))
 EOF

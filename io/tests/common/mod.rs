@@ -116,7 +116,21 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Client {
-        let sock = UnixStream::connect(path).expect("connect");
+        // The socket file appears at bind(), a moment before listen(): a connect in between is
+        // refused, so a server that has just started is given a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let sock = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("connect: {e}"),
+            }
+        };
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         Client {
