@@ -53,8 +53,10 @@ pub struct Conn {
     pub monitor: MonitorId,
     /// Index of the listener that accepted it.
     pub listener: usize,
-    /// The socket, shared with its writer (`CoreState::writers`); closed when the last of the
-    /// two is dropped, which the IO thread arranges to be its own, outside the lock.
+    /// The socket, shared with its writer and reader (`CoreState::writers`, `readers`); closed
+    /// when the last holder drops it: this `Conn` (the IO thread removes the other two under
+    /// the lock first and drops it outside), or the dispatcher's copy of the reader at the end
+    /// of a spin (also outside the lock).
     pub stream: Arc<Stream>,
     /// The socket may have bytes to read (set by a readable event, cleared on EAGAIN). mio is
     /// edge-triggered, so a connection that stopped reading because the core did not want

@@ -661,9 +661,8 @@ impl Shared {
                 spun = true;
                 // It holds the monitor's read token for the whole spin, so that the IO thread
                 // leaves the monitor to it meanwhile (a skipped read is noted, and looked at
-                // again when the token goes back).
-                // The IO thread may hold it for a moment (a read of its own): take it on a
-                // later turn then.
+                // again when the token goes back). The IO thread may hold it for a moment (a
+                // read of its own): it is taken on a later turn then.
                 let mut following = follow.is_some();
                 let mut holding = false;
                 if following {
@@ -684,6 +683,9 @@ impl Shared {
                     let skipped = reader.token.give_back();
                     self.dispatcher_read_left(skipped);
                 }
+                // The reader's copy of the socket may be the last one (the IO thread closed the
+                // connection meanwhile): it is closed here, outside the lock.
+                drop(follow);
                 st = self.lock();
                 st.dispatcher_buf = buf;
                 continue;
