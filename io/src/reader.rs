@@ -72,7 +72,8 @@ pub struct ReadToken(Arc<TokenState>);
 
 #[derive(Debug)]
 struct TokenState {
-    /// A thread is between its read and the `Receive` of what it read.
+    /// Taken: the IO thread is between its read and the `Receive` of what it read, or the
+    /// dispatcher is spinning on the connection (see the module docs).
     held: AtomicBool,
     /// The IO thread found the token held and did not read: whoever gives it back must see
     /// that the IO thread looks again.
