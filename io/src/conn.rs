@@ -9,7 +9,8 @@ use std::time::Instant as StdInstant;
 use mio::net::{TcpStream, UnixStream};
 use qmp_core::server::MonitorId;
 
-use crate::reader::{read_chunk, ReadToken};
+use crate::reader::ReadToken;
+use crate::scm;
 use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// The socket of a connection.
@@ -29,6 +30,19 @@ impl Stream {
             Stream::Unix(s) => s.as_raw_fd(),
             Stream::Tcp(s) => s.as_raw_fd(),
         }
+    }
+
+    /// One non-blocking read into `buf`; descriptors passed alongside land in `fds`. Both
+    /// threads that read a connection read through this (see [`crate::reader`]).
+    pub fn read_chunk(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Chunk> {
+        let (n, with_fds) = match self {
+            Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
+            Stream::Tcp(s) => (scm::recv_plain(s, buf)?, false),
+        };
+        Ok(Chunk {
+            n,
+            drained: n < buf.len() && !with_fds,
+        })
     }
 }
 
@@ -102,7 +116,7 @@ impl Conn {
     /// One non-blocking read; descriptors passed alongside land in `fds`.
     pub fn read(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Chunk> {
         let before = fds.len();
-        let chunk = read_chunk(&self.stream, buf, fds)?;
+        let chunk = self.stream.read_chunk(buf, fds)?;
         self.bytes_in += chunk.n as u64;
         self.fds_in += (fds.len() - before) as u64;
         Ok(chunk)

@@ -25,7 +25,7 @@ use crate::conn::{Chunk, Conn, Stream};
 use crate::listen::{BoundListener, ListenSpec};
 use crate::reader::Reader;
 use crate::registry::Registry;
-use crate::shared::{CoreState, Shared, ShutdownState};
+use crate::shared::{AppliedRead, CoreState, Shared, ShutdownState};
 use crate::sync::Arc;
 use crate::writer::{Flushed, StreamWriter, Writer};
 
@@ -381,12 +381,9 @@ impl IoLoop {
             Box::new(StreamWriter(Arc::clone(&conn.stream))),
             Arc::clone(&conn.write_blocked),
         );
-        let reader = self.dispatcher_reads.then(|| Reader {
-            stream: Arc::clone(&conn.stream),
-            token: conn.read_token.clone(),
-            bytes_in: 0,
-            fds_in: 0,
-        });
+        let reader = self
+            .dispatcher_reads
+            .then(|| Reader::new(Arc::clone(&conn.stream), conn.read_token.clone()));
         self.conns.insert(monitor, conn);
         let close = {
             let mut st = self.shared.lock();
@@ -498,36 +495,22 @@ impl IoLoop {
                     if drained {
                         conn.read_ready = false;
                     }
-                    let bytes = self.buf[..n].to_vec();
-                    let token = conn.read_token.clone();
                     let now = self.shared.now();
-                    let (close, refused, dispatch, oob, next, flushed) = {
+                    let (read, dispatch, next) = {
                         let mut st = self.shared.lock();
-                        st.io_stats.reads += 1;
-                        let (ids, refused) = st.adopt_fds(fds);
-                        let mut close = st.apply_locked(
-                            now,
-                            Input::Receive {
-                                monitor: m,
-                                bytes,
-                                fds: ids,
-                            },
-                        );
+                        let read = st.apply_read(m, now, &self.buf[..n], fds);
                         let dispatch = self.shared.dispatcher_wanted(&st);
-                        let oob = !st.oob_calls.is_empty();
-                        // With out-of-band calls queued, their replies come first: the write
-                        // waits until they ran. Replies of a run of in-band calls the dispatcher
-                        // is in the middle of are its to write (`write_left_to_dispatcher`).
-                        let flushed = if oob || st.write_left_to_dispatcher(m, now).is_some() {
-                            Flushed::More
-                        } else {
-                            st.flush_locked(m, now, &mut close)
-                        };
                         let next = st.server.wants_read(m) && st.shutdown == ShutdownState::Running;
                         // Applied: the next read of this stream may begin.
-                        token.give_back();
-                        (close, refused, dispatch, oob, next, flushed)
+                        conn.read_token.give_back();
+                        (read, dispatch, next)
                     };
+                    let AppliedRead {
+                        close,
+                        refused,
+                        oob,
+                        flushed,
+                    } = read;
                     drop(close);
                     drop(refused);
                     if dispatch {

@@ -42,10 +42,9 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use qmp_core::server::{Input, MonitorId};
+use qmp_core::server::MonitorId;
 
-use crate::conn::{Chunk, Stream};
-use crate::scm;
+use crate::conn::Stream;
 use crate::shared::{Shared, ShutdownState};
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::writer::Flushed;
@@ -53,18 +52,6 @@ use crate::writer::Flushed;
 /// Bytes the dispatcher reads at once: a batch of small requests fits many times over; larger
 /// input (a read that fills the buffer) is left to the IO thread.
 pub const DISPATCHER_READ_CHUNK: usize = 16 * 1024;
-
-/// One non-blocking read of `stream` into `buf`; descriptors passed alongside land in `fds`.
-pub fn read_chunk(stream: &Stream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Chunk> {
-    let (n, with_fds) = match stream {
-        Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
-        Stream::Tcp(s) => (scm::recv_plain(s, buf)?, false),
-    };
-    Ok(Chunk {
-        n,
-        drained: n < buf.len() && !with_fds,
-    })
-}
 
 /// A connection's read token (see the module docs), shared by its `Conn` and its [`Reader`].
 #[derive(Clone, Debug)]
@@ -132,49 +119,62 @@ pub struct Reader {
     pub fds_in: u64,
 }
 
+impl Reader {
+    /// The read side of the socket `stream`, whose reads `token` orders.
+    pub fn new(stream: Arc<Stream>, token: ReadToken) -> Self {
+        Reader {
+            stream,
+            token,
+            bytes_in: 0,
+            fds_in: 0,
+        }
+    }
+}
+
+/// What one read by the dispatcher came to.
+pub(crate) enum DispatcherRead {
+    /// Bytes were applied: the dispatcher looks at the state again.
+    Applied,
+    /// Nothing to read yet.
+    Nothing,
+    /// The connection is the IO thread's again: the core does not want its input now, or
+    /// (`io_look`) the stream ended or failed, which the IO thread must read itself (and then
+    /// close the connection).
+    Leave {
+        /// The IO thread must look at the connection.
+        io_look: bool,
+    },
+}
+
 impl Shared {
     /// One read of monitor `m` by the dispatcher while it spins for work, holding `m`'s read
-    /// token (see the module docs). True when it applied bytes: the dispatcher then looks at
-    /// the state again (and gives the token back). False when there was nothing to read. When
-    /// the core does not want `m`'s input now, at end of stream or on an error, it gives the
-    /// token back, clears `following`, and leaves the connection to the IO thread (which reads
-    /// the end of stream or the error again and closes).
+    /// token (see the module docs; the caller takes it and gives it back).
     pub(crate) fn dispatcher_read(
         &self,
         m: MonitorId,
         reader: &Reader,
         buf: &mut [u8],
-        following: &mut bool,
-    ) -> bool {
+    ) -> DispatcherRead {
         let wanted = {
             let st = self.lock();
             st.shutdown == ShutdownState::Running && st.server.wants_read(m)
         };
         if !wanted {
-            *following = false;
-            let skipped = reader.token.give_back();
-            self.dispatcher_read_left(skipped);
-            return false;
+            return DispatcherRead::Leave { io_look: false };
         }
         let mut fds = Vec::new();
-        match read_chunk(&reader.stream, buf, &mut fds) {
+        match reader.stream.read_chunk(buf, &mut fds) {
             Ok(chunk) if chunk.n > 0 => {
                 self.dispatcher_apply(m, &buf[..chunk.n], fds, chunk.drained);
-                true
+                DispatcherRead::Applied
             }
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
-                false
+                DispatcherRead::Nothing
             }
-            _ => {
-                drop(fds);
-                *following = false;
-                reader.token.give_back();
-                self.dispatcher_read_left(true);
-                false
-            }
+            _ => DispatcherRead::Leave { io_look: true },
         }
     }
 
@@ -191,50 +191,38 @@ impl Shared {
         drained: bool,
     ) {
         let now = self.now();
-        let (close, refused, wake) = {
+        let (read, wake) = {
             let mut st = self.lock();
-            if !st.readers.contains_key(&m) {
+            let Some(r) = st.readers.get_mut(&m) else {
                 // The IO thread closed the connection after this read began (a failed write,
-                // a yank): the bytes go nowhere, as they would have in the socket.
+                // a yank): the bytes go nowhere, as they would have in the socket, and the
+                // descriptors are closed after the lock is released.
                 drop(st);
+                drop(fds);
                 return;
-            }
-            st.io_stats.reads += 1;
+            };
+            r.bytes_in += bytes.len() as u64;
+            r.fds_in += fds.len() as u64;
             st.io_stats.dispatcher_reads += 1;
-            let (ids, refused) = st.adopt_fds(fds);
-            if let Some(r) = st.readers.get_mut(&m) {
-                r.bytes_in += bytes.len() as u64;
-                r.fds_in += (ids.len() + refused.len()) as u64;
+            let read = st.apply_read(m, now, bytes, fds);
+            if let Flushed::Failed(e) = &read.flushed {
+                // The IO thread meets the same error when it writes again, and closes.
+                tracing::debug!(monitor = m.0, error = %e, "write from the dispatcher failed");
             }
-            let mut close = st.apply_locked(
-                now,
-                Input::Receive {
-                    monitor: m,
-                    bytes: bytes.to_vec(),
-                    fds: ids,
-                },
-            );
-            let oob = !st.oob_calls.is_empty();
-            if !oob && st.transmit.contains(&m) {
-                if let Flushed::Failed(e) = st.flush_locked(m, now, &mut close) {
-                    // The IO thread meets the same error when it writes again, and closes.
-                    tracing::debug!(monitor = m.0, error = %e, "write from the dispatcher failed");
-                }
-            }
-            let io_work = oob || !drained || st.io_work_pending();
-            (close, refused, io_work && self.io_work_left(&mut st))
+            let io_work = read.oob || !drained || st.io_work_pending();
+            (read, io_work && self.io_work_left(&mut st))
         };
-        drop(close);
-        drop(refused);
+        drop(read);
         if wake {
             self.wake_io();
         }
     }
 
-    /// The dispatcher gave the token back; `io_look` when the IO thread must look at the
-    /// connection again (it skipped a read, or the stream ended or failed).
-    pub(crate) fn dispatcher_read_left(&self, io_look: bool) {
-        if io_look {
+    /// The dispatcher gives `reader`'s token back, and has the IO thread look at the
+    /// connection again when it skipped a read meanwhile or when `io_look` says so.
+    pub(crate) fn give_back_read(&self, reader: &Reader, io_look: bool) {
+        let skipped = reader.token.give_back();
+        if skipped || io_look {
             let wake = {
                 let mut st = self.lock();
                 self.io_work_left(&mut st)

@@ -81,7 +81,7 @@ use qmp_core::server::{
 
 use crate::clock::Clock;
 use crate::fds::FdTable;
-use crate::reader::{Reader, DISPATCHER_READ_CHUNK};
+use crate::reader::{DispatcherRead, Reader, DISPATCHER_READ_CHUNK};
 use crate::record::TraceSink;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::writer::{Flushed, Writer};
@@ -117,6 +117,19 @@ pub struct InbandRun {
     pub call_taken: Instant,
     /// Calls of the run so far, the running one included.
     pub calls: u32,
+}
+
+/// What [`CoreState::apply_read`] came to.
+pub struct AppliedRead {
+    /// Descriptors the core gave back (drop them after the lock is released).
+    pub close: Vec<OwnedFd>,
+    /// Received descriptors the fd table refused (likewise).
+    pub refused: Vec<OwnedFd>,
+    /// Out-of-band calls are queued: the IO thread must run them before anything else of
+    /// this monitor.
+    pub oob: bool,
+    /// What the write of the monitor's output came to (`More` when it was left).
+    pub flushed: Flushed,
 }
 
 /// Something that wakes the IO thread out of its poll (a mio `Waker` in production, a flag in
@@ -311,6 +324,42 @@ impl CoreState {
             }
         }
         (ids, refused)
+    }
+
+    /// Apply one read of `m` (its bytes, and the descriptors that came with them), then write
+    /// `m`'s output, unless out-of-band calls were queued (their replies come first: the write
+    /// waits until the IO thread ran them) or the output is the dispatcher's to write at the
+    /// end of its run (`write_left_to_dispatcher`). Whichever thread read (see `reader`).
+    #[must_use = "the descriptors in it must be dropped outside the lock"]
+    pub fn apply_read(
+        &mut self,
+        m: MonitorId,
+        now: Instant,
+        bytes: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> AppliedRead {
+        self.io_stats.reads += 1;
+        let (ids, refused) = self.adopt_fds(fds);
+        let mut close = self.apply_locked(
+            now,
+            Input::Receive {
+                monitor: m,
+                bytes: bytes.to_vec(),
+                fds: ids,
+            },
+        );
+        let oob = !self.oob_calls.is_empty();
+        let flushed = if oob || self.write_left_to_dispatcher(m, now).is_some() {
+            Flushed::More
+        } else {
+            self.flush_locked(m, now, &mut close)
+        };
+        AppliedRead {
+            close,
+            refused,
+            oob,
+            flushed,
+        }
     }
 
     /// True when the IO thread has something to do.
@@ -676,12 +725,22 @@ impl Shared {
                         return false;
                     };
                     holding = holding || reader.token.take();
-                    holding && self.dispatcher_read(*m, reader, &mut buf, &mut following)
+                    if !holding {
+                        return false;
+                    }
+                    match self.dispatcher_read(*m, reader, &mut buf) {
+                        DispatcherRead::Applied => true,
+                        DispatcherRead::Nothing => false,
+                        DispatcherRead::Leave { io_look } => {
+                            // Spinning on for other work, no longer on this monitor.
+                            (following, holding) = (false, false);
+                            self.give_back_read(reader, io_look);
+                            false
+                        }
+                    }
                 });
-                holding &= following;
                 if let Some((_, reader)) = follow.as_ref().filter(|_| holding) {
-                    let skipped = reader.token.give_back();
-                    self.dispatcher_read_left(skipped);
+                    self.give_back_read(reader, false);
                 }
                 // The reader's copy of the socket may be the last one (the IO thread closed the
                 // connection meanwhile): it is closed here, outside the lock.
@@ -728,9 +787,7 @@ impl Shared {
             let now = self.clock.now();
             let mut st = self.lock();
             let mut close = Self::complete_in_band_locked(&mut st, now, call.id, result);
-            Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
-            st.inband_run = None;
-            st.follow_up = Some(call.monitor);
+            Self::end_run_locked(&mut st, now, call.monitor, &mut close);
             // Normally false: the caller is the dispatcher, which looks again before waiting.
             let dispatch = self.dispatcher_wanted(&st);
             (close, dispatch, self.io_work_left(&mut st))
@@ -759,9 +816,7 @@ impl Shared {
         let wake = if st.continues_run(next.as_ref()) {
             st.take_io_wake()
         } else {
-            Self::flush_batch_locked(&mut st, now, call.monitor, &mut close);
-            st.inband_run = None;
-            st.follow_up = Some(call.monitor);
+            Self::end_run_locked(&mut st, now, call.monitor, &mut close);
             self.io_work_left(&mut st)
         };
         st.take_inband(next.as_ref(), now);
@@ -774,16 +829,19 @@ impl Shared {
         next.or_else(|| self.next_in_band())
     }
 
-    /// The end of a batch of in-band calls: write `monitor`'s pending output from the
+    /// The end of a run of in-band calls of `monitor`: write its pending output from the
     /// dispatcher, unless out-of-band calls are queued for the IO thread (their replies may be
     /// about to join the output: the IO thread writes after running them, as it does after a
-    /// read). Whatever the socket does not take stays for the IO thread (see [`Flushed`]).
-    fn flush_batch_locked(
+    /// read); whatever the socket does not take stays for the IO thread (see [`Flushed`]). The
+    /// run is over, and `monitor` is the one the dispatcher reads while it waits (`reader`).
+    fn end_run_locked(
         st: &mut CoreState,
         now: Instant,
         monitor: MonitorId,
         close: &mut Vec<OwnedFd>,
     ) {
+        st.inband_run = None;
+        st.follow_up = Some(monitor);
         if st.transmit.contains(&monitor) && st.oob_calls.is_empty() {
             let flushed = st.flush_locked(monitor, now, close);
             if let Flushed::Failed(e) = flushed {
@@ -921,14 +979,12 @@ mod tests {
     fn attach_socket(shared: &Shared) -> (crate::reader::Reader, std::os::unix::net::UnixStream) {
         let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        let reader = crate::reader::Reader {
-            stream: Arc::new(crate::conn::Stream::Unix(mio::net::UnixStream::from_std(
+        let reader = crate::reader::Reader::new(
+            Arc::new(crate::conn::Stream::Unix(mio::net::UnixStream::from_std(
                 ours,
             ))),
-            token: crate::reader::ReadToken::default(),
-            bytes_in: 0,
-            fds_in: 0,
-        };
+            crate::reader::ReadToken::default(),
+        );
         shared.lock().readers.insert(M, reader.clone());
         (reader, peer)
     }

@@ -34,30 +34,29 @@ pub use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 #[cfg(not(loom))]
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     for _ in 0..LOCK_PAUSES {
-        match m.try_lock() {
-            Ok(g) => return g,
-            Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
+        if let Some(g) = try_lock(m) {
+            return g;
         }
+        std::hint::spin_loop();
     }
     let mut guard = None;
-    spin_until(LOCK_SPIN, || match m.try_lock() {
-        Ok(g) => {
-            guard = Some(g);
-            true
-        }
-        Err(TryLockError::Poisoned(poisoned)) => {
-            guard = Some(poisoned.into_inner());
-            true
-        }
-        Err(TryLockError::WouldBlock) => false,
+    spin_until(LOCK_SPIN, || {
+        guard = try_lock(m);
+        guard.is_some()
     });
-    match guard {
-        Some(g) => g,
-        None => match m.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        },
+    guard.unwrap_or_else(|| match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    })
+}
+
+/// One attempt at `m`, ignoring poisoning (see [`lock`]).
+#[cfg(not(loom))]
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
