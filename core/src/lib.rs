@@ -17,7 +17,9 @@
 //!      time, then report `Complete`. Until an OOB call is completed its monitor's input is
 //!      held (as QEMU's I/O thread runs the handler before parsing on): nothing after that
 //!      request is handled and [`server::Server::wants_read`] is false for it. So an OOB call
-//!      must be completed promptly; the core never waits for it otherwise.
+//!      must be completed promptly; the core never waits for it otherwise. The result is a
+//!      [`server::CallResult`]: a [`json::Value`], a typed (serde) result already written with
+//!      [`server::CallResult::serialize`] (the same reply bytes, no value built), or an error.
 //!    * `CloseFd`: close the descriptor (outside any lock); the core no longer holds it.
 //!    * `Disconnect`: close the connection, then report [`server::Input::Close`].
 //!    * `Transmit(m)`: write [`server::Server::pending_output`]`(m)` (any amount) and report

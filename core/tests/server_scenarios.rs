@@ -3,7 +3,7 @@
 
 mod server_support;
 
-use qmp_core::json::{Object, Value};
+use qmp_core::json::{JsonText, Object, Value};
 use qmp_core::server::trace::{replay, Recorder};
 use qmp_core::server::*;
 use server_support::*;
@@ -854,6 +854,159 @@ fn trace_records_and_replays_to_the_same_digest() {
     // A changed input gives a different digest.
     let tampered = text.replace("qmp_capabilities", "qmp_capabilitiex");
     assert!(!replay(&tampered).unwrap().matches());
+}
+
+// ---- 14. results already written ----
+
+/// `query-status`'s StatusInfo as a typed handler declares it (QAPI member order).
+#[derive(serde::Serialize)]
+struct StatusInfo {
+    running: bool,
+    singlestep: bool,
+    status: &'static str,
+}
+
+/// The reply `result` gives to a `query-status` held for the test, on a fresh monitor.
+fn reply_to_held_query(pretty: bool, request: &[u8], result: CallResult) -> String {
+    let mut w = World::qemu72();
+    w.blocking.push("query-status".into());
+    let m = w.open(1, true, pretty);
+    w.take(m);
+    w.send(m, br#"{"execute": "qmp_capabilities"}"#);
+    w.take(m);
+    w.send(m, request);
+    let call = w.inband.pop_front().expect("the held query-status");
+    w.input(Input::Complete {
+        call: call.id,
+        result,
+    });
+    w.take(m)
+}
+
+#[test]
+fn results_already_written_give_the_same_reply_bytes() {
+    let mut nested = Object::new();
+    nested.insert("running", Value::Bool(true));
+    nested.insert("singlestep", Value::Bool(false));
+    nested.insert("status", Value::string("running"));
+    nested.insert("empty", Value::Object(Object::new()));
+    nested.insert(
+        "list",
+        Value::Array(vec![Value::Array(vec![]), Value::string("a, b: {c}")]),
+    );
+    let values = [
+        Value::Object(nested),
+        Value::Object(Object::new()),
+        Value::Array(vec![Value::Int(-1), Value::Double(0.5)]),
+        Value::string("\u{e9}\"\n"),
+    ];
+    for pretty in [false, true] {
+        for request in [
+            &br#"{"execute": "query-status"}"#[..],
+            br#"{"execute": "query-status", "id": {"n": [1, "x"]}}"#,
+        ] {
+            for v in &values {
+                let expected = reply_to_held_query(pretty, request, CallResult::Return(v.clone()));
+                assert!(expected.starts_with("{"), "{expected}");
+                let text = CallResult::ReturnJson(JsonText::from_value(v));
+                assert_eq!(reply_to_held_query(pretty, request, text), expected);
+            }
+            let typed = StatusInfo {
+                running: false,
+                singlestep: false,
+                status: "paused",
+            };
+            let mut o = Object::new();
+            o.insert("running", Value::Bool(false));
+            o.insert("singlestep", Value::Bool(false));
+            o.insert("status", Value::string("paused"));
+            assert_eq!(
+                reply_to_held_query(pretty, request, CallResult::serialize(&typed)),
+                reply_to_held_query(pretty, request, CallResult::Return(Value::Object(o)))
+            );
+        }
+    }
+    // The compact bytes, as QEMU 7.2 writes StatusInfo (spec Appendix A).
+    assert_eq!(
+        reply_to_held_query(
+            false,
+            br#"{"execute": "query-status", "id": 1}"#,
+            CallResult::serialize(&StatusInfo {
+                running: true,
+                singlestep: false,
+                status: "running"
+            })
+        ),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": 1}\r\n"
+    );
+}
+
+#[test]
+fn a_result_that_cannot_be_serialised_is_a_generic_error() {
+    let mut bad = std::collections::BTreeMap::new();
+    bad.insert((1, 2), "tuple keys");
+    let reply = reply_to_held_query(
+        false,
+        br#"{"execute": "query-status", "id": 2}"#,
+        CallResult::serialize(&bad),
+    );
+    assert_eq!(
+        reply,
+        "{\"id\": 2, \"error\": {\"class\": \"GenericError\", \"desc\": \"the command's result could not be serialised: a map key must be a string, a character or an integer\"}}\r\n"
+    );
+}
+
+#[test]
+fn traces_carry_results_already_written() {
+    let mut w = World::qemu72();
+    let mut rec = Recorder::for_server(&w.server, None);
+    let m = MonitorId(1);
+    for input in [
+        Input::Open {
+            monitor: m,
+            options: MonitorOptions {
+                oob_capable: true,
+                pretty: true,
+            },
+        },
+        Input::Receive {
+            monitor: m,
+            bytes: b"{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-status\"}".to_vec(),
+            fds: vec![],
+        },
+    ] {
+        rec.handle(&mut w.server, w.now, input).unwrap();
+        while w.server.poll_output().is_some() {}
+    }
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        rec.handle(&mut w.server, w.now, Input::NextInBand).unwrap();
+        while let Some(o) = w.server.poll_output() {
+            if let Output::Call(c) = o {
+                calls.push(c);
+            }
+        }
+    }
+    assert_eq!(calls.len(), 1, "query-status is the embedder's to run");
+    let result = CallResult::serialize(&StatusInfo {
+        running: true,
+        singlestep: false,
+        status: "running",
+    });
+    rec.handle(
+        &mut w.server,
+        w.now,
+        Input::Complete {
+            call: calls[0].id,
+            result,
+        },
+    )
+    .unwrap();
+    let text = rec.finish(&w.server);
+    assert!(text.contains(r#"{"ReturnJson":"{\"status\": "#), "{text}");
+    let report = replay(&text).unwrap();
+    assert!(report.matches(), "{report:?}");
+    assert_eq!(report.digest, w.server.digest());
 }
 
 // ---- memory ----

@@ -9,8 +9,9 @@
 //! Files: [`stream`] (lexer + streamer, the incremental API), `fast` (its one-pass path for
 //! whole plain messages), `parser` (tokens → value), `scan` (word-at-a-time string scans),
 //! `utf8` (modified UTF-8), `number` (integer kinds, `%.17g`), [`hash`] (tdb hash, bucket
-//! order), [`writer`] (compact/pretty text and wire framing), `exact` (the lossless serde form
-//! used by traces), [`value`] (the value model).
+//! order), [`writer`] (compact/pretty text and wire framing), `text` ([`JsonText`]: a typed
+//! serde value written straight to that text), `exact` (the lossless serde form used by traces),
+//! [`value`] (the value model).
 //!
 //! Documented departures and limits of this module:
 //!
@@ -45,12 +46,14 @@ mod number;
 mod parser;
 mod scan;
 pub mod stream;
+mod text;
 mod utf8;
 pub mod value;
 pub mod writer;
 
 pub use hash::{bucket, bucket_order, tdb_hash};
 pub use stream::JsonStreamer;
+pub use text::{JsonText, TextError};
 pub use value::{JsonString, Object, Value, INLINE_CAPACITY};
 pub use writer::{error_reply, to_compact, write_compact, write_message, write_pretty};
 

@@ -59,6 +59,17 @@ pub fn write_message(v: &Value, pretty: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// [`write_message`] of a value whose compact text is `compact` (a [`super::JsonText`], or a
+/// reply built around one): the same bytes.
+pub(crate) fn write_message_text(compact: &[u8], pretty: bool, out: &mut Vec<u8>) {
+    if pretty {
+        super::text::write_pretty_text(compact, b"\r\n", out);
+    } else {
+        out.extend_from_slice(compact);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The compact text of `v` as a byte vector.
 pub fn to_compact(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -166,18 +177,31 @@ fn push_u4(cp: u32, out: &mut Vec<u8>) {
 #[inline]
 fn write_json_string(s: &JsonString, out: &mut Vec<u8>) {
     if let Some(bytes) = s.inline_bytes() {
-        let n = s.len();
-        if inline_run_end(bytes) >= n {
-            let mut buf = [0u8; INLINE_CAPACITY + 2];
-            buf[0] = b'"';
-            buf[1..=INLINE_CAPACITY].copy_from_slice(bytes);
-            buf[n + 1] = b'"';
-            out.extend_from_slice(&buf);
-            out.truncate(out.len() - (INLINE_CAPACITY - n));
+        if write_inline_plain(bytes, s.len(), out) {
             return;
         }
     }
     write_string(s.as_bytes(), out);
+}
+
+/// Write the `n` bytes at the start of `bytes` (zeros after them) as a string, if none of them
+/// needs escaping (false, and nothing written, otherwise): fixed-size copies, no scan loop.
+#[inline(always)]
+pub(crate) fn write_inline_plain(
+    bytes: &[u8; INLINE_CAPACITY],
+    n: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    if inline_run_end(bytes) < n {
+        return false;
+    }
+    let mut buf = [0u8; INLINE_CAPACITY + 2];
+    buf[0] = b'"';
+    buf[1..=INLINE_CAPACITY].copy_from_slice(bytes);
+    buf[n + 1] = b'"';
+    out.extend_from_slice(&buf);
+    out.truncate(out.len() - (INLINE_CAPACITY - n));
+    true
 }
 
 /// `quoted_str`: a C string (stops at NUL), ASCII-only output.

@@ -6,7 +6,7 @@ use super::config::Dialect;
 use super::monitor::Queued;
 use super::types::{Call, CallId, CallResult, ErrorClass, Lane, MonitorId, Output, RunState};
 use super::{OutstandingCall, PendingCall, Server};
-use crate::json::{JsonString, Object, Value};
+use crate::json::{JsonString, JsonText, Object, Value};
 
 /// A request whose envelope passed the checks (§4.2 steps 1–4).
 #[derive(Debug)]
@@ -383,6 +383,13 @@ impl Server {
                     self.probes.no_success_response += 1;
                 }
             }
+            CallResult::ReturnJson(t) => {
+                if pc.success_response {
+                    self.reply_return_text(mid, pc.request_id, &t, oob);
+                } else {
+                    self.probes.no_success_response += 1;
+                }
+            }
             CallResult::Error { class, desc } => {
                 self.reply_error(mid, pc.request_id, class, desc, oob);
             }
@@ -431,6 +438,26 @@ impl Server {
             o.push_unchecked(JsonString::from("id"), id);
         }
         self.emit(mid, &Value::Object(o), oob);
+    }
+
+    /// [`Server::reply_return`] of a value already written: the same bytes.
+    fn reply_return_text(&mut self, mid: MonitorId, id: Option<Value>, ret: &JsonText, oob: bool) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(b"{\"return\": ");
+        buf.extend_from_slice(ret.as_bytes());
+        if let Some(id) = &id {
+            buf.extend_from_slice(b", \"id\": ");
+            crate::json::write_compact(id, &mut buf);
+        }
+        buf.push(b'}');
+        if self.compact_fast_path(mid, oob) {
+            buf.extend_from_slice(b"\r\n");
+            self.append_message(mid, &buf);
+        } else {
+            self.emit_text(mid, &buf, oob);
+        }
+        self.scratch = buf;
     }
 
     /// Compact monitor, no planted hold: replies can be written straight from their parts.

@@ -632,6 +632,26 @@ impl Server {
 
     /// Serialise a message for a monitor with its pretty setting and append it.
     fn emit(&mut self, id: MonitorId, v: &Value, oob_reply: bool) {
+        self.emit_with(id, oob_reply, |pretty, out| {
+            crate::json::write_message(v, pretty, out)
+        });
+    }
+
+    /// [`Server::emit`] of a message already written in the compact layout.
+    fn emit_text(&mut self, id: MonitorId, compact: &[u8], oob_reply: bool) {
+        self.emit_with(id, oob_reply, |pretty, out| {
+            crate::json::writer::write_message_text(compact, pretty, out)
+        });
+    }
+
+    /// Append the wire message `write` makes (given the monitor's pretty setting), or hold it
+    /// back (planted bug).
+    fn emit_with(
+        &mut self,
+        id: MonitorId,
+        oob_reply: bool,
+        write: impl FnOnce(bool, &mut Vec<u8>),
+    ) {
         let hold = oob_reply && planted!(self, OobReplyHeldBehindInBand) && self.inband_call_of(id);
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
@@ -641,14 +661,14 @@ impl Server {
         }
         if oob_reply && planted!(self, OobReplyHeldBehindInBand) && (!m.queue.is_empty() || hold) {
             let mut held = Vec::new();
-            crate::json::write_message(v, m.options.pretty, &mut held);
+            write(m.options.pretty, &mut held);
             if let Some(m) = self.monitors.get_mut(&id) {
                 m.held_replies.push(held);
             }
             return;
         }
         let start = m.out.buf.len();
-        crate::json::write_message(v, m.options.pretty, &mut m.out.buf);
+        write(m.options.pretty, &mut m.out.buf);
         let mut h = Digest::default();
         h.bytes(&m.out.buf[start..]);
         self.appended(id, h);

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::json::{Object, Value};
+use crate::json::{JsonText, Object, Value};
 
 /// A monotonic instant: nanoseconds since an arbitrary origin chosen by the driver.
 /// The core never reads a clock; every input comes with one of these, never going backwards.
@@ -71,6 +71,10 @@ pub enum ErrorClass {
 pub enum CallResult {
     /// Success: the `"return"` value (`{}` for commands that return nothing).
     Return(Value),
+    /// Success, the `"return"` value already written: a typed result serialised with
+    /// [`CallResult::serialize`] (or [`JsonText::from_value`]). The reply is the same bytes as
+    /// `Return` of the equivalent value, without building one.
+    ReturnJson(JsonText),
     /// Failure: an error reply.
     Error {
         /// The error class.
@@ -78,6 +82,37 @@ pub enum CallResult {
         /// The human-readable description.
         desc: String,
     },
+}
+
+impl CallResult {
+    /// Success with `value`, a typed result (a struct, a map, ...) serialised straight to
+    /// QEMU's text (see [`JsonText`]); a value that cannot be serialised (a map with non-string
+    /// keys) is a `GenericError` naming the cause.
+    ///
+    /// ```
+    /// use qmp_core::server::CallResult;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct KvmInfo {
+    ///     enabled: bool,
+    ///     present: bool,
+    /// }
+    ///
+    /// let CallResult::ReturnJson(text) = CallResult::serialize(&KvmInfo { enabled: false, present: true })
+    /// else {
+    ///     panic!()
+    /// };
+    /// assert_eq!(text.as_bytes(), br#"{"enabled": false, "present": true}"#);
+    /// ```
+    pub fn serialize<T: Serialize + ?Sized>(value: &T) -> CallResult {
+        match JsonText::serialize(value) {
+            Ok(text) => CallResult::ReturnJson(text),
+            Err(e) => CallResult::Error {
+                class: ErrorClass::GenericError,
+                desc: format!("the command's result could not be serialised: {e}"),
+            },
+        }
+    }
 }
 
 /// Per-monitor options, fixed when it is opened.

@@ -18,7 +18,7 @@
 //!    and ends with the same digest.
 
 use arbitrary::{Arbitrary, Unstructured};
-use qmp_core::json::{Object, Value};
+use qmp_core::json::{JsonText, Object, Value};
 use qmp_core::server::{
     CallResult, CommandSpec, Config, ErrorClass, FdId, Input, Instant, MonitorId, MonitorOptions,
     RunState, Server, Timestamp,
@@ -138,7 +138,7 @@ impl Builder {
 }
 
 fn call_result(sel: u8) -> CallResult {
-    match sel % 4 {
+    match sel % 6 {
         0 => CallResult::Return(Value::Object(Object::new())),
         1 => {
             let mut o = Object::new();
@@ -150,6 +150,23 @@ fn call_result(sel: u8) -> CallResult {
             Value::Double(0.1),
             Value::UInt(u64::MAX),
         ])),
+        // Results already written (a typed handler's): the same bytes as the values.
+        3 => {
+            let mut o = Object::new();
+            o.insert("s", Value::string("\u{e9}\"\\\n"));
+            o.insert(
+                "list",
+                Value::Array(vec![Value::Double(-0.0), Value::Object(Object::new())]),
+            );
+            CallResult::ReturnJson(JsonText::from_value(&Value::Object(o)))
+        }
+        4 => CallResult::serialize(&serde_json::json!({
+            "running": sel & 8 != 0,
+            "singlestep": false,
+            "status": "paused",
+            "tag": sel,
+            "nested": {"a": [1, 2.5, null], "b": {}},
+        })),
         _ => CallResult::Error {
             class: ErrorClass::GenericError,
             desc: format!("failed {sel}"),

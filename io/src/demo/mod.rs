@@ -20,6 +20,7 @@ use qmp_core::json::{Object, Value};
 use qmp_core::server::{
     ArgType, CallResult, CommandSpec, ErrorClass, FlatUnion, Member, RunState, Variant,
 };
+use serde::Serialize;
 
 pub mod hmp;
 
@@ -62,6 +63,27 @@ fn generic(desc: impl Into<String>) -> CallResult {
         class: ErrorClass::GenericError,
         desc: desc.into(),
     }
+}
+
+// Results are QAPI structs serialised straight to QEMU's text (`CallResult::serialize`), as a
+// QEMU handler's struct goes through the output visitor; members are declared in QAPI's order
+// and the serialiser puts them in QEMU's wire order.
+
+/// QAPI `StatusInfo` (`query-status`).
+#[derive(Serialize)]
+struct StatusInfo {
+    running: bool,
+    singlestep: bool,
+    /// A `RunState` value.
+    status: &'static str,
+}
+
+/// QAPI `YankInstance` of type `chardev` (`query-yank`).
+#[derive(Serialize)]
+struct YankInstance<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
 }
 
 /// An object of `N` members, built at its final size with the values moved in (handlers build
@@ -161,15 +183,11 @@ impl Machine {
         let m = self.clone();
         let b = b.command_with_context(spec("query-status", false, true, vec![]), move |_, _| {
             let running = m.is_running();
-            // QAPI StatusInfo's member order; the writer derives QEMU's wire order from it.
-            CallResult::Return(Value::Object(obj([
-                ("running", Value::Bool(running)),
-                ("singlestep", Value::Bool(false)),
-                (
-                    "status",
-                    Value::string(if running { "running" } else { "paused" }),
-                ),
-            ])))
+            CallResult::serialize(&StatusInfo {
+                running,
+                singlestep: false,
+                status: if running { "running" } else { "paused" },
+            })
         });
         let b = b.command(spec("query-name", false, true, vec![]), |_| empty());
         let m = self.clone();
@@ -196,17 +214,15 @@ impl Machine {
             empty()
         });
         let b = b.command_with_context(spec("query-yank", true, false, vec![]), |ctx, _| {
-            let list = ctx
+            let list: Vec<_> = ctx
                 .chardevs()
                 .iter()
-                .map(|id| {
-                    Value::Object(obj([
-                        ("type", Value::string("chardev")),
-                        ("id", Value::string(id.as_str())),
-                    ]))
+                .map(|id| YankInstance {
+                    kind: "chardev",
+                    id,
                 })
                 .collect();
-            CallResult::Return(Value::Array(list))
+            CallResult::serialize(&list)
         });
         // QAPI's YankInstance: a flat union on `type`.
         let variant = |value: &str, members: Vec<Member>| Variant {
