@@ -754,6 +754,10 @@ impl Server {
 
     /// Planted bug support: release held OOB replies once in-band work is done.
     fn flush_held(&mut self, id: MonitorId) {
+        // Only the planted bug holds replies back; this runs after every call otherwise.
+        if !planted!(self, OobReplyHeldBehindInBand) {
+            return;
+        }
         let busy = self.inband_call_of(id);
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
