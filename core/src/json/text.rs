@@ -570,41 +570,28 @@ impl<'a> ser::Serializer for &'a mut TextSerializer {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.end_array();
-        Ok(())
-    }
+/// Sequences, tuples and tuple structs are all arrays.
+macro_rules! array_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = TextError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), TextError> {
+                self.end_array();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.end_array();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.end_array();
-        Ok(())
-    }
-}
+array_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeTupleVariant for Compound<'_> {
     type Ok = ();
@@ -685,6 +672,15 @@ fn short_plain(s: &[u8], out: &mut Vec<u8>) -> Option<[u8; INLINE_CAPACITY]> {
     write_inline_plain(&padded, s.len(), out).then_some(padded)
 }
 
+/// Scalar kinds a map key cannot be.
+macro_rules! refuse_keys {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, _: $ty) -> Result<(), TextError> {
+            Err(key_error())
+        }
+    )*};
+}
+
 /// A map key's text: strings and characters as they are, integers in decimal (as serde_json).
 struct KeyText(Vec<u8>);
 
@@ -751,18 +747,12 @@ impl ser::Serializer for &mut KeyText {
     ) -> Result<(), TextError> {
         value.serialize(self)
     }
-    fn serialize_bool(self, _: bool) -> Result<(), TextError> {
-        Err(key_error())
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), TextError> {
-        Err(key_error())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), TextError> {
-        Err(key_error())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), TextError> {
-        Err(key_error())
-    }
+    refuse_keys!(
+        serialize_bool(bool),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_bytes(&[u8])
+    );
     fn serialize_none(self) -> Result<(), TextError> {
         Err(key_error())
     }
