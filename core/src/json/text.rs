@@ -238,6 +238,9 @@ struct Member {
 }
 
 impl Member {
+    /// The sort key: the bucket, then the ordinal inverted (newest first), which also says where
+    /// the member is once sorted. Ordinals fit in 32 bits: an object of 2^32 members would be
+    /// over 24 GB of text.
     fn order(bucket: usize, ordinal: usize) -> u64 {
         ((bucket as u64) << 32) | u64::from(u32::MAX - ordinal as u32)
     }
