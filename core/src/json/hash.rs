@@ -76,22 +76,17 @@ const LOW_SHIFTS: [(usize, u32); 9] = [
 pub(crate) fn bucket_of(key: &JsonString) -> usize {
     let len = key.len();
     match key.inline_bytes() {
-        Some(b) if first_nul(b) >= len => bucket_inline(b, len),
+        Some(b) if first_nul(b) >= len => {
+            // LOW_SHIFTS spelled out: constant indices into a fixed array, no loop.
+            let at = |pos: usize, shift: u32| u32::from(b[pos]) << shift;
+            let value = 0x238F_13AFu32
+                .wrapping_mul(len as u32)
+                .wrapping_add(at(0, 0) + at(1, 5) + at(5, 1) + at(6, 6) + at(10, 2))
+                .wrapping_add(at(11, 7) + at(15, 3) + at(16, 8) + at(20, 4));
+            1_103_515_243u32.wrapping_mul(value).wrapping_add(12345) as usize % BUCKETS
+        }
         _ => bucket(key.as_bytes()),
     }
-}
-
-/// [`bucket`] of the `len` bytes at the start of `b`, which holds zeros after them and no zero
-/// before `len` (an inline string's bytes, or a short key copied into such an array).
-#[inline(always)]
-pub(crate) fn bucket_inline(b: &[u8; INLINE_CAPACITY], len: usize) -> usize {
-    // LOW_SHIFTS spelled out: constant indices into a fixed array, no loop.
-    let at = |pos: usize, shift: u32| u32::from(b[pos]) << shift;
-    let value = 0x238F_13AFu32
-        .wrapping_mul(len as u32)
-        .wrapping_add(at(0, 0) + at(1, 5) + at(5, 1) + at(6, 6) + at(10, 2))
-        .wrapping_add(at(11, 7) + at(15, 3) + at(16, 8) + at(20, 4));
-    1_103_515_243u32.wrapping_mul(value).wrapping_add(12345) as usize % BUCKETS
 }
 
 /// Index of the first zero byte of `b` (`b.len()` if none), a word at a time (the lowest flag

@@ -5,7 +5,7 @@
 //! A handler can return its result as a [`Value`] or, with [`JsonText::serialize`] (through
 //! `CallResult::serialize`), as the serde data type it has anyway (a QAPI struct, say the `qapi`
 //! crate's). The typed path writes the text in one pass and builds no value; for qmpd's
-//! `query-status`, handler and reply take about 1,900 instructions against about 2,200 through
+//! `query-status`, handler and reply take about 2,150 instructions against about 2,470 through
 //! a `Value` (callgrind, BENCHMARKS.md session 6): a convenience that costs nothing, not a
 //! speed-up that shows end to end.
 //!
@@ -22,11 +22,11 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
-use super::hash::{bucket, bucket_inline};
+use super::hash::{bucket, bucket_of};
 use super::number::{write_g17, write_i64, write_u64};
 use super::parse_value;
-use super::value::{copy_short, Value, INLINE_CAPACITY};
-use super::writer::{to_compact, to_compact_insertion_order, write_inline_plain, write_string};
+use super::value::{JsonString, Value, INLINE_CAPACITY};
+use super::writer::{to_compact, to_compact_insertion_order, write_json_string, write_string};
 
 /// The compact QEMU text of one JSON value, as [`write_compact`](super::write_compact) writes
 /// it. Only this module makes one, so the text is always what the writer would give for some
@@ -295,18 +295,15 @@ struct TextSerializer {
 
 impl TextSerializer {
     fn begin_object(&mut self) -> Compound<'_> {
-        self.out.push(b'{');
-        Compound {
-            base: self.members.len,
-            start: self.out.len(),
-            n: 0,
-            pending: None,
-            ser: self,
-        }
+        self.begin(b'{')
     }
 
     fn begin_array(&mut self) -> Compound<'_> {
-        self.out.push(b'[');
+        self.begin(b'[')
+    }
+
+    fn begin(&mut self, open: u8) -> Compound<'_> {
+        self.out.push(open);
         Compound {
             base: self.members.len,
             start: self.out.len(),
@@ -318,7 +315,7 @@ impl TextSerializer {
 
     /// `{"variant": ` — an enum variant with data is a one-member object.
     fn begin_variant(&mut self, variant: &str) {
-        self.out.extend_from_slice(b"{");
+        self.out.push(b'{');
         write_string(variant.as_bytes(), &mut self.out);
         self.out.extend_from_slice(b": ");
     }
@@ -355,8 +352,11 @@ impl<'a> Compound<'a> {
     fn key_bytes(&mut self, key: &[u8]) {
         let out = &mut self.ser.out;
         let start = out.len();
-        let bucket = match short_plain(key, out) {
-            Some(padded) => bucket_inline(&padded, key.len()),
+        let bucket = match short(key) {
+            Some(k) => {
+                write_json_string(&k, out);
+                bucket_of(&k)
+            }
             None => {
                 write_string(key, out);
                 bucket(key)
@@ -479,8 +479,9 @@ impl<'a> ser::Serializer for &'a mut TextSerializer {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
     fn serialize_str(self, v: &str) -> Result<(), TextError> {
-        if short_plain(v.as_bytes(), &mut self.out).is_none() {
-            write_string(v.as_bytes(), &mut self.out);
+        match short(v.as_bytes()) {
+            Some(s) => write_json_string(&s, &mut self.out),
+            None => write_string(v.as_bytes(), &mut self.out),
         }
         Ok(())
     }
@@ -662,17 +663,11 @@ impl ser::SerializeStructVariant for Compound<'_> {
     }
 }
 
-/// Write `s` as a string if it is short and needs no escape (the usual key or enum value),
-/// with fixed-size copies; its bytes zero-padded, for [`bucket_inline`]. `None`, with nothing
-/// written, otherwise.
+/// `s` as an inline [`JsonString`] when it fits one, so that it is written (and a key's bucket
+/// computed) the writer's fast way, with fixed-size copies; longer strings go the general way.
 #[inline(always)]
-fn short_plain(s: &[u8], out: &mut Vec<u8>) -> Option<[u8; INLINE_CAPACITY]> {
-    if s.len() > INLINE_CAPACITY {
-        return None;
-    }
-    let mut padded = [0u8; INLINE_CAPACITY];
-    copy_short(&mut padded, s);
-    write_inline_plain(&padded, s.len(), out).then_some(padded)
+fn short(s: &[u8]) -> Option<JsonString> {
+    (s.len() <= INLINE_CAPACITY).then(|| JsonString::from_bytes(s))
 }
 
 /// Scalar kinds a map key cannot be.

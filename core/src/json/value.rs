@@ -214,7 +214,7 @@ impl JsonString {
 /// a variable-length `copy_from_slice` is a `memcpy` call, which costs more than the copy of a
 /// QMP key.
 #[inline(always)]
-pub(crate) fn copy_short(dst: &mut [u8; INLINE_CAPACITY], s: &[u8]) {
+fn copy_short(dst: &mut [u8; INLINE_CAPACITY], s: &[u8]) {
     let n = s.len();
     if n >= 8 {
         dst[..8].copy_from_slice(&s[..8]);

@@ -175,33 +175,20 @@ fn push_u4(cp: u32, out: &mut Vec<u8>) {
 /// [`write_string`] of a [`JsonString`]. A plain inline string (the usual key or short value)
 /// is written with fixed-size copies: quote, the 22 inline bytes, then the length is cut back.
 #[inline]
-fn write_json_string(s: &JsonString, out: &mut Vec<u8>) {
+pub(crate) fn write_json_string(s: &JsonString, out: &mut Vec<u8>) {
     if let Some(bytes) = s.inline_bytes() {
-        if write_inline_plain(bytes, s.len(), out) {
+        let n = s.len();
+        if inline_run_end(bytes) >= n {
+            let mut buf = [0u8; INLINE_CAPACITY + 2];
+            buf[0] = b'"';
+            buf[1..=INLINE_CAPACITY].copy_from_slice(bytes);
+            buf[n + 1] = b'"';
+            out.extend_from_slice(&buf);
+            out.truncate(out.len() - (INLINE_CAPACITY - n));
             return;
         }
     }
     write_string(s.as_bytes(), out);
-}
-
-/// Write the `n` bytes at the start of `bytes` (zeros after them) as a string, if none of them
-/// needs escaping (false, and nothing written, otherwise): fixed-size copies, no scan loop.
-#[inline(always)]
-pub(crate) fn write_inline_plain(
-    bytes: &[u8; INLINE_CAPACITY],
-    n: usize,
-    out: &mut Vec<u8>,
-) -> bool {
-    if inline_run_end(bytes) < n {
-        return false;
-    }
-    let mut buf = [0u8; INLINE_CAPACITY + 2];
-    buf[0] = b'"';
-    buf[1..=INLINE_CAPACITY].copy_from_slice(bytes);
-    buf[n + 1] = b'"';
-    out.extend_from_slice(&buf);
-    out.truncate(out.len() - (INLINE_CAPACITY - n));
-    true
 }
 
 /// `quoted_str`: a C string (stops at NUL), ASCII-only output.

@@ -376,20 +376,11 @@ impl Server {
         }
         let oob = pc.info.lane == Lane::OutOfBand;
         match result {
-            CallResult::Return(v) => {
-                if pc.success_response {
-                    self.reply_return(mid, pc.request_id, v, oob);
-                } else {
-                    self.probes.no_success_response += 1;
-                }
+            CallResult::Return(_) | CallResult::ReturnJson(_) if !pc.success_response => {
+                self.probes.no_success_response += 1;
             }
-            CallResult::ReturnJson(t) => {
-                if pc.success_response {
-                    self.reply_return_text(mid, pc.request_id, &t, oob);
-                } else {
-                    self.probes.no_success_response += 1;
-                }
-            }
+            CallResult::Return(v) => self.reply_return(mid, pc.request_id, v, oob),
+            CallResult::ReturnJson(t) => self.reply_return_text(mid, pc.request_id, &t, oob),
             CallResult::Error { class, desc } => {
                 self.reply_error(mid, pc.request_id, class, desc, oob);
             }
