@@ -41,6 +41,7 @@
 
 mod exact;
 mod fast;
+mod field_names;
 pub mod hash;
 mod number;
 mod parser;

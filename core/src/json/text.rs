@@ -22,6 +22,7 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
+use super::field_names::write_field_name;
 use super::hash::{bucket, bucket_of};
 use super::number::{write_g17, write_i64, write_u64};
 use super::parse_value;
@@ -348,21 +349,19 @@ impl<'a> Compound<'a> {
         self.ser
     }
 
+    /// Write a map key: `"key": `.
     #[inline]
     fn key_bytes(&mut self, key: &[u8]) {
-        let out = &mut self.ser.out;
-        let start = out.len();
-        let bucket = match short(key) {
-            Some(k) => {
-                write_json_string(&k, out);
-                bucket_of(&k)
-            }
-            None => {
-                write_string(key, out);
-                bucket(key)
-            }
-        };
-        out.extend_from_slice(b": ");
+        let start = self.ser.out.len();
+        let bucket = write_key(key, &mut self.ser.out);
+        self.pending = Some((start, bucket));
+    }
+
+    /// Write a struct field's name: `"name": `, remembered per thread (see [`super::field_names`]).
+    #[inline]
+    fn field_name(&mut self, name: &'static str) {
+        let start = self.ser.out.len();
+        let bucket = write_field_name(name, &mut self.ser.out, write_key);
         self.pending = Some((start, bucket));
     }
 
@@ -636,7 +635,7 @@ impl ser::SerializeStruct for Compound<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), TextError> {
-        self.key_bytes(key.as_bytes());
+        self.field_name(key);
         self.value(value)
     }
     fn end(self) -> Result<(), TextError> {
@@ -653,7 +652,7 @@ impl ser::SerializeStructVariant for Compound<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), TextError> {
-        self.key_bytes(key.as_bytes());
+        self.field_name(key);
         self.value(value)
     }
     fn end(self) -> Result<(), TextError> {
@@ -661,6 +660,23 @@ impl ser::SerializeStructVariant for Compound<'_> {
         self.end_object().out.push(b'}');
         Ok(())
     }
+}
+
+/// Append `"key": ` to `out` and return the key's bucket.
+#[inline]
+fn write_key(key: &[u8], out: &mut Vec<u8>) -> usize {
+    let bucket = match short(key) {
+        Some(k) => {
+            write_json_string(&k, out);
+            bucket_of(&k)
+        }
+        None => {
+            write_string(key, out);
+            bucket(key)
+        }
+    };
+    out.extend_from_slice(b": ");
+    bucket
 }
 
 /// `s` as an inline [`JsonString`] when it fits one, so that it is written (and a key's bucket
