@@ -121,6 +121,21 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_at_the_same_address_is_another_name() {
+        // Literals may share bytes (one a prefix of another): the length tells them apart.
+        let whole: &'static str = "singlestepping";
+        let prefix: &'static str = &whole[..6];
+        let mut out = Vec::new();
+        for name in [whole, prefix, whole, prefix] {
+            write_field_name(name, &mut out, fresh);
+        }
+        assert_eq!(
+            out,
+            b"\"singlestepping\": \"single\": \"singlestepping\": \"single\": "
+        );
+    }
+
+    #[test]
     fn names_at_other_addresses_or_too_long_are_written_afresh() {
         // Two names with the same text at different addresses: each is its own entry.
         let a: &'static str = Box::leak(String::from("status").into_boxed_str());

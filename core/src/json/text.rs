@@ -4,10 +4,10 @@
 //!
 //! A handler can return its result as a [`Value`] or, with [`JsonText::serialize`] (through
 //! `CallResult::serialize`), as the serde data type it has anyway (a QAPI struct, say the `qapi`
-//! crate's). The typed path writes the text in one pass and builds no value; for qmpd's
-//! `query-status`, handler and reply take about 2,150 instructions against about 2,470 through
-//! a `Value` (callgrind, BENCHMARKS.md session 6): a convenience that costs nothing, not a
-//! speed-up that shows end to end.
+//! crate's). The typed path writes the text in one pass and builds no value. Struct field
+//! names, the same `&'static str`s on every call, are written once per thread and copied after
+//! that ([`super::field_names`]): serialising qmpd's `StatusInfo` takes about 1,070
+//! instructions, 1,620 without that memo (callgrind, BENCHMARKS.md session 7).
 //!
 //! The text is exactly what the writer gives for the equivalent value: the same string escapes
 //! (ASCII only, a NUL ends a string), the same numbers (`%.17g` doubles) and the same member
@@ -926,6 +926,46 @@ mod tests {
         }
     }
 
+    /// Objects as structs: member names as `&'static str`s through `SerializeStruct`, interned
+    /// so that a name comes at the same address from case to case and the field-name memo is
+    /// hit (`field_names`); other values as [`Plain`].
+    struct Fields<'a>(&'a Value);
+
+    fn interned(name: &str) -> &'static str {
+        static NAMES: std::sync::Mutex<BTreeMap<String, &'static str>> =
+            std::sync::Mutex::new(BTreeMap::new());
+        let mut names = NAMES.lock().unwrap();
+        if let Some(n) = names.get(name) {
+            return n;
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(name.to_owned(), leaked);
+        leaked
+    }
+
+    impl Serialize for Fields<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{SerializeSeq, SerializeStruct};
+            match self.0 {
+                Value::Array(items) => {
+                    let mut seq = s.serialize_seq(Some(items.len()))?;
+                    for v in items {
+                        seq.serialize_element(&Fields(v))?;
+                    }
+                    seq.end()
+                }
+                Value::Object(o) => {
+                    let mut st = s.serialize_struct("Fields", o.len())?;
+                    for (k, v) in o.iter() {
+                        st.serialize_field(interned(k.as_str().expect("valid UTF-8")), &Fields(v))?;
+                    }
+                    st.end()
+                }
+                v => Plain(v).serialize(s),
+            }
+        }
+    }
+
     fn key() -> impl Strategy<Value = String> {
         // Short keys share buckets often; a few long or escaped ones too.
         prop_oneof![
@@ -973,6 +1013,18 @@ mod tests {
         }
 
         #[test]
+        fn struct_fields_give_the_writers_text_first_and_from_the_memo(v in value()) {
+            let expected = to_compact(&v);
+            for _ in 0..2 {
+                let text = JsonText::serialize(&Fields(&v)).unwrap();
+                prop_assert_eq!(
+                    String::from_utf8_lossy(text.as_bytes()),
+                    String::from_utf8_lossy(&expected)
+                );
+            }
+        }
+
+        #[test]
         fn pretty_relayout_is_the_pretty_writers_text(v in value()) {
             let mut relaid = Vec::new();
             write_pretty_text(JsonText::from_value(&v).as_bytes(), b"\n", &mut relaid);
@@ -1016,6 +1068,19 @@ mod tests {
             }),
             r#"{"status": "paused", "singlestep": false, "running": false}"#
         );
+        // A name too long for the field-name memo, twice: written afresh each time.
+        #[derive(Serialize)]
+        struct Long {
+            #[serde(rename = "a-field-name-longer-than-the-memo-keeps-for-sure")]
+            long: u8,
+            b: u8,
+        }
+        for _ in 0..2 {
+            assert_eq!(
+                t(&Long { long: 1, b: 2 }),
+                r#"{"a-field-name-longer-than-the-memo-keeps-for-sure": 1, "b": 2}"#
+            );
+        }
         assert_eq!(t(&Shape::Unit), r#""Unit""#);
         assert_eq!(t(&Shape::Newtype(7)), r#"{"Newtype": 7}"#);
         assert_eq!(t(&Shape::Tuple(1, -1)), r#"{"Tuple": [1, -1]}"#);
