@@ -137,8 +137,17 @@ impl Builder {
     }
 }
 
+/// A QAPI-like struct result.
+#[derive(serde::Serialize)]
+struct StatusLike {
+    running: bool,
+    singlestep: bool,
+    status: &'static str,
+    tag: u8,
+}
+
 fn call_result(sel: u8) -> CallResult {
-    match sel % 6 {
+    match sel % 7 {
         0 => CallResult::Return(Value::Object(Object::new())),
         1 => {
             let mut o = Object::new();
@@ -167,6 +176,13 @@ fn call_result(sel: u8) -> CallResult {
             "tag": sel,
             "nested": {"a": [1, 2.5, null], "b": {}},
         })),
+        // A struct: its field names go through the serialiser's per-thread memo.
+        5 => CallResult::serialize(&StatusLike {
+            running: sel & 8 != 0,
+            singlestep: sel & 16 != 0,
+            status: if sel & 32 != 0 { "paused" } else { "running" },
+            tag: sel,
+        }),
         _ => CallResult::Error {
             class: ErrorClass::GenericError,
             desc: format!("failed {sel}"),
