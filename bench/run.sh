@@ -186,4 +186,4 @@ echo "== results ($RESULTS)"
 echo
 echo "== ceiling: floor server (parses nothing, one fixed reply per line) vs QEMU, same client"
 "$BIN/qmp-bench" report "$RESULTS" --subject floor --base qemu | sed '/server CPU time/,$d' |
-    grep -E '^(mode|sequential|pipelined) ' | tee "$OUT/floor-report.txt"
+    grep -E '^(mode|sequential|pipelined|factor per round) ' | tee "$OUT/floor-report.txt"

@@ -105,6 +105,7 @@ pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
             unit
         );
     }
+    per_round(&mut out, &runs, subject, base);
     let mut cpu_header = false;
     for (mode, _, _) in LINES {
         let s = median_figure(&runs, subject, mode, Figure::CpuPerOp);
@@ -140,6 +141,56 @@ pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
         let _ = writeln!(out, "({skipped} input lines were not results)");
     }
     out
+}
+
+/// The factor of each round for the modes with a factor target: the subject's i-th run of a
+/// mode against the base's i-th (the runs alternate in that order, `bench/run.sh`), and how
+/// many rounds reached the target. The medians above hide how far single rounds spread on a
+/// noisy machine; this shows it.
+fn per_round(
+    out: &mut String,
+    runs: &BTreeMap<(String, String), Vec<serde_json::Value>>,
+    subject: &str,
+    base: &str,
+) {
+    let values = |label: &str, mode: &str| -> Vec<Option<f64>> {
+        runs.get(&(label.to_string(), mode.to_string()))
+            .map(|rs| rs.iter().map(|r| r["value"].as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let mut header = false;
+    for (mode, figure, target) in LINES {
+        let (Figure::Value, Target::Factor(t)) = (figure, target) else {
+            continue;
+        };
+        let factors: Vec<Option<f64>> = values(subject, mode)
+            .into_iter()
+            .zip(values(base, mode))
+            .map(|(s, b)| match (s, b) {
+                (Some(s), Some(b)) if b > 0.0 => Some(s / b),
+                _ => None,
+            })
+            .collect();
+        if factors.is_empty() {
+            continue;
+        }
+        if !header {
+            header = true;
+            let _ = writeln!(out, "factor per round ({subject} run i / {base} run i):");
+        }
+        let met = factors.iter().flatten().filter(|f| **f >= t).count();
+        let list: Vec<String> = factors
+            .iter()
+            .map(|f| f.map_or_else(|| "n/a".to_string(), |f| format!("{f:.1}x")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<17} {}  ({met} of {} rounds at >= {t}x)",
+            mode,
+            list.join(" "),
+            factors.len()
+        );
+    }
 }
 
 fn median_figure(
@@ -215,5 +266,39 @@ not json
         let pip: Vec<_> = cpu.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(pip, ["pipelined", "2.0", "50.0", "25.0x"]);
         assert!(t.contains("(1 input lines were not results)"));
+        // Rounds pair the i-th runs; the third qmpd run has no QEMU run to pair with.
+        let rounds = t.split("factor per round").nth(1).unwrap();
+        let seq = rounds
+            .lines()
+            .find(|l| l.starts_with("sequential"))
+            .unwrap();
+        assert_eq!(seq, "sequential        3.0x  (1 of 1 rounds at >= 3x)");
+        let pip = rounds.lines().find(|l| l.starts_with("pipelined")).unwrap();
+        assert_eq!(pip, "pipelined         10.0x  (0 of 1 rounds at >= 50x)");
+        assert!(!rounds.contains("idle"));
+    }
+
+    #[test]
+    fn rounds_pair_in_run_order() {
+        let input = "\
+{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":600.0}
+{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":10.0}
+{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":300.0}
+{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":0.0}
+{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":400.0}
+{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":10.0}
+";
+        let t = compare(input, "qmpd", "qemu");
+        let pip = t
+            .split("factor per round")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("pipelined"))
+            .unwrap();
+        assert_eq!(
+            pip,
+            "pipelined         60.0x n/a 40.0x  (1 of 3 rounds at >= 50x)"
+        );
     }
 }
