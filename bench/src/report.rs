@@ -280,15 +280,15 @@ not json
 
     #[test]
     fn rounds_pair_in_run_order() {
-        let input = "\
-{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":600.0}
-{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":10.0}
-{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":300.0}
-{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":0.0}
-{\"label\":\"qmpd\",\"mode\":\"pipelined\",\"value\":400.0}
-{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":10.0}
-";
-        let t = compare(input, "qmpd", "qemu");
+        // Rounds of (qmpd, QEMU) rates, written as run.sh writes them: alternating.
+        let input: String = [(600.0, 10.0), (300.0, 0.0), (400.0, 10.0)]
+            .iter()
+            .flat_map(|(q, e)| [("qmpd", q), ("qemu", e)])
+            .map(|(label, v)| {
+                format!("{{\"label\":\"{label}\",\"mode\":\"pipelined\",\"value\":{v}}}\n")
+            })
+            .collect();
+        let t = compare(&input, "qmpd", "qemu");
         let pip = t
             .split("factor per round")
             .nth(1)
