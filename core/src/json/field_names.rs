@@ -7,8 +7,9 @@
 //! (callgrind, BENCHMARKS.md session 7). A hit is a lookup and one fixed-size copy.
 //!
 //! Why it cannot change a byte of output: the bytes of a `&'static str` never change (no safe
-//! code can free or write them), so its address and length name one text for the rest of the
-//! program, and a slot only ever holds what computing afresh gave for that text. The memo is a
+//! code can free or write them; unloading a shared library whose strings are still referenced
+//! is already undefined behaviour), so its address and length name one text for the rest of
+//! the program, and a slot only ever holds what computing afresh gave for that text. The memo is a
 //! cache of a pure function: the core's output stays a function of its inputs. It is per thread
 //! so that it needs no lock; each thread that serialises fills its own.
 //!
