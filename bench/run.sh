@@ -9,18 +9,19 @@
 # with CLIENTS monitors. Idle memory is measured once per server on fresh processes with IDLE
 # negotiated connections each.
 #
-# Knobs (environment): ROUNDS (2), DURATION seconds per measuring loop (2), CLIENTS for the
+# Knobs (environment): ROUNDS (3: an odd count, so the median is one round's figure and one
+# slow round cannot decide it), DURATION seconds per measuring loop (2), CLIENTS for the
 # connections/events modes (8), IDLE connections (1000), BENCH_OUT results directory
 # (target/bench-results), RT=1 runs both servers and the client under `chrt -f 50` (real-time
 # scheduling, so that other work on a shared machine does not decide the tail latencies; the
-# same treatment for both servers). A full run takes about 5 minutes on 2 cores. The sequential
+# same treatment for both servers). A full run takes about 2 minutes on 2 cores once built. The sequential
 # and pipelined modes also run against `qmp-bench floor-server` (label floor), the cheapest
 # possible server, so the report shows the ceiling any server has on this machine and client.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-2}
 CLIENTS=${CLIENTS:-8}
 IDLE=${IDLE:-1000}
