@@ -296,20 +296,28 @@ struct TextSerializer {
 
 impl TextSerializer {
     fn begin_object(&mut self) -> Compound<'_> {
-        self.begin(b'{')
+        self.begin(b'{', false)
     }
 
     fn begin_array(&mut self) -> Compound<'_> {
-        self.begin(b'[')
+        self.begin(b'[', false)
     }
 
-    fn begin(&mut self, open: u8) -> Compound<'_> {
+    /// An enum variant's array or object (`open`), inside the variant's one-member object
+    /// `{"variant": ...}`, which the compound's end closes too.
+    fn begin_variant_compound(&mut self, variant: &str, open: u8) -> Compound<'_> {
+        self.begin_variant(variant);
+        self.begin(open, true)
+    }
+
+    fn begin(&mut self, open: u8, in_variant: bool) -> Compound<'_> {
         self.out.push(open);
         Compound {
             base: self.members.len,
             start: self.out.len(),
             n: 0,
             pending: None,
+            in_variant,
             ser: self,
         }
     }
@@ -333,6 +341,8 @@ struct Compound<'a> {
     n: usize,
     /// An object member whose key is written and value not yet: its start and bucket.
     pending: Option<(usize, usize)>,
+    /// The compound is an enum variant's content: its end also closes `{"variant": ...}`.
+    in_variant: bool,
 }
 
 impl<'a> Compound<'a> {
@@ -344,9 +354,11 @@ impl<'a> Compound<'a> {
         value.serialize(&mut *self.ser)
     }
 
-    fn end_array(self) -> &'a mut TextSerializer {
+    fn end_array(self) {
         self.ser.out.push(b']');
-        self.ser
+        if self.in_variant {
+            self.ser.out.push(b'}');
+        }
     }
 
     /// Write a map key: `"key": `.
@@ -382,12 +394,13 @@ impl<'a> Compound<'a> {
 
     /// Close the object: its members, written one after another, are put in bucket order with
     /// the separators between them.
-    fn end_object(self) -> &'a mut TextSerializer {
+    fn end_object(self) {
         let Compound {
             ser,
             base,
             start,
             n,
+            in_variant,
             ..
         } = self;
         if n >= 2 {
@@ -421,7 +434,9 @@ impl<'a> Compound<'a> {
         }
         ser.members.truncate(base);
         ser.out.push(b'}');
-        ser
+        if in_variant {
+            ser.out.push(b'}');
+        }
     }
 }
 
@@ -552,8 +567,7 @@ impl<'a> ser::Serializer for &'a mut TextSerializer {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, TextError> {
-        self.begin_variant(variant);
-        Ok(self.begin_array())
+        Ok(self.begin_variant_compound(variant, b'['))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, TextError> {
         Ok(self.begin_object())
@@ -568,12 +582,12 @@ impl<'a> ser::Serializer for &'a mut TextSerializer {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, TextError> {
-        self.begin_variant(variant);
-        Ok(self.begin_object())
+        Ok(self.begin_variant_compound(variant, b'{'))
     }
 }
 
-/// Sequences, tuples and tuple structs are all arrays.
+/// Sequences, tuples, tuple structs and tuple variants are all arrays (a variant's inside its
+/// one-member object, which `end_array` closes).
 macro_rules! array_like {
     ($($trait:ident :: $method:ident),*) => {$(
         impl ser::$trait for Compound<'_> {
@@ -593,21 +607,34 @@ macro_rules! array_like {
 array_like!(
     SerializeSeq::serialize_element,
     SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TextError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TextError> {
-        // The array, then the variant's one-member object around it.
-        self.end_array().out.push(b'}');
-        Ok(())
-    }
+/// Structs and struct variants are objects whose member names are `&'static str`s (see
+/// [`super::field_names`]).
+macro_rules! struct_like {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = TextError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), TextError> {
+                self.field_name(key);
+                self.value(value)
+            }
+            fn end(self) -> Result<(), TextError> {
+                self.end_object();
+                Ok(())
+            }
+        }
+    )*};
 }
+
+struct_like!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -623,41 +650,6 @@ impl ser::SerializeMap for Compound<'_> {
     }
     fn end(self) -> Result<(), TextError> {
         self.end_object();
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), TextError> {
-        self.field_name(key);
-        self.value(value)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.end_object();
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), TextError> {
-        self.field_name(key);
-        self.value(value)
-    }
-    fn end(self) -> Result<(), TextError> {
-        // The struct, then the variant's one-member object around it.
-        self.end_object().out.push(b'}');
         Ok(())
     }
 }

@@ -406,37 +406,28 @@ impl Server {
         ret: Value,
         oob: bool,
     ) {
-        if self.compact_fast_path(mid, oob) {
-            // `{"return": R, "id": I}`: the fixed member order of QEMU's writer (return in
-            // bucket 401 before id in 486), written without building the reply object.
-            let mut buf = std::mem::take(&mut self.scratch);
-            buf.clear();
-            buf.extend_from_slice(b"{\"return\": ");
-            crate::json::write_compact(&ret, &mut buf);
-            if let Some(id) = &id {
-                buf.extend_from_slice(b", \"id\": ");
-                crate::json::write_compact(id, &mut buf);
-            }
-            buf.extend_from_slice(b"}\r\n");
-            self.append_message(mid, &buf);
-            self.scratch = buf;
-            return;
-        }
-        // Keys are distinct: skip the duplicate scan of `insert`.
-        let mut o = Object::with_capacity(2);
-        o.push_unchecked(JsonString::from("return"), ret);
-        if let Some(id) = id {
-            o.push_unchecked(JsonString::from("id"), id);
-        }
-        self.emit(mid, &Value::Object(o), oob);
+        self.reply_return_written(mid, id, oob, |buf| crate::json::write_compact(&ret, buf));
     }
 
     /// [`Server::reply_return`] of a value already written: the same bytes.
     fn reply_return_text(&mut self, mid: MonitorId, id: Option<Value>, ret: &JsonText, oob: bool) {
+        self.reply_return_written(mid, id, oob, |buf| buf.extend_from_slice(ret.as_bytes()));
+    }
+
+    /// `{"return": R, "id": I}` with R's compact text from `write_ret`, in the fixed member order
+    /// of QEMU's writer (return in bucket 401 before id in 486), written without building the
+    /// reply object: appended as it is to a compact monitor, re-laid out for a pretty one.
+    fn reply_return_written(
+        &mut self,
+        mid: MonitorId,
+        id: Option<Value>,
+        oob: bool,
+        write_ret: impl FnOnce(&mut Vec<u8>),
+    ) {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.extend_from_slice(b"{\"return\": ");
-        buf.extend_from_slice(ret.as_bytes());
+        write_ret(&mut buf);
         if let Some(id) = &id {
             buf.extend_from_slice(b", \"id\": ");
             crate::json::write_compact(id, &mut buf);
