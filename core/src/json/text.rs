@@ -440,6 +440,19 @@ impl<'a> Compound<'a> {
     }
 }
 
+/// The narrower integers as `i64` and `u64`, in both serialisers.
+macro_rules! widen_ints {
+    () => {
+        widen_ints!(serialize_i64: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32));
+        widen_ints!(serialize_u64: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32));
+    };
+    ($wide:ident: $($method:ident($ty:ty)),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), TextError> {
+            self.$wide(v.into())
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for &'a mut TextSerializer {
     type Ok = ();
     type Error = TextError;
@@ -456,27 +469,10 @@ impl<'a> ser::Serializer for &'a mut TextSerializer {
             .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), TextError> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), TextError> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), TextError> {
-        self.serialize_i64(v.into())
-    }
+    widen_ints!();
     fn serialize_i64(self, v: i64) -> Result<(), TextError> {
         write_i64(v, &mut self.out);
         Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), TextError> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), TextError> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), TextError> {
-        self.serialize_u64(v.into())
     }
     fn serialize_u64(self, v: u64) -> Result<(), TextError> {
         write_u64(v, &mut self.out);
@@ -712,27 +708,10 @@ impl ser::Serializer for &mut KeyText {
     fn serialize_char(self, v: char) -> Result<(), TextError> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
-    fn serialize_i8(self, v: i8) -> Result<(), TextError> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), TextError> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), TextError> {
-        self.serialize_i64(v.into())
-    }
+    widen_ints!();
     fn serialize_i64(self, v: i64) -> Result<(), TextError> {
         write_i64(v, &mut self.0);
         Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), TextError> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), TextError> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), TextError> {
-        self.serialize_u64(v.into())
     }
     fn serialize_u64(self, v: u64) -> Result<(), TextError> {
         write_u64(v, &mut self.0);
