@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::ClientGen;
 use crate::events::{SimEvent, ThrottleModel};
 use crate::failure::{panic_text, Failure};
-use crate::model::{show, ConnModel, ExpectCall, ReplyLane, Seen, Session};
+use crate::model::{show, ConnModel, ExpectCall, Seen, Session};
 use crate::options::Options;
 use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST};
 use crate::sut::Core;
@@ -538,10 +538,7 @@ impl<C: Core> World<C> {
                     conn.unlock_due = true;
                 }
                 for e in p.expects {
-                    match e.lane {
-                        ReplyLane::InBand => conn.model.inband.push_back(e),
-                        ReplyLane::Immediate => conn.model.immediate.push_back(e),
-                    }
+                    conn.model.push(e);
                 }
                 for call in p.calls {
                     if let Some(tag) = call.tag {
