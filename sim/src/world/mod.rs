@@ -1,6 +1,6 @@
 //! The simulated world around one server: clients and their network, the main loop's
 //! dispatcher and handlers, event sources, clocks and descriptors. This module drives it; the
-//! oracles that run after every input are in [`oracles`] (intent-free invariants, shared with
+//! oracles that run after every input are in `oracles.rs` (intent-free invariants, shared with
 //! the checker, in [`crate::invariants`]).
 //!
 //! Everything is driven from one seeded ChaCha generator and an agenda of timed actions; the
