@@ -41,7 +41,7 @@ impl Stream {
         };
         Ok(Chunk {
             n,
-            drained: n < buf.len() && !with_fds,
+            filled: n == buf.len() || with_fds,
         })
     }
 }
@@ -51,13 +51,12 @@ impl Stream {
 pub struct Chunk {
     /// Bytes read into the buffer; 0 at end of stream.
     pub n: usize,
-    /// The read emptied the socket: it took less than the buffer held and no descriptors came
-    /// with it. A stream read returns short only when nothing more is queued (a Unix stream
-    /// read also stops at passed descriptors, and at a change of sender credentials, which
-    /// only matter with `SO_PASSCRED`, never set here), so reading again would only say
-    /// EAGAIN; bytes that arrive later raise a new readiness edge (epoll, edge-triggered,
-    /// signals every arrival; tokio skips the second read on the same grounds).
-    pub drained: bool,
+    /// The read filled the buffer or stopped at passed descriptors: more bytes are likely
+    /// queued (a hint for the dispatcher's reads). A read that did *not* fill it says nothing
+    /// about what is left: the peer's EOF may be queued behind the bytes, and an edge-triggered
+    /// poller raises no second event for it, so only EAGAIN ends a connection's readiness
+    /// (see `qmp_driver::conn`).
+    pub filled: bool,
 }
 
 /// An open connection (one monitor).
@@ -176,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn a_short_read_without_descriptors_drained_the_socket() {
+    fn a_read_is_filled_when_it_took_the_whole_buffer_or_stopped_at_descriptors() {
         let (mut conn, mut peer) = pair();
         let mut fds = Vec::new();
         peer.write_all(b"abc").unwrap();
@@ -184,7 +183,7 @@ mod tests {
             read(&mut conn, 64, &mut fds),
             Chunk {
                 n: 3,
-                drained: true
+                filled: false
             }
         );
         peer.write_all(&[b'x'; 100]).unwrap();
@@ -192,21 +191,21 @@ mod tests {
             read(&mut conn, 64, &mut fds),
             Chunk {
                 n: 64,
-                drained: false
+                filled: true
             }
         );
         assert_eq!(
             read(&mut conn, 64, &mut fds),
             Chunk {
                 n: 36,
-                drained: true
+                filled: false
             }
         );
         assert!(fds.is_empty());
     }
 
     #[test]
-    fn a_read_that_brought_descriptors_is_not_taken_for_drained() {
+    fn a_read_that_brought_descriptors_counts_as_filled() {
         use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         use std::mem::MaybeUninit;
 
@@ -225,19 +224,13 @@ mod tests {
         let mut fds = Vec::new();
         // The kernel ends the read at the bytes that carried the descriptor: short, yet more
         // is queued.
-        assert_eq!(
-            read(&mut conn, 64, &mut fds),
-            Chunk {
-                n: 1,
-                drained: false
-            }
-        );
+        assert_eq!(read(&mut conn, 64, &mut fds), Chunk { n: 1, filled: true });
         assert_eq!(fds.len(), 1);
         assert_eq!(
             read(&mut conn, 64, &mut fds),
             Chunk {
                 n: 2,
-                drained: true
+                filled: false
             }
         );
     }

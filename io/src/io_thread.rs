@@ -490,11 +490,10 @@ impl IoLoop {
                     self.close(m, "peer closed");
                     return false;
                 }
-                Ok(Chunk { n, drained }) => {
-                    // Saves the read that would only say EAGAIN (one system call per batch).
-                    if drained {
-                        conn.read_ready = false;
-                    }
+                Ok(Chunk { n, .. }) => {
+                    // A short read leaves the connection readable: the peer's EOF (or a reset)
+                    // may be queued behind these bytes, and no second readiness event comes for
+                    // it. Only EAGAIN clears `read_ready` (below).
                     let now = self.shared.now();
                     let (read, dispatch, next) = {
                         let mut st = self.shared.lock();
@@ -516,12 +515,12 @@ impl IoLoop {
                     if dispatch {
                         self.shared.notify_dispatcher();
                     }
-                    may_read = next && !drained;
+                    may_read = next;
                     if oob {
                         // Out-of-band requests must run before any later byte is looked at;
                         // completing them lets the core go on with the input they held.
                         self.run_oob_calls();
-                        may_read = !drained && self.may_read(m);
+                        may_read = self.may_read(m);
                         self.flush(m);
                     } else if let Flushed::Failed(e) = flushed {
                         tracing::debug!(monitor = m.0, error = %e, "write failed");

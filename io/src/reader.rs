@@ -165,7 +165,7 @@ impl Shared {
         let mut fds = Vec::new();
         match reader.stream.read_chunk(buf, &mut fds) {
             Ok(chunk) if chunk.n > 0 => {
-                self.dispatcher_apply(m, &buf[..chunk.n], fds, chunk.drained);
+                self.dispatcher_apply(m, &buf[..chunk.n], fds, chunk.filled);
                 DispatcherRead::Applied
             }
             Err(e)
@@ -181,14 +181,14 @@ impl Shared {
     /// Apply what the dispatcher read from `m`, as the IO thread applies its reads: one
     /// `Receive`, then `m`'s output written unless out-of-band calls were queued (their replies
     /// come first; the IO thread runs them). The IO thread is told to look when it has work:
-    /// those calls, or bytes the read may have left behind (`drained` false). Bytes of a
+    /// those calls, or bytes a read that filled its buffer left behind (`filled`). Bytes of a
     /// connection closed meanwhile are dropped.
     pub(crate) fn dispatcher_apply(
         &self,
         m: MonitorId,
         bytes: &[u8],
         fds: Vec<OwnedFd>,
-        drained: bool,
+        filled: bool,
     ) {
         let now = self.now();
         let (read, wake) = {
@@ -209,7 +209,7 @@ impl Shared {
                 // The IO thread meets the same error when it writes again, and closes.
                 tracing::debug!(monitor = m.0, error = %e, "write from the dispatcher failed");
             }
-            let io_work = read.oob || !drained || st.io_work_pending();
+            let io_work = read.oob || filled || st.io_work_pending();
             (read, io_work && self.io_work_left(&mut st))
         };
         drop(read);
