@@ -157,6 +157,13 @@ pub struct Driver<F> {
     actions: VecDeque<Action<F>>,
     /// Monitors the core gave up on, closed once the current drain is over.
     core_disconnects: Vec<(MonitorId, qmp_core::server::DisconnectReason)>,
+    /// Out-of-band calls handed out and not completed yet, with their monitors.
+    oob_outstanding: Vec<(CallId, MonitorId)>,
+    /// The in-band call handed out and not completed yet, with its monitor.
+    inband_outstanding: Option<(CallId, MonitorId)>,
+    /// An in-band completion held back until the out-of-band calls of its monitor complete
+    /// (see [`Driver::complete`]).
+    deferred: Option<(CallId, MonitorId, CallResult)>,
     out_total: usize,
     shutdown: ShutdownState,
     stats: DriverStats,
@@ -191,6 +198,9 @@ impl<F: Descriptor> Driver<F> {
             transmit: BTreeSet::new(),
             actions: VecDeque::new(),
             core_disconnects: Vec::new(),
+            oob_outstanding: Vec::new(),
+            inband_outstanding: None,
+            deferred: None,
             out_total: 0,
             shutdown: ShutdownState::Running,
             stats: DriverStats::default(),
@@ -291,6 +301,16 @@ impl<F: Descriptor> Driver<F> {
                 .conns
                 .get(&conn)
                 .is_some_and(|c| c.readable && self.server.wants_read(c.monitor))
+    }
+
+    /// Whether the core wants `conn`'s input now (open, serving, not suspended), whatever its
+    /// readiness: a runtime that reads speculatively (qmp-io's dispatcher) asks this.
+    pub fn wants_input(&self, conn: ConnId) -> bool {
+        self.running()
+            && self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| self.server.wants_read(c.monitor))
     }
 
     /// Whether `conn` is readable (see [`Driver::should_read`]), whatever the core wants.
@@ -575,8 +595,44 @@ impl<F: Descriptor> Driver<F> {
     }
 
     /// A handler finished.
+    ///
+    /// Out-of-band replies go to the wire before the in-band replies they release (QEMU's IO
+    /// thread writes an OOB reply as its handler returns, while the dispatcher it woke is
+    /// still waking up): an in-band completion that arrives while an out-of-band call of the
+    /// same monitor is outstanding (`x-oob-test`'s unlock releasing its lock, say) is held
+    /// back and applied right after that call's completion. The in-band lane stays busy
+    /// meanwhile ([`Driver::next_in_band`] has nothing).
     pub fn complete(&mut self, now: Instant, call: CallId, result: CallResult) {
+        if let Some(i) = self.oob_outstanding.iter().position(|(c, _)| *c == call) {
+            let (_, monitor) = self.oob_outstanding.swap_remove(i);
+            self.apply(now, Input::Complete { call, result });
+            let released = self
+                .deferred
+                .as_ref()
+                .is_some_and(|(_, m, _)| *m == monitor && !self.oob_pending_for(monitor));
+            if released {
+                if let Some((call, _, result)) = self.deferred.take() {
+                    self.inband_outstanding = None;
+                    self.apply(now, Input::Complete { call, result });
+                }
+            }
+            return;
+        }
+        if let Some((id, monitor)) = self.inband_outstanding {
+            if id == call && self.oob_pending_for(monitor) {
+                self.deferred = Some((call, monitor, result));
+                return;
+            }
+            if id == call {
+                self.inband_outstanding = None;
+            }
+        }
         self.apply(now, Input::Complete { call, result });
+    }
+
+    /// Whether an out-of-band call of `monitor` is outstanding.
+    fn oob_pending_for(&self, monitor: MonitorId) -> bool {
+        self.oob_outstanding.iter().any(|(_, m)| *m == monitor)
     }
 
     /// Drop the clients of chardev `id` (QEMU's chardev yank). False when there is none.
@@ -811,8 +867,12 @@ impl<F: Descriptor> Driver<F> {
                     }
                     let call = SessionCall { call, session };
                     match call.call.lane {
-                        Lane::OutOfBand => self.oob_calls.push_back(call),
+                        Lane::OutOfBand => {
+                            self.oob_outstanding.push((call.call.id, call.call.monitor));
+                            self.oob_calls.push_back(call)
+                        }
                         Lane::InBand => {
+                            self.inband_outstanding = Some((call.call.id, call.call.monitor));
                             if let Some(old) = self.inband_call.replace(call) {
                                 tracing::error!(
                                     call = old.call.id.0,

@@ -461,3 +461,49 @@ fn planted_lost_eof_leaves_the_listener_stuck() {
     assert!(!d.should_read(c));
     assert!(!d.should_accept(0, t(1)), "the next client waits for ever");
 }
+
+#[test]
+fn an_in_band_reply_released_by_an_out_of_band_call_goes_out_after_its_reply() {
+    let mut d = driver(1);
+    let c = accept(&mut d);
+    drain_output(&mut d, c);
+    d.handle_read(
+        t(1),
+        c,
+        data(b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}"),
+    );
+    let _ = d.next_in_band(t(1));
+    drain_output(&mut d, c);
+    d.handle_read(
+        t(2),
+        c,
+        data(b"{\"execute\": \"slow\", \"id\": \"lock\"}{\"execute\": \"slow\", \"id\": \"q\"}"),
+    );
+    let lock = d.next_in_band(t(2)).expect("the lock");
+    d.handle_read(
+        t(3),
+        c,
+        data(b"{\"exec-oob\": \"slow\", \"id\": \"unlock\"}"),
+    );
+    let unlock = d.take_oob_call().expect("the unlock");
+    // The unlock's handler releases the lock, whose handler returns first.
+    d.complete(t(4), lock.call.id, CallResult::Return(Object::new().into()));
+    assert_eq!(
+        d.next_in_band(t(4)),
+        None,
+        "held back: the lane is still busy"
+    );
+    assert!(d.pending_output(c).is_empty());
+    d.complete(
+        t(5),
+        unlock.call.id,
+        CallResult::Return(Object::new().into()),
+    );
+    let q = d.next_in_band(t(5)).expect("the queued request");
+    d.complete(t(6), q.call.id, CallResult::Return(Object::new().into()));
+    assert_eq!(
+        drain_output(&mut d, c),
+        "{\"return\": {}, \"id\": \"unlock\"}\r\n{\"return\": {}, \"id\": \"lock\"}\r\n\
+         {\"return\": {}, \"id\": \"q\"}\r\n"
+    );
+}
