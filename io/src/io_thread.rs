@@ -417,7 +417,11 @@ impl IoLoop {
             let writer = st.writers.remove(&m);
             let reader = st.readers.remove(&m);
             let close = if st.attached.remove(&m).is_some() {
-                st.apply_locked(self.shared.now(), Input::Close { monitor: m })
+                let mut close = st.apply_locked(self.shared.now(), Input::Close { monitor: m });
+                // One core monitor per connection until monitor ids are per listener slot:
+                // its named fds go with it (compat case F20).
+                close.extend(st.apply_locked(self.shared.now(), Input::Destroy { monitor: m }));
+                close
             } else {
                 Vec::new()
             };

@@ -653,6 +653,8 @@ impl Shared {
                 st.attached.remove(&m);
                 st.transmit.remove(&m);
                 close.extend(st.apply_locked(now, Input::Close { monitor: m }));
+                // One core monitor per connection until monitor ids are per listener slot.
+                close.extend(st.apply_locked(now, Input::Destroy { monitor: m }));
                 st.yanked.push(m);
             }
             let dispatch = self.dispatcher_wanted(&st);

@@ -96,8 +96,8 @@ pub enum PlantedBug {
     QueueLimitOffByOne,
     /// Throttle: the pending event of a burst is dropped when its period ends.
     LastThrottledEventDropped,
-    /// Close skips QEMU's queue cleanup and resume: queued requests of a closed monitor are
-    /// still dispatched.
+    /// A session's close drops the queue but not the suspension it held (QEMU before 4.1):
+    /// the monitor's next client is never read.
     NoResumeOnClose,
     /// An OOB reply waits until the monitor's in-band queue and in-band call are done.
     OobReplyHeldBehindInBand,
@@ -110,8 +110,12 @@ pub enum PlantedBug {
     IdNotEchoedOnError,
     /// 2.12: `COMMAND_DROPPED` leaves out the dropped request's `id`.
     CommandDroppedWithoutId,
-    /// Named fds are not closed when their monitor closes (a leak).
+    /// Descriptors a closing session never claimed (and named fds of a destroyed monitor) are
+    /// forgotten without `CloseFd` (a leak).
     FdLeakedOnClose,
+    /// Named fds are closed when the client disconnects (they belong to the monitor and must
+    /// survive until the next client's `closefd`).
+    NamedFdsDieWithConnection,
     /// The dispatcher always serves the lowest monitor id first instead of round robin.
     RoundRobinBroken,
 }
