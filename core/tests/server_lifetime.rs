@@ -5,7 +5,7 @@
 
 mod server_support;
 
-use qmp_core::json::Object;
+use qmp_core::json::{Object, Value};
 use qmp_core::server::trace::{replay, Recorder};
 use qmp_core::server::*;
 use server_support::*;
@@ -419,4 +419,37 @@ fn version1_trace_replays() {
     let v2 = text.replacen("\"version\":1", "\"version\":2", 1);
     let report = replay(&v2).unwrap();
     assert!(!report.matches());
+}
+
+/// 2.12's throttle table has no MEMORY_DEVICE_SIZE_CHANGE (QEMU 5.1): a burst goes out whole.
+#[test]
+fn memory_device_size_change_throttled_only_in_72() {
+    let burst = |config: Config| {
+        let mut w = World::new(config);
+        let m = w.negotiated(1, false);
+        for _ in 0..3 {
+            let mut data = Object::new();
+            data.insert("qom-path", Value::string("/machine/peripheral/vm0"));
+            data.insert("size", Value::Int(1 << 30));
+            w.event("MEMORY_DEVICE_SIZE_CHANGE", data, TS);
+        }
+        w.take(m).matches("MEMORY_DEVICE_SIZE_CHANGE").count()
+    };
+    assert_eq!(burst(Config::default()), 1);
+    assert_eq!(burst(Config::qemu212()), 3);
+    let names: Vec<String> = ThrottleRule::qemu212_defaults()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "RTC_CHANGE",
+            "WATCHDOG",
+            "BALLOON_CHANGE",
+            "QUORUM_REPORT_BAD",
+            "QUORUM_FAILURE",
+            "VSERPORT_CHANGE"
+        ]
+    );
 }
