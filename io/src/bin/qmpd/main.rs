@@ -148,10 +148,14 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let version = version_value(&args)?;
+    // Each dialect with its own tables (2.12: its throttle table).
+    let base = match args.dialect {
+        Dialect::Qemu212 => Config::qemu212(),
+        Dialect::Qemu72 => Config::default(),
+    };
     let config = Config {
-        dialect: args.dialect,
         version: version.clone(),
-        ..Config::default()
+        ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
     let mut builder = QmpServerBuilder::new(config)
