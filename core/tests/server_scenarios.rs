@@ -486,6 +486,43 @@ fn throttle_keyed_by_data_member() {
     assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 2, \"microseconds\": 0}, \"event\": \"VSERPORT_CHANGE\", \"data\": {\"open\": false, \"id\": \"a\"}}\r\n{\"timestamp\": {\"seconds\": 3, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n");
 }
 
+#[test]
+fn many_throttle_keys_fire_in_deadline_order_then_key_order() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let t0 = w.now;
+    let vs = |id: &str| obj(vec![("id", Value::string(id)), ("open", Value::Bool(true))]);
+    // Periods opened in the order c, b at t0 and a 1 ms later; each gets a pending event.
+    w.event("VSERPORT_CHANGE", vs("c"), ts(1));
+    w.event("VSERPORT_CHANGE", vs("b"), ts(1));
+    w.advance(1_000_000);
+    w.event("VSERPORT_CHANGE", vs("a"), ts(1));
+    for id in ["c", "b", "a"] {
+        w.event("VSERPORT_CHANGE", vs(id), ts(2));
+    }
+    w.take(m);
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(1_000_000_000)));
+    // One input after every period ended: b and c (same deadline, key order), then a.
+    w.now = t0.plus_nanos(1_001_000_000);
+    w.input(Input::Tick);
+    let out = w.take(m);
+    let order: Vec<&str> = ["\"id\": \"a\"", "\"id\": \"b\"", "\"id\": \"c\""]
+        .into_iter()
+        .filter(|k| out.contains(k))
+        .collect();
+    assert_eq!(order.len(), 3, "{out}");
+    let pos = |k: &str| out.find(k).unwrap_or(usize::MAX);
+    assert!(pos("\"id\": \"b\"") < pos("\"id\": \"c\""), "{out}");
+    assert!(pos("\"id\": \"c\"") < pos("\"id\": \"a\""), "{out}");
+    // Each restarted its period from now; then all end quietly together.
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(2_001_000_000)));
+    w.now = t0.plus_nanos(2_001_000_000);
+    w.input(Input::Tick);
+    assert_eq!(w.take(m), "");
+    assert_eq!(w.server.throttle_states(), 0);
+    assert_eq!(w.server.poll_timeout(), None);
+}
+
 // ---- 9. output ----
 
 #[test]
