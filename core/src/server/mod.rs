@@ -76,8 +76,8 @@ pub mod types;
 
 pub use command_name::CommandName;
 pub use config::{
-    qemu72_version, version_info, CompatPolicy, Config, Dialect, PlantedBug, ThrottleRule,
-    DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
+    qemu212_version, qemu72_version, version_info, CompatPolicy, Config, Dialect, PlantedBug,
+    ThrottleRule, DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
 };
 pub use digest::Digest;
 pub use misuse::{ApiMisuse, TakeFdError};

@@ -97,4 +97,11 @@ CASES = [
                b'{"execute": "getfd", "arguments": {"fdname": "b"}}', n=2, fds=1), fdprobe()),
     Case("F28", "named fds are kept across a disconnect (still open)", [
         connect(), neg(), send(GETFD % b"k", fds=1), close(), pause(0.2), fdprobe()], fds=True),
+    # Issue 16: the named fd of client 1 is open for client 2, whose closefd closes it; a
+    # getfd of the same name from client 2 replaces (closes) client 1's.
+    Case("F29", "a reconnected client closes and replaces the previous client's named fds", [
+        connect(), neg(), send(GETFD % b"a", fds=1), send(GETFD % b"b", fds=1), close(),
+        pause(0.2), connect(), neg(), fdprobe(), send(CLOSEFD % b"a"), fdprobe(),
+        send(GETFD % b"b", fds=1), fdprobe(), send(CLOSEFD % b"b"), send(CLOSEFD % b"a"),
+        fdprobe()], fds=True),
 ]
