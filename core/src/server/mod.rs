@@ -540,6 +540,10 @@ impl Server {
             self.rr.insert(0, id);
         } else {
             self.probes.reopened += 1;
+            let oob_call = self.monitors.get(&id).is_some_and(|m| m.oob_call.is_some());
+            if oob_call || self.inband_call_of(id) {
+                self.probes.reopened_while_call_runs += 1;
+            }
         }
         if let Some(m) = self.monitors.get_mut(&id) {
             if m.generation != generation && !m.named_fds.is_empty() {
