@@ -685,7 +685,10 @@ fn world212() -> World {
 fn dialect_212_negotiation_and_run_oob() {
     let mut w = world212();
     let plain = w.open(1, false, false);
-    assert!(w.take(plain).ends_with("\"capabilities\": []}}\r\n"));
+    assert_eq!(
+        w.take(plain),
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 12, \"major\": 2}, \"package\": \"\"}, \"capabilities\": []}}\r\n"
+    );
     w.send(
         plain,
         b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
@@ -725,6 +728,28 @@ fn dialect_212_negotiation_and_run_oob() {
     );
     w.send(m, b"{\"execute\": \"human-monitor-command\", \"id\": 5}");
     assert_eq!(w.take(m), "{\"id\": 5, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'command-line' is missing\"}}\r\n", "argument errors are dispatched, with id");
+}
+
+/// 2.12's `input_type_enum` said `Invalid parameter '<value>'` (7.2 names the parameter).
+#[test]
+fn dialect_212_enum_value_text() {
+    let bogus = b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"bogus\"]}}";
+    let mut w = world212();
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, bogus);
+    assert_eq!(
+        w.take(m),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid parameter 'bogus'\"}}\r\n"
+    );
+    let mut w = World::qemu72();
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, bogus);
+    assert_eq!(
+        w.take(m),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'null' does not accept value 'bogus'\"}}\r\n"
+    );
 }
 
 #[test]

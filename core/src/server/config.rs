@@ -131,7 +131,8 @@ pub enum PlantedBug {
 pub struct Config {
     /// Which QEMU to behave like. Default: QEMU 7.2.
     pub dialect: Dialect,
-    /// The `version` object of the greeting and `query-version`. Default: QEMU 7.2.22 Debian.
+    /// The `version` object of the greeting and `query-version`. Default: QEMU 7.2.22 Debian
+    /// ([`qemu72_version`]); 2.12.0 in [`Config::qemu212`].
     pub version: Value,
     /// Limits of the JSON streamer (64 MiB token, 2 Mi tokens, depth 1024 by default).
     pub json_limits: JsonLimits,
@@ -176,11 +177,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The 2.12 dialect with its own throttle table ([`ThrottleRule::qemu212_defaults`]) and
-    /// otherwise default settings.
+    /// The 2.12 dialect with its own tables: its version ([`qemu212_version`]) and throttle
+    /// table ([`ThrottleRule::qemu212_defaults`]); otherwise default settings.
     pub fn qemu212() -> Config {
         Config {
             dialect: Dialect::Qemu212,
+            version: qemu212_version(),
             throttle: ThrottleRule::qemu212_defaults(),
             ..Config::default()
         }
@@ -190,6 +192,11 @@ impl Config {
 /// QEMU 7.2.22 (Debian)'s `VersionInfo`, members inserted so the writer emits QEMU's order.
 pub fn qemu72_version() -> Value {
     version_info(7, 2, 22, "Debian 1:7.2+dfsg-7+deb12u18+b3")
+}
+
+/// QEMU 2.12.0's `VersionInfo` as a release build reports it (no package string).
+pub fn qemu212_version() -> Value {
+    version_info(2, 12, 0, "")
 }
 
 /// A `VersionInfo` value (`{"qemu": {"micro", "minor", "major"}, "package"}`).

@@ -80,7 +80,7 @@ pub use command_name::CommandName;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{
-    qemu72_version, version_info, CompatPolicy, Config, Dialect, ThrottleRule,
+    qemu212_version, qemu72_version, version_info, CompatPolicy, Config, Dialect, ThrottleRule,
     DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
 };
 pub use digest::Digest;
@@ -544,6 +544,10 @@ impl Server {
             self.rr.insert(0, id);
         } else {
             self.probes.reopened += 1;
+            let oob_call = self.monitors.get(&id).is_some_and(|m| m.oob_call.is_some());
+            if oob_call || self.inband_call_of(id) {
+                self.probes.reopened_while_call_runs += 1;
+            }
         }
         if let Some(m) = self.monitors.get_mut(&id) {
             if m.generation != generation && !m.named_fds.is_empty() {
