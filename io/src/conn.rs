@@ -42,6 +42,29 @@ impl Stream {
         })
     }
 
+    /// A connected stream socket from outside (QMP `add_client`), made non-blocking. Any other
+    /// descriptor is an error (QEMU's `qio_channel_socket_new_fd` refuses what is not a
+    /// socket).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+        use rustix::net::{sockopt, AddressFamily, SocketType};
+        if sockopt::socket_type(&fd)? != SocketType::STREAM {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let domain = sockopt::socket_domain(&fd)?;
+        if domain == AddressFamily::UNIX {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(Stream::Unix(UnixStream::from_std(s)))
+        } else if domain == AddressFamily::INET || domain == AddressFamily::INET6 {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            let _ = s.set_nodelay(true);
+            Ok(Stream::Tcp(TcpStream::from_std(s)))
+        } else {
+            Err(io::ErrorKind::InvalidInput.into())
+        }
+    }
+
     /// Shut both directions down (the peer sees EOF at once, even if a copy of the socket
     /// lingers in the dispatcher's reader for a moment).
     pub fn shutdown(&self) {
