@@ -14,8 +14,8 @@ use qmp_core::server::{
     CallResult, CommandSpec, Config, Instant, MonitorId, MonitorOptions, RunState, Server,
     TakeFdError,
 };
-use qmp_driver::{AcceptFact, Action, AddClient, ConnId, Control, Driver, Limits, ListenerConfig};
 use qmp_driver::TakenFd;
+use qmp_driver::{AcceptFact, Action, AddClient, ConnId, Control, Driver, Limits, ListenerConfig};
 use qmp_driver::{ReadFact, Registry, ShutdownCause, WriteFact};
 use rustix::event::{poll, PollFd, PollFlags};
 

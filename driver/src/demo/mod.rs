@@ -475,8 +475,10 @@ fn yank(ctx: &CallContext<'_>, args: &Object) -> CallResult {
 /// `add_client` (QEMU 7.2 `qmp_add_client`): the named fd is taken first, so every later
 /// failure has used it up (and closes it). A chardev id as protocol makes the stream a client
 /// of that listener (`qemu_chr_add_client`), refused ("failed to add client") when the
-/// listener takes no client now. qmpd has no VNC, SPICE or D-Bus display, so those protocol
-/// names are as invalid as any other name that is no chardev (see docs/compat.md).
+/// listener takes no client now. The display protocols answer as QEMU 7.2 (built with SPICE,
+/// VNC and D-Bus display) does with no display configured, as in `-display none`: `spice` and
+/// `@dbus-display` are not in use; `vnc` returns `{}` (QEMU's `vnc_display_add_client` finds no
+/// display and keeps the descriptor open forever; qmpd closes it).
 fn add_client(ctx: &CallContext<'_>, args: &Object) -> CallResult {
     let text = |k: &str| {
         args.get(k)
@@ -489,6 +491,16 @@ fn add_client(ctx: &CallContext<'_>, args: &Object) -> CallResult {
         Ok(fd) => fd,
         Err(e) => return e.to_call_result(),
     };
+    let not_active = |desc: &str| CallResult::Error {
+        class: ErrorClass::DeviceNotActive,
+        desc: desc.into(),
+    };
+    match protocol.as_str() {
+        "spice" => return not_active("SPICE is not in use"),
+        "vnc" => return empty(),
+        "@dbus-display" => return not_active("D-Bus display is not in use"),
+        _ => {}
+    }
     match ctx.add_client(&protocol, fd) {
         AddClient::Added(_) => empty(),
         AddClient::Refused => generic("failed to add client"),
