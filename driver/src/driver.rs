@@ -12,6 +12,11 @@
 //! [`Driver::take_transmit`], and everything that must happen outside any lock
 //! (close a connection's socket, close a descriptor) to [`Driver::poll_action`].
 //!
+//! Handlers reach two more inputs through their adapter's [`crate::Control`]:
+//! [`Driver::take_named_fd`] (QEMU's `monitor_get_fd`: the descriptor leaves the fd table for
+//! the handler) and [`Driver::handle_added`] (QMP `add_client`: a stream from outside becomes a
+//! client of a listener, under the accept policy).
+//!
 //! Invariants: every descriptor given to the driver is handed back exactly once, as
 //! [`Action::CloseFd`] (or kept by the core until then); a closed connection's facts are ignored
 //! (its [`ConnId`] is never reused); a monitor is attached to at most one connection; the sum of

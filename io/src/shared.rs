@@ -558,7 +558,9 @@ impl Control for Shared {
     }
 
     fn add_client(&self, chardev: &str, fd: TakenFd) -> AddClient {
-        let Some(l) = self.lock().driver.listener_of(chardev) else {
+        let listener = self.lock().driver.listener_of(chardev);
+        // Every refusal drops (closes) the descriptor here, outside the lock.
+        let Some(l) = listener else {
             return AddClient::NoSuchChardev;
         };
         let Ok(fd) = fd.downcast::<OwnedFd>() else {
