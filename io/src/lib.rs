@@ -74,6 +74,8 @@ pub mod scm;
 pub mod server;
 pub mod shared;
 pub mod sync;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod tuning;
 pub mod writer;
 
