@@ -77,6 +77,8 @@ pub(crate) struct EventLoop {
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
     grace: Option<Pin<Box<Sleep>>>,
+    /// Run once, when shutdown is first seen requested.
+    on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl EventLoop {
@@ -87,6 +89,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         unix_paths: Vec<PathBuf>,
         signals: Vec<Signal>,
+        on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
     ) -> Self {
         let listener_flags = listeners
             .iter()
@@ -108,6 +111,7 @@ impl EventLoop {
             timer: Box::pin(::tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
             grace: None,
+            on_shutdown,
         }
     }
 
@@ -180,44 +184,43 @@ impl EventLoop {
         self.driver.complete(now, call, result);
     }
 
-    /// Out-of-band calls at once, then the in-band lane.
+    /// Out-of-band calls at once, then the in-band lane; after every in-band completion the
+    /// out-of-band calls it let in (a resumed monitor's input parsed) run first, as QEMU's IO
+    /// thread runs them while its dispatcher goes on.
     fn run_calls(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut any = false;
-        while let Some(c) = self.driver.take_oob_call() {
-            // An async handler called out-of-band must not wait: `run` drives it on the spot.
-            let result = self.registry.run(&*self.inbox, &c.call, c.session);
-            self.complete(cx, now, c.call.id, result);
-            any = true;
-        }
-        if let Some(a) = &mut self.awaiting {
-            match a.future.as_mut().poll(cx) {
-                Poll::Ready(result) => {
-                    let call = a.call;
-                    self.awaiting = None;
-                    self.complete(cx, now, call, result);
-                    any = true;
-                }
-                Poll::Pending => return any,
+        loop {
+            while let Some(c) = self.driver.take_oob_call() {
+                // An async handler called out-of-band must not wait: `run` drives it on the
+                // spot.
+                let result = self.registry.run(&*self.inbox, &c.call, c.session);
+                self.complete(cx, now, c.call.id, result);
+                any = true;
             }
-        }
-        while let Some(c) = self.driver.next_in_band(now) {
+            if let Some(a) = &mut self.awaiting {
+                let Poll::Ready(result) = a.future.as_mut().poll(cx) else {
+                    return any;
+                };
+                let call = a.call;
+                self.awaiting = None;
+                self.complete(cx, now, call, result);
+                any = true;
+                continue;
+            }
+            let Some(c) = self.driver.next_in_band(now) else {
+                return any;
+            };
             any = true;
             if self.registry.is_async(&c.call.command) {
-                let call = c.call.id;
-                let mut future = self.start_async(c);
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(result) => self.complete(cx, now, call, result),
-                    Poll::Pending => {
-                        self.awaiting = Some(Awaiting { call, future });
-                        return true;
-                    }
-                }
+                self.awaiting = Some(Awaiting {
+                    call: c.call.id,
+                    future: self.start_async(c),
+                });
             } else {
                 let result = self.registry.run(&*self.inbox, &c.call, c.session);
                 self.complete(cx, now, c.call.id, result);
             }
         }
-        any
     }
 
     /// The future of an async handler's call, owning what it borrows.
@@ -370,6 +373,9 @@ impl EventLoop {
             ShutdownState::Running => return false,
             ShutdownState::Finished => return true,
             ShutdownState::Requested => {}
+        }
+        for f in self.on_shutdown.drain(..) {
+            f();
         }
         if !self.driver.shutdown_flushed() {
             let grace = self

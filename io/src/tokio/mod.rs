@@ -73,6 +73,8 @@ use control::{Inbox, Op};
 use event_loop::EventLoop;
 use socket::Listener;
 
+pub use event_loop::{READ_CHUNK, SHUTDOWN_GRACE};
+
 /// Builds a [`TokioServer`]: the same options as [`crate::QmpServerBuilder`].
 pub struct TokioServerBuilder {
     config: Config,
@@ -82,6 +84,7 @@ pub struct TokioServerBuilder {
     limits: Limits,
     recorder: Option<Box<dyn TraceSink>>,
     signals: bool,
+    on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl TokioServerBuilder {
@@ -95,6 +98,7 @@ impl TokioServerBuilder {
             limits: Limits::default(),
             recorder: None,
             signals: false,
+            on_shutdown: Vec::new(),
         }
     }
 
@@ -171,6 +175,13 @@ impl TokioServerBuilder {
         self
     }
 
+    /// Run `f` once shutdown is requested (e.g. to release what an awaiting handler waits for,
+    /// so that it completes before [`SHUTDOWN_GRACE`] runs out and is not cancelled).
+    pub fn on_shutdown(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_shutdown.push(Box::new(f));
+        self
+    }
+
     /// The command specs registered so far (the header of a trace needs them).
     pub fn specs(&self) -> &[CommandSpec] {
         self.registry.specs()
@@ -227,7 +238,15 @@ impl TokioServerBuilder {
         let inbox = Arc::new(Inbox::new(chardevs, clock));
         let registry = Arc::new(self.registry);
         Ok(TokioServer {
-            event_loop: EventLoop::new(driver, registry, inbox, listeners, unix_paths, signals),
+            event_loop: EventLoop::new(
+                driver,
+                registry,
+                inbox,
+                listeners,
+                unix_paths,
+                signals,
+                self.on_shutdown,
+            ),
             addresses,
         })
     }
