@@ -378,3 +378,54 @@ fn a_recorded_session_replays_to_the_same_digest() {
     assert!(report.matches(), "digest {}", report.digest.hex());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `qmpd --runtime tokio` on SIGTERM, as QEMU 7.2: SHUTDOWN host-signal to the negotiated
+/// client, EOF, exit 0, socket file removed. (`QMPD_RUNTIME=tokio cargo test --test qmpd` runs
+/// every daemon test on this runtime.)
+#[test]
+fn qmpd_on_tokio_shuts_down_on_sigterm_as_qemu_does() {
+    let dir = temp_dir();
+    let sock = dir.join("qmp.sock");
+    /// Killed if the test fails before it exits.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_qmpd"))
+            .args(["--runtime", "tokio", "--log", "warn", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn qmpd"),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "qmpd did not create its socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut c = Client::connect(&sock);
+    c.negotiate(false);
+    let pid = rustix::process::Pid::from_raw(child.0.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    assert_eq!(
+        mask_ts(&c.read_msg()),
+        "{\"timestamp\": {\"seconds\": S, \"microseconds\": U}, \"event\": \"SHUTDOWN\", \
+         \"data\": {\"guest\": false, \"reason\": \"host-signal\"}}\r\n"
+    );
+    assert!(c.eof_within(TIMEOUT), "EOF after the event");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.0.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "qmpd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!sock.exists(), "socket file removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
