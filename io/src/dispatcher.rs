@@ -183,7 +183,7 @@ fn complete_locked(
 /// it waits.
 fn end_run_locked(st: &mut CoreState, now: Instant, conn: ConnId, close: &mut Vec<OwnedFd>) {
     st.inband_run = None;
-    if st.writers.contains_key(&conn) {
+    if st.driver.is_open(conn) {
         st.follow_up = Some(conn);
     }
     if st.driver.wants_transmit(conn) && !st.driver.has_oob_calls() {

@@ -277,7 +277,7 @@ impl IoLoop {
             .collect();
         PassStart {
             close,
-            closed: std::mem::take(&mut st.closed),
+            closed: st.take_closed(),
             oob: st.driver.has_oob_calls(),
             accept,
             readable,
@@ -293,7 +293,7 @@ impl IoLoop {
         let (closed, dirty, running) = {
             let mut st = self.shared.lock();
             (
-                std::mem::take(&mut st.closed),
+                st.take_closed(),
                 take_dirty(&mut st, now, !ran_oob),
                 st.driver.running(),
             )
@@ -352,11 +352,10 @@ impl IoLoop {
                 Box::new(StreamWriter(Arc::clone(&conn.stream))),
                 Arc::clone(&conn.write_blocked),
             );
-            st.writers.insert(id, writer);
-            if self.dispatcher_reads {
-                let reader = Reader::new(Arc::clone(&conn.stream), conn.read_token.clone());
-                st.readers.insert(id, reader);
-            }
+            let reader = self
+                .dispatcher_reads
+                .then(|| Reader::new(Arc::clone(&conn.stream), conn.read_token.clone()));
+            st.attach(id, writer, reader);
             conn_slot = Some(conn);
             (st.settle(), st.driver.should_accept(l, now))
         };
@@ -496,7 +495,7 @@ impl IoLoop {
                 shared.io_last_look(&mut st);
                 let dirty: Vec<ConnId> = st.driver.transmits().collect();
                 let done = st.inband_running.is_none() && st.driver.shutdown_flushed();
-                (dirty, std::mem::take(&mut st.closed), done)
+                (dirty, st.take_closed(), done)
             };
             for c in dirty {
                 self.flush(c);
@@ -522,7 +521,7 @@ impl IoLoop {
         let (close, closed) = {
             let mut st = self.shared.lock();
             st.driver.finish(self.shared.now());
-            (st.settle(), std::mem::take(&mut st.closed))
+            (st.settle(), st.take_closed())
         };
         drop(close);
         self.drop_closed(closed);

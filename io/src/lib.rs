@@ -82,6 +82,9 @@ pub mod tokio;
 pub mod tuning;
 pub mod writer;
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 pub use listen::{Address, ListenSpec};
 pub use qmp_driver::demo;
 pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};

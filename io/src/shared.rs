@@ -148,9 +148,31 @@ impl CoreState {
         &self.driver
     }
 
+    /// The driver, to feed it a fact or an input (the IO thread's and the dispatcher's paths
+    /// do; so do loom models). Whoever does must [`CoreState::settle`] in the same critical
+    /// section and wake whoever has work after unlocking.
+    pub fn driver_mut(&mut self) -> &mut Driver<OwnedFd> {
+        &mut self.driver
+    }
+
     /// The core (read only).
     pub fn server(&self) -> &Server {
         self.driver.server()
+    }
+
+    /// Give the open connection `conn` its write side (and its read side for the dispatcher):
+    /// from here on whoever holds the lock may write to it (the IO thread does this at accept).
+    pub fn attach(&mut self, conn: ConnId, writer: Writer, reader: Option<Reader>) {
+        self.writers.insert(conn, writer);
+        if let Some(r) = reader {
+            self.readers.insert(conn, r);
+        }
+    }
+
+    /// Connections the driver closed since the last call, whose sockets the IO thread must
+    /// drop (outside the lock).
+    pub fn take_closed(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Carry out the driver's actions that must happen in this critical section: a closed
@@ -158,7 +180,7 @@ impl CoreState {
     /// this) and is queued for the IO thread to drop; descriptors are returned, to be dropped
     /// after the lock is released.
     #[must_use = "the returned descriptors must be dropped outside the lock"]
-    pub(crate) fn settle(&mut self) -> Vec<OwnedFd> {
+    pub fn settle(&mut self) -> Vec<OwnedFd> {
         let mut close = Vec::new();
         while let Some(action) = self.driver.poll_action() {
             match action {
@@ -180,7 +202,7 @@ impl CoreState {
     /// out-of-band calls were queued (their replies come first: the IO thread runs them, then
     /// writes) or the output is the dispatcher's to write at the end of its run.
     #[must_use = "the descriptors in it must be dropped outside the lock"]
-    pub(crate) fn apply_read(
+    pub fn apply_read(
         &mut self,
         conn: ConnId,
         now: Instant,

@@ -7,19 +7,18 @@
 //! `monitor_flush_locked` writes a reply from the thread that produced it. That removes a
 //! hand-off per batch (dispatcher → IO thread → socket). Every write happens under the lock, so
 //! there is one writer at a time per socket, and `Written { n }` is reported in the same
-//! critical section as the write of the core's pending bytes it counts: bytes never interleave
+//! critical section as the write of the core's pending bytes it counts (`WriteFact::Wrote`): bytes never interleave
 //! and the core's output offset always matches the socket's. A failed write closes the connection
 //! in the driver at once (its writer is removed in the same critical section).
 //!
 //! # Whole batches
 //!
 //! A pipelining client sends a batch of requests and answers the batch of replies with the next
-//! batch. For that rhythm to hold, the replies of a *run* of in-band calls of one monitor (see
+//! batch. For that rhythm to hold, the replies of a *run* of in-band calls of one connection (see
 //! `shared::InbandRun`) go out in one write at the end of the run, from the dispatcher; while the
-//! run goes on, the IO thread leaves that monitor's output alone
+//! run goes on, the IO thread leaves that connection's output alone
 //! (`CoreState::write_left_to_dispatcher`) instead of writing part of the batch after reading
-//! the client's next requests, which split every later exchange in two (measured: 5-7 requests
-//! per exchange instead of 8, one more read and write on both sides per exchange). It does so
+//! the client's next requests, which would split every later exchange in two. It does so
 //! for a bounded time after the dispatcher took its call (an event waiting behind a handler
 //! that blocks still goes out) and never for out-of-band replies. A run ends after
 //! `RUN_WRITE_CALLS` calls, so a client that never stops sending still gets its replies.
@@ -33,13 +32,15 @@
 //! the flag is set *before* every write attempt (and cleared after one that the socket took):
 //! an edge caused by the client draining the socket after a refused write comes after the
 //! attempt, hence after the flag was set, so the IO thread sees it set, takes the lock (waiting
-//! for the writer's critical section to end), clears it and queues the monitor for a write. An
+//! for the writer's critical section to end), clears it and tells the driver (which queues the
+//! connection for a write). An
 //! IO thread that sees the flag set during a write that then succeeds only makes one write
 //! attempt too many. Under the lock the flag is stable: set means the last attempt was refused
 //! and no writable edge was handled since, so nobody writes until the IO thread clears it.
 //!
-//! The IO thread removes a connection's writer under the lock before it closes the socket, so
-//! a writer never writes to a closed (or reused) descriptor.
+//! A connection's writer is removed under the lock in the critical section where the driver
+//! closes it (`CoreState::settle`), and the IO thread drops the socket only after that, outside
+//! the lock: a writer never writes to a closed (or reused) descriptor (loom model 2).
 
 use std::io;
 use std::os::fd::OwnedFd;
