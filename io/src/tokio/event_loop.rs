@@ -84,10 +84,10 @@ pub(crate) struct EventLoop {
     timer_at: Option<Instant>,
     grace: Option<Pin<Box<Sleep>>>,
     /// Run once, when shutdown is first seen requested.
-    on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
+    pub(crate) on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
     /// How long after the last busy turn the loop yields (and is polled again once the
     /// runtime has looked at its reactor without sleeping) instead of waiting for a wake-up.
-    spin: Duration,
+    pub(crate) spin: Duration,
     /// When the last busy turn ended.
     last_work: Option<std::time::Instant>,
 }
@@ -100,8 +100,6 @@ impl EventLoop {
         listeners: Vec<Listener>,
         unix_paths: Vec<PathBuf>,
         signals: Vec<Signal>,
-        on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
-        spin: Duration,
     ) -> Self {
         let listener_flags = listeners
             .iter()
@@ -123,8 +121,8 @@ impl EventLoop {
             timer: Box::pin(::tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
             grace: None,
-            on_shutdown,
-            spin,
+            on_shutdown: Vec::new(),
+            spin: DEFAULT_SPIN,
             last_work: None,
         }
     }

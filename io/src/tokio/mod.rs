@@ -248,17 +248,12 @@ impl TokioServerBuilder {
         };
         let inbox = Arc::new(Inbox::new(chardevs, clock));
         let registry = Arc::new(self.registry);
+        let mut event_loop =
+            EventLoop::new(driver, registry, inbox, listeners, unix_paths, signals);
+        event_loop.on_shutdown = self.on_shutdown;
+        event_loop.spin = self.spin;
         Ok(TokioServer {
-            event_loop: EventLoop::new(
-                driver,
-                registry,
-                inbox,
-                listeners,
-                unix_paths,
-                signals,
-                self.on_shutdown,
-                self.spin,
-            ),
+            event_loop,
             addresses,
         })
     }
