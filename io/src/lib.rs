@@ -48,6 +48,7 @@ pub mod dispatcher;
 pub mod fds;
 mod io_thread;
 pub mod listen;
+pub mod qapi;
 pub mod reader;
 pub mod record;
 pub mod registry;

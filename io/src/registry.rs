@@ -92,6 +92,11 @@ impl Registry {
         &self.specs
     }
 
+    /// The handler of command `name`.
+    pub fn handler(&self, name: &str) -> Option<Handler> {
+        self.handlers.get(name).cloned()
+    }
+
     /// Run `call`'s handler. A handler that panics yields a GenericError instead of taking its
     /// thread down; a command the shim does not know (the core only calls registered ones)
     /// yields QEMU's CommandNotFound.

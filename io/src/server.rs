@@ -130,6 +130,11 @@ impl QmpServerBuilder {
         self.registry.specs()
     }
 
+    /// The registered commands (specs and handlers).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

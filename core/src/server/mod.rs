@@ -63,6 +63,9 @@ mod intake;
 mod misuse;
 mod monitor;
 mod probes;
+pub mod qapi;
+mod qapi_check;
+mod qapi_export;
 mod registry;
 pub mod schema;
 mod throttle;
@@ -77,6 +80,7 @@ pub use config::{
 pub use digest::Digest;
 pub use misuse::ApiMisuse;
 pub use probes::Probes;
+pub use registry::builtin_command_names;
 pub use schema::{ArgType, CommandSpec, FlatUnion, Member, Variant};
 pub use types::*;
 

@@ -148,6 +148,11 @@ fn builtins() -> Vec<(CommandSpec, Builtin)> {
     ]
 }
 
+/// The names of the commands the core answers itself (registering one is refused).
+pub fn builtin_command_names() -> Vec<String> {
+    builtins().into_iter().map(|(spec, _)| spec.name).collect()
+}
+
 impl Registry {
     /// A table holding the built-in commands.
     pub(crate) fn new() -> Registry {

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::qapi::QapiArgs;
+
 /// The type of a command argument, from which the core checks arguments with QEMU's texts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ArgType {
@@ -118,6 +120,10 @@ pub struct CommandSpec {
     /// QAPI feature `unstable` (refused under `CompatPolicy::unstable_input = Reject`).
     #[serde(default)]
     pub unstable: bool,
+    /// When set, the arguments are checked against this type of an imported QAPI schema
+    /// instead of `arguments` and `union` (see [`super::qapi`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qapi: Option<QapiArgs>,
 }
 
 impl Default for CommandSpec {
@@ -131,6 +137,7 @@ impl Default for CommandSpec {
             union: None,
             deprecated: false,
             unstable: false,
+            qapi: None,
         }
     }
 }
@@ -183,6 +190,12 @@ impl CommandSpec {
     /// Marks the command `deprecated`.
     pub fn deprecated(mut self) -> Self {
         self.deprecated = true;
+        self
+    }
+
+    /// Checks the arguments against an imported schema's type (see [`super::qapi`]).
+    pub fn qapi(mut self, args: QapiArgs) -> Self {
+        self.qapi = Some(args);
         self
     }
 

@@ -68,6 +68,12 @@ struct Args {
     /// '{"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}'.
     #[arg(long, value_name = "JSON")]
     version_object: Option<String>,
+
+    /// Serve every command of a QAPI schema: FILE is QEMU's `query-qmp-schema` reply (made by
+    /// `scripts/qmp-schema-dump`). Arguments are checked against it, `query-qmp-schema`
+    /// answers with it, and a valid call to a command qmpd does not implement gets an error.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
 }
 
 fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -157,6 +163,10 @@ fn run(args: Args) -> Result<(), String> {
         builder = builder.listen(l.clone());
     }
     builder = machine.register(builder);
+    if let Some(path) = &args.schema {
+        let schema = qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?;
+        builder = qmp_io::qapi::serve_schema(builder, &schema);
+    }
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {

@@ -1,0 +1,67 @@
+//! Serving an imported QAPI schema (`qmpd --schema FILE`): every command QEMU's
+//! `query-qmp-schema` reply declares is registered with argument checking against it, and
+//! `query-qmp-schema` answers with it.
+//!
+//! Commands already registered keep their handler and get the imported argument type; the
+//! core's built-in commands keep the core's own checking; any other declared command answers a
+//! valid call with [`not_implemented_text`] (an invalid call gets QEMU's argument error first).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use qmp_core::server::qapi::QapiSchema;
+use qmp_core::server::{builtin_command_names, CallResult, CommandSpec, ErrorClass};
+
+use crate::server::QmpServerBuilder;
+
+/// Read and import a `query-qmp-schema` reply (or its `return` list) from `path`.
+pub fn load_schema(path: &Path) -> Result<Arc<QapiSchema>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    QapiSchema::from_json(&json)
+        .map(Arc::new)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The error text of a valid call to a declared command without a handler.
+pub fn not_implemented_text(command: &str) -> String {
+    format!("Command '{command}' is declared by the schema but not implemented by this server")
+}
+
+/// Register `schema`'s commands on `builder` (see the module doc) and `query-qmp-schema`.
+pub fn serve_schema(mut builder: QmpServerBuilder, schema: &Arc<QapiSchema>) -> QmpServerBuilder {
+    let builtins = builtin_command_names();
+    for command in schema.commands() {
+        if builtins.contains(&command.name) {
+            continue;
+        }
+        let mut spec = builder
+            .specs()
+            .iter()
+            .find(|s| s.name == command.name)
+            .cloned()
+            .unwrap_or_else(|| CommandSpec::new(&command.name));
+        spec.allow_oob = command.allow_oob;
+        spec.deprecated = command.features.iter().any(|f| f == "deprecated");
+        spec.unstable = command.features.iter().any(|f| f == "unstable");
+        spec.qapi = Some(schema.arguments(command));
+        builder = match builder.registry().handler(&command.name) {
+            Some(handler) => {
+                builder.command_with_context(spec, move |ctx, args| handler(ctx, args))
+            }
+            None if command.name == "query-qmp-schema" => {
+                let answer = schema.schema_info();
+                builder.command(spec, move |_| CallResult::Return(answer.clone()))
+            }
+            None => {
+                let desc = not_implemented_text(&command.name);
+                builder.command(spec, move |_| CallResult::Error {
+                    class: ErrorClass::GenericError,
+                    desc: desc.clone(),
+                })
+            }
+        };
+    }
+    builder
+}
