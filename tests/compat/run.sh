@@ -14,4 +14,8 @@ python3 -m unittest -q tests/compat/test_harness.py
 cargo build --release --quiet -p qmp-io --bin qmpd
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 QMPD="$TARGET_DIR/release/qmpd"
-exec python3 tests/compat/compat.py --qemu "$QEMU" --qmpd "$QMPD" ${COMPAT_ARGS:-}
+status=0
+python3 tests/compat/compat.py --qemu "$QEMU" --qmpd "$QMPD" ${COMPAT_ARGS:-} || status=$?
+# Every command of QEMU's schema with invalid arguments (about half a minute).
+python3 tests/compat/schema_diff.py --qemu "$QEMU" --qmpd "$QMPD" || status=$?
+exit $status
