@@ -1,16 +1,21 @@
-//! Serving an imported QAPI schema (`qmpd --schema FILE`): every command QEMU's
-//! `query-qmp-schema` reply declares is registered with argument checking against it, and
-//! `query-qmp-schema` answers with it.
+//! `query-qmp-schema` for a server built with [`QmpServerBuilder`].
 //!
-//! Commands already registered keep their handler and get the imported argument type; the
-//! core's built-in commands keep the core's own checking; any other declared command answers a
-//! valid call with [`not_implemented_text`] (an invalid call gets QEMU's argument error first).
+//! Two ways: [`serve_query_qmp_schema`] describes the registered commands (their argument
+//! specs and declared return types) and the declared events; [`serve_schema`] serves an
+//! imported QEMU schema (`qmpd --schema FILE`): every command it declares is registered with
+//! argument checking against it, and `query-qmp-schema` answers with it. There, commands
+//! already registered keep their handler and get the imported argument type; the core's
+//! built-in commands keep the core's own checking; any other declared command answers a valid
+//! call with [`not_implemented_text`] (an invalid call gets QEMU's argument error first).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use qmp_core::server::qapi::QapiSchema;
-use qmp_core::server::{builtin_command_names, CallResult, CommandSpec, ErrorClass};
+use qmp_core::server::{
+    builtin_command_names, builtin_command_specs, schema_info, ArgType, CallResult, CommandSpec,
+    ErrorClass, EventSpec,
+};
 
 use crate::server::QmpServerBuilder;
 
@@ -64,4 +69,37 @@ pub fn serve_schema(mut builder: QmpServerBuilder, schema: &Arc<QapiSchema>) -> 
         };
     }
     builder
+}
+
+/// Give registered commands their declared return types and extra QAPI features (for
+/// [`serve_query_qmp_schema`]), keeping their handlers.
+pub fn declare_returns(
+    mut builder: QmpServerBuilder,
+    returns: impl Fn(&str) -> Option<ArgType>,
+    features: impl Fn(&str) -> Vec<String>,
+) -> QmpServerBuilder {
+    let specs: Vec<CommandSpec> = builder.specs().to_vec();
+    for mut spec in specs {
+        let Some(handler) = builder.registry().handler(&spec.name) else {
+            continue;
+        };
+        spec.returns = returns(&spec.name).or(spec.returns);
+        spec.features.extend(features(&spec.name));
+        builder = builder.command_with_context(spec, move |ctx, args| handler(ctx, args));
+    }
+    builder
+}
+
+/// Register `spec` (normally `query-qmp-schema`) answering with the `SchemaInfo` list of the
+/// core's built-in commands, every command registered so far, `spec` itself and `events`.
+pub fn serve_query_qmp_schema(
+    builder: QmpServerBuilder,
+    spec: CommandSpec,
+    events: &[EventSpec],
+) -> QmpServerBuilder {
+    let mut commands = builtin_command_specs();
+    commands.extend(builder.specs().iter().cloned());
+    commands.push(spec.clone());
+    let answer = schema_info(&commands, events);
+    builder.command(spec, move |_| CallResult::Return(answer.clone()))
 }

@@ -18,4 +18,6 @@ status=0
 python3 tests/compat/compat.py --qemu "$QEMU" --qmpd "$QMPD" ${COMPAT_ARGS:-} || status=$?
 # Every command of QEMU's schema with invalid arguments (about half a minute).
 python3 tests/compat/schema_diff.py --qemu "$QEMU" --qmpd "$QMPD" || status=$?
+# qmpd's own query-qmp-schema, structure by structure against QEMU's.
+python3 tests/compat/schema_export.py --qemu "$QEMU" --qmpd "$QMPD" || status=$?
 exit $status

@@ -80,8 +80,9 @@ pub use config::{
 pub use digest::Digest;
 pub use misuse::ApiMisuse;
 pub use probes::Probes;
-pub use registry::builtin_command_names;
-pub use schema::{ArgType, CommandSpec, FlatUnion, Member, Variant};
+pub use qapi_export::schema_info;
+pub use registry::{builtin_command_names, builtin_command_specs};
+pub use schema::{ArgType, CommandSpec, EventSpec, FlatUnion, Member, Variant};
 pub use types::*;
 
 use std::collections::VecDeque;

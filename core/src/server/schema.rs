@@ -124,6 +124,15 @@ pub struct CommandSpec {
     /// instead of `arguments` and `union` (see [`super::qapi`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qapi: Option<QapiArgs>,
+    /// The type of a successful return, for `query-qmp-schema` only (the core never checks a
+    /// handler's result). `None` is shown as QEMU shows a command without `returns`: the
+    /// empty object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns: Option<ArgType>,
+    /// QAPI features other than `deprecated` and `unstable` (e.g. `savevm-monitor-nodes`),
+    /// shown by `query-qmp-schema` after those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
 
 impl Default for CommandSpec {
@@ -138,6 +147,8 @@ impl Default for CommandSpec {
             deprecated: false,
             unstable: false,
             qapi: None,
+            returns: None,
+            features: Vec::new(),
         }
     }
 }
@@ -199,9 +210,52 @@ impl CommandSpec {
         self
     }
 
+    /// Declares the type of a successful return (shown by `query-qmp-schema`).
+    pub fn returns(mut self, ty: ArgType) -> Self {
+        self.returns = Some(ty);
+        self
+    }
+
     /// Marks the command `unstable`.
     pub fn unstable(mut self) -> Self {
         self.unstable = true;
+        self
+    }
+}
+
+/// An event the embedder emits, declared so that `query-qmp-schema` can show it.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct EventSpec {
+    /// The event name.
+    pub name: String,
+    /// Members of its `data` object.
+    pub data: Vec<Member>,
+    /// QAPI feature `deprecated`.
+    #[serde(default)]
+    pub deprecated: bool,
+    /// QAPI feature `unstable`.
+    #[serde(default)]
+    pub unstable: bool,
+}
+
+impl EventSpec {
+    /// An event without data.
+    pub fn new(name: &str) -> EventSpec {
+        EventSpec {
+            name: name.to_owned(),
+            ..EventSpec::default()
+        }
+    }
+
+    /// Adds a required data member.
+    pub fn arg(mut self, name: &str, ty: ArgType) -> Self {
+        self.data.push(Member::required(name, ty));
+        self
+    }
+
+    /// Adds an optional data member.
+    pub fn opt(mut self, name: &str, ty: ArgType) -> Self {
+        self.data.push(Member::optional(name, ty));
         self
     }
 }

@@ -23,6 +23,7 @@ use qmp_core::server::{
 use serde::Serialize;
 
 pub mod hmp;
+pub mod schema;
 
 /// The machine's state, shared by every handler.
 pub struct Machine {

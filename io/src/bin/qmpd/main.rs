@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qmp_core::json::{Object, Value};
-use qmp_core::server::{Config, Dialect};
+use qmp_core::server::{ArgType, Config, Dialect};
 use qmp_io::{ListenSpec, QmpServerBuilder};
 
 /// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
@@ -166,6 +166,13 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(path) = &args.schema {
         let schema = qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?;
         builder = qmp_io::qapi::serve_schema(builder, &schema);
+    } else {
+        use qmp_io::demo::schema;
+        builder = qmp_io::qapi::declare_returns(builder, schema::returns, schema::features);
+        let spec = qmp_core::server::CommandSpec::new("query-qmp-schema")
+            .allow_preconfig()
+            .returns(schema::returns("query-qmp-schema").unwrap_or(ArgType::Any));
+        builder = qmp_io::qapi::serve_query_qmp_schema(builder, spec, &schema::events());
     }
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
