@@ -56,9 +56,11 @@ pub mod scm;
 pub mod server;
 pub mod shared;
 pub mod sync;
+pub mod typed;
 pub mod writer;
 
 pub use listen::{Address, ListenSpec};
 pub use record::TraceSink;
 pub use registry::{CallContext, Handler, Registry};
 pub use server::{QmpServer, QmpServerBuilder, RunningServer, ServerHandle};
+pub use typed::TypedCommands;

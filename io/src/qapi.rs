@@ -41,16 +41,20 @@ pub fn serve_schema(mut builder: QmpServerBuilder, schema: &Arc<QapiSchema>) -> 
         if builtins.contains(&command.name) {
             continue;
         }
+        let Some(imported) = schema.command_spec(&command.name) else {
+            continue;
+        };
+        // A command registered already keeps its options and return type.
         let mut spec = builder
             .specs()
             .iter()
             .find(|s| s.name == command.name)
             .cloned()
-            .unwrap_or_else(|| CommandSpec::new(&command.name));
-        spec.allow_oob = command.allow_oob;
-        spec.deprecated = command.features.iter().any(|f| f == "deprecated");
-        spec.unstable = command.features.iter().any(|f| f == "unstable");
-        spec.qapi = Some(schema.arguments(command));
+            .unwrap_or_else(|| imported.clone());
+        spec.allow_oob = imported.allow_oob;
+        spec.deprecated = imported.deprecated;
+        spec.unstable = imported.unstable;
+        spec.qapi = imported.qapi;
         builder = match builder.registry().handler(&command.name) {
             Some(handler) => {
                 builder.command_with_context(spec, move |ctx, args| handler(ctx, args))

@@ -39,6 +39,7 @@
 //! assert_eq!(e.desc, "JSON parse error, expecting value");
 //! ```
 
+mod de;
 mod exact;
 mod fast;
 mod field_names;
@@ -52,6 +53,7 @@ mod utf8;
 pub mod value;
 pub mod writer;
 
+pub use de::{from_object, from_value, DeError};
 pub use hash::{bucket, bucket_order, tdb_hash};
 pub use stream::JsonStreamer;
 pub use text::{JsonText, TextError};

@@ -70,6 +70,7 @@ mod registry;
 pub mod schema;
 mod throttle;
 pub mod trace;
+mod typed;
 pub mod types;
 
 pub use command_name::CommandName;
@@ -83,6 +84,7 @@ pub use probes::Probes;
 pub use qapi_export::schema_info;
 pub use registry::{builtin_command_names, builtin_command_specs};
 pub use schema::{ArgType, CommandSpec, EventSpec, FlatUnion, Member, Variant};
+pub use typed::{call_typed, CommandError, Empty, ARGS_MISMATCH};
 pub use types::*;
 
 use std::collections::VecDeque;

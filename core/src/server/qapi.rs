@@ -308,6 +308,17 @@ impl QapiSchema {
         }
     }
 
+    /// A spec for the schema's command `name`: `allow-oob`, the `deprecated` and `unstable`
+    /// features, and its arguments checked against the imported type.
+    pub fn command_spec(self: &Arc<Self>, name: &str) -> Option<super::CommandSpec> {
+        let c = self.commands.iter().find(|c| c.name == name)?;
+        let mut spec = super::CommandSpec::new(name).qapi(self.arguments(c));
+        spec.allow_oob = c.allow_oob;
+        spec.deprecated = c.features.iter().any(|f| f == "deprecated");
+        spec.unstable = c.features.iter().any(|f| f == "unstable");
+        Some(spec)
+    }
+
     /// The type named `name`, if the schema has it.
     pub(crate) fn type_id(&self, name: &str) -> Option<TypeId> {
         self.by_name.get(name).copied()
