@@ -1,11 +1,14 @@
 //! Command registration vocabulary: a command's options and the schema of its arguments.
 //!
-//! This module only describes; checking arguments against a schema is `args.rs`, looking
-//! commands up is `registry.rs`.
+//! This module only describes; checking arguments against a schema is `args.rs` (hand-written
+//! types) and `qapi_check.rs` (imported ones), looking commands up is `registry.rs`.
 
 use serde::{Deserialize, Serialize};
 
+use super::args::check_arguments;
 use super::qapi::QapiArgs;
+use super::qapi_check::check_qapi_arguments;
+use crate::json::Object;
 
 /// The type of a command argument, from which the core checks arguments with QEMU's texts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,6 +217,16 @@ impl CommandSpec {
     pub fn returns(mut self, ty: ArgType) -> Self {
         self.returns = Some(ty);
         self
+    }
+
+    /// Check `args` as the core checks a request's `arguments` before the handler runs: `Err`
+    /// holds QEMU's error text (decoded lossily when a member name is not UTF-8).
+    pub fn check_arguments(&self, args: &Object) -> Result<(), String> {
+        let checked = match &self.qapi {
+            Some(qapi) => check_qapi_arguments(qapi, args),
+            None => check_arguments(&self.arguments, self.union.as_ref(), args),
+        };
+        checked.map_err(|desc| String::from_utf8_lossy(&desc).into_owned())
     }
 
     /// Marks the command `unstable`.
