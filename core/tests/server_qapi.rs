@@ -352,3 +352,73 @@ fn bad_schemas_are_refused_with_the_reason() {
         assert!(e.to_string().contains(want), "{e} lacks {want}");
     }
 }
+
+#[test]
+fn specs_are_described_with_names_masked_in_first_use_order() {
+    let x = ArgType::Object(vec![Member::required(
+        "x",
+        ArgType::Enum(vec!["p".into(), "q".into()]),
+    )]);
+    let commands = [
+        CommandSpec::new("a").returns(x.clone()),
+        CommandSpec::new("b")
+            .arg("n", ArgType::UInt)
+            .opt("l", ArgType::List(Box::new(x.clone())))
+            .allow_oob()
+            .deprecated(),
+        // Same arguments as `b`, but its own (implicit) argument type, as in QAPI.
+        CommandSpec::new("c")
+            .arg("n", ArgType::UInt)
+            .opt("l", ArgType::List(Box::new(x))),
+    ];
+    let events = [
+        EventSpec::new("E"),
+        EventSpec::new("F").opt("s", ArgType::String),
+    ];
+    let got = schema_info(&commands, &events).to_serde();
+    let want = serde_json::json!([
+        {"name": "a", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+        {"name": "b", "meta-type": "command", "arg-type": "2", "ret-type": "0",
+         "allow-oob": true, "features": ["deprecated"]},
+        {"name": "c", "meta-type": "command", "arg-type": "3", "ret-type": "0"},
+        {"name": "E", "meta-type": "event", "arg-type": "0"},
+        {"name": "F", "meta-type": "event", "arg-type": "4"},
+        {"name": "0", "meta-type": "object", "members": []},
+        {"name": "1", "meta-type": "object", "members": [{"name": "x", "type": "5"}]},
+        {"name": "2", "meta-type": "object", "members": [
+            {"name": "n", "type": "int"}, {"name": "l", "type": "[1]", "default": null}]},
+        {"name": "3", "meta-type": "object", "members": [
+            {"name": "n", "type": "int"}, {"name": "l", "type": "[1]", "default": null}]},
+        {"name": "4", "meta-type": "object", "members": [
+            {"name": "s", "type": "str", "default": null}]},
+        {"name": "5", "meta-type": "enum", "members": [{"name": "p"}, {"name": "q"}],
+         "values": ["p", "q"]},
+        {"name": "int", "meta-type": "builtin", "json-type": "int"},
+        {"name": "[1]", "meta-type": "array", "element-type": "1"},
+        {"name": "str", "meta-type": "builtin", "json-type": "string"}
+    ]);
+    assert_eq!(got, want);
+    // A flat union lists every value of its discriminator, the undeclared ones with the empty
+    // object (here "1": "0" is `d`'s own argument type).
+    let union = ArgType::Union {
+        base: vec![Member::required(
+            "t",
+            ArgType::Enum(vec!["u".into(), "v".into()]),
+        )],
+        union: FlatUnion {
+            discriminator: "t".into(),
+            variants: vec![Variant {
+                value: "v".into(),
+                members: vec![Member::required("w", ArgType::Bool)],
+            }],
+        },
+    };
+    let got = schema_info(&[CommandSpec::new("d").arg("i", union)], &[]).to_serde();
+    let d_union = &got.as_array().unwrap()[3];
+    assert_eq!(
+        d_union,
+        &serde_json::json!({"name": "2", "meta-type": "object", "tag": "t",
+            "members": [{"name": "t", "type": "3"}],
+            "variants": [{"case": "v", "type": "4"}, {"case": "u", "type": "1"}]})
+    );
+}
