@@ -10,7 +10,7 @@ if [ -z "$QEMU" ]; then
     exit 2
 fi
 "$QEMU" --version | head -1
-python3 -m unittest -q tests/compat/test_harness.py
+python3 -m unittest -q tests/compat/test_harness.py tests/compat/test_schema_gen.py
 cargo build --release --quiet -p qmp-io --bin qmpd
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 QMPD="$TARGET_DIR/release/qmpd"
