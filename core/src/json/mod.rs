@@ -10,7 +10,8 @@
 //! whole plain messages), `parser` (tokens → value), `scan` (word-at-a-time string scans),
 //! `utf8` (modified UTF-8), `number` (integer kinds, `%.17g`), [`hash`] (tdb hash, bucket
 //! order), [`writer`] (compact/pretty text and wire framing), `text` ([`JsonText`]: a typed
-//! serde value written straight to that text), `exact` (the lossless serde form used by traces),
+//! serde value written straight to that text), `de` (a serde `Deserializer` over [`Value`]:
+//! typed arguments), `exact` (the lossless serde form used by traces),
 //! [`value`] (the value model).
 //!
 //! Documented departures and limits of this module:
