@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use qmp_core::server::{call_typed, CommandError, CommandSpec};
 
-use crate::registry::CallContext;
 use crate::server::QmpServerBuilder;
+use qmp_driver::CallContext;
 
 /// Registration of typed handlers (`use qmp_io::TypedCommands;`).
 pub trait TypedCommands: Sized {

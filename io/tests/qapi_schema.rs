@@ -47,7 +47,7 @@ fn an_imported_schema_checks_arguments_and_typed_handlers_get_them() {
                 n => Ok(vec![a.label.unwrap_or_default(); usize::from(n)]),
             }
         });
-        qmp_io::qapi::serve_schema(b, &s)
+        b.commands(|r| qmp_io::qapi::serve_schema(r, &s))
     });
     let mut c = Client::connect(&demo.path("q.sock"));
     c.negotiate(false);

@@ -54,6 +54,12 @@ struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     dispatcher_reads: bool,
 
+    /// Offer the test commands `x-oob-test` (an in-band lock released out of band) and
+    /// `x-emit-event` (emit any event). Off by default: they are for test suites, not for
+    /// management tools.
+    #[arg(long)]
+    test_commands: bool,
+
     /// Report this QEMU version (MAJOR.MINOR.MICRO) in the greeting, query-version and
     /// `info version` instead of qmpd's own (for byte-for-byte comparisons with QEMU).
     #[arg(long, value_name = "X.Y.Z", value_parser = parse_version)]
@@ -148,10 +154,14 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let version = version_value(&args)?;
+    // Each dialect with its own tables (2.12: its throttle table).
+    let base = match args.dialect {
+        Dialect::Qemu212 => Config::qemu212(),
+        Dialect::Qemu72 => Config::default(),
+    };
     let config = Config {
-        dialect: args.dialect,
         version: version.clone(),
-        ..Config::default()
+        ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
     let mut builder = QmpServerBuilder::new(config)
@@ -162,18 +172,23 @@ fn run(args: Args) -> Result<(), String> {
     for l in &args.listen {
         builder = builder.listen(l.clone());
     }
-    builder = machine.register(builder);
-    if let Some(path) = &args.schema {
-        let schema = qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?;
-        builder = qmp_io::qapi::serve_schema(builder, &schema);
-    } else {
-        use qmp_io::demo::schema;
-        builder = qmp_io::qapi::declare_returns(builder, schema::returns, schema::features);
-        let spec = qmp_core::server::CommandSpec::new("query-qmp-schema")
-            .allow_preconfig()
-            .returns(schema::returns("query-qmp-schema").unwrap_or(ArgType::Any));
-        builder = qmp_io::qapi::serve_query_qmp_schema(builder, spec, &schema::events());
-    }
+    let test_commands = args.test_commands;
+    builder = builder.commands(|r| machine.register(r, test_commands));
+    let schema = match &args.schema {
+        Some(path) => Some(qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?),
+        None => None,
+    };
+    builder = builder.commands(|r| match &schema {
+        Some(schema) => qmp_io::qapi::serve_schema(r, schema),
+        None => {
+            use qmp_io::demo::schema;
+            qmp_io::qapi::declare_returns(r, schema::returns, schema::features);
+            let spec = qmp_core::server::CommandSpec::new("query-qmp-schema")
+                .allow_preconfig()
+                .returns(schema::returns("query-qmp-schema").unwrap_or(ArgType::Any));
+            qmp_io::qapi::serve_query_qmp_schema(r, spec, &schema::events());
+        }
+    });
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {
