@@ -373,7 +373,10 @@ fn specs_are_described_with_names_masked_in_first_use_order() {
     ];
     let events = [
         EventSpec::new("E"),
-        EventSpec::new("F").opt("s", ArgType::String),
+        EventSpec {
+            data: vec![Member::optional("s", ArgType::String).feature("deprecated")],
+            ..EventSpec::new("F")
+        },
     ];
     let got = schema_info(&commands, &events).to_serde();
     let want = serde_json::json!([
@@ -390,7 +393,7 @@ fn specs_are_described_with_names_masked_in_first_use_order() {
         {"name": "3", "meta-type": "object", "members": [
             {"name": "n", "type": "int"}, {"name": "l", "type": "[1]", "default": null}]},
         {"name": "4", "meta-type": "object", "members": [
-            {"name": "s", "type": "str", "default": null}]},
+            {"name": "s", "type": "str", "default": null, "features": ["deprecated"]}]},
         {"name": "5", "meta-type": "enum", "members": [{"name": "p"}, {"name": "q"}],
          "values": ["p", "q"]},
         {"name": "int", "meta-type": "builtin", "json-type": "int"},

@@ -19,10 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts
 from qmp_link import Link, Process, qemu_argv  # noqa: E402
 
 # Differences with a reason (entry -> what differs).
-KNOWN = {
-    "query-qmp-schema": "SchemaInfoEnum's `values` member has the feature `deprecated`; "
-                        "qmp-core's Member has no features",
-}
+KNOWN = {}
 
 
 class Mismatch(Exception):

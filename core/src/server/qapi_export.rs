@@ -244,6 +244,10 @@ impl Exporter {
                     if m.optional {
                         e.insert("default", Value::Null);
                     }
+                    if !m.features.is_empty() {
+                        let f = m.features.iter().map(|f| Value::string(f.as_str()));
+                        e.insert("features", Value::Array(f.collect()));
+                    }
                     dict(e)
                 })
                 .collect(),

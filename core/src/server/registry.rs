@@ -109,10 +109,9 @@ fn builtins() -> Vec<(CommandSpec, Builtin)> {
         Object(
             members
                 .iter()
-                .map(|(name, ty, optional)| Member {
-                    name: (*name).to_owned(),
-                    ty: ty.clone(),
-                    optional: *optional,
+                .map(|(name, ty, optional)| match optional {
+                    true => Member::optional(name, ty.clone()),
+                    false => Member::required(name, ty.clone()),
                 })
                 .collect(),
         )

@@ -75,6 +75,9 @@ pub struct Member {
     pub ty: ArgType,
     /// May be left out.
     pub optional: bool,
+    /// QAPI features of the member (e.g. `deprecated`), shown by `query-qmp-schema` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
 
 impl Member {
@@ -84,6 +87,7 @@ impl Member {
             name: name.to_owned(),
             ty,
             optional: false,
+            features: Vec::new(),
         }
     }
 
@@ -93,7 +97,14 @@ impl Member {
             name: name.to_owned(),
             ty,
             optional: true,
+            features: Vec::new(),
         }
+    }
+
+    /// Adds a QAPI feature (e.g. `deprecated`).
+    pub fn feature(mut self, name: &str) -> Member {
+        self.features.push(name.to_owned());
+        self
     }
 }
 

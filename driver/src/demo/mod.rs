@@ -67,10 +67,9 @@ fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Membe
 }
 
 fn member(name: &str, ty: ArgType, optional: bool) -> Member {
-    Member {
-        name: name.into(),
-        ty,
-        optional,
+    match optional {
+        true => Member::optional(name, ty),
+        false => Member::required(name, ty),
     }
 }
 

@@ -72,8 +72,7 @@ pub fn yank_instance() -> ArgType {
     }
 }
 
-/// QAPI `SchemaInfo` (the result of `query-qmp-schema` is a list of it). QEMU marks
-/// `SchemaInfoEnum`'s `values` member `deprecated`, which a [`Member`] cannot say.
+/// QAPI `SchemaInfo` (the result of `query-qmp-schema` is a list of it).
 pub fn schema_info() -> ArgType {
     use ArgType::{Any, Bool, List, Object, String};
     let strs = || List(Box::new(String));
@@ -113,7 +112,7 @@ pub fn schema_info() -> ArgType {
                             "members",
                             list_of(vec![req("name", String), opt("features", strs())]),
                         ),
-                        req("values", strs()),
+                        req("values", strs()).feature("deprecated"),
                     ],
                 ),
                 variant("array", vec![req("element-type", String)]),
