@@ -79,6 +79,9 @@ pub mod tuning;
 pub mod typed;
 pub mod writer;
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 pub use listen::{Address, ListenSpec};
 pub use qmp_driver::demo;
 pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};
