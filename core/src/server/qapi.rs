@@ -23,6 +23,12 @@
 //!
 //! `scripts/qmp-schema-dump` produces such a file from a running QEMU (it learns both
 //! refinements by sending QEMU invalid calls, which never reach a handler).
+//!
+//! Not modelled: member features under a `-compat deprecated-input=reject` policy (QEMU then
+//! refuses deprecated members; commands' `deprecated`/`unstable` features are honoured through
+//! [`super::CommandSpec`]), and commands QEMU does not check with a generated marshaller
+//! (`'gen': false`, e.g. `device_add`, whose unknown members are device properties): they are
+//! checked like any other.
 
 use std::collections::BTreeMap;
 use std::fmt;
