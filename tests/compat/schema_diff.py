@@ -8,7 +8,9 @@ qapi_schema.MAX_DEPTH levels, out-of-range integers of every sized type, bad enu
 union discriminators, unexpected and missing members inside nested objects) and sends each
 set to both over one connection each, in batches. Every reply must be byte-identical.
 
-Every request also carries the unexpected member `x-guard` at the top level, which QEMU only
+Valid edge values (integer bounds, every enum value, every union case) are sent too, so a
+server that refuses a valid value differs as well. Every request also carries the unexpected
+member `x-guard` at the top level, which QEMU only
 reports once everything else passed: no request can ever reach a command's handler, so the
 test is safe for every command (`quit` included).
 
@@ -56,6 +58,16 @@ RANGES = {
 }
 
 
+# Valid edge values per refined integer type: a server that refuses one differs from QEMU
+# (which then names only `x-guard`).
+EDGES = {
+    "int": [2**63 - 1, -2**63], "int64": [2**63 - 1, -2**63],
+    "int8": [127, -128], "int16": [32767, -32768], "int32": [2**31 - 1, -2**31],
+    "uint8": [255, 0], "uint16": [65535], "uint32": [2**32 - 1],
+    "uint64": [2**64 - 1, -1], "size": [2**64 - 1, -1],
+}
+
+
 def cases_for(schema, cmd):
     """(label, arguments) of invalid calls of `cmd`."""
     root = cmd["arg-type"]
@@ -75,8 +87,12 @@ def cases_for(schema, cmd):
         if kind == "int":
             for v in RANGES.get(t, []):
                 add("%s: %s" % (where, v), steps, v)
+            for v in EDGES.get(t, []):
+                add("%s: valid %s" % (where, v), steps, v)
         if kind == "enum":
             add("%s: bad enum" % where, steps, "x-bad-value")
+            for v in schema.types[t]["values"]:
+                add("%s: valid %s" % (where, v), steps, v)
         if kind == "object":
             e = schema.types[t]
             base = schema.valid(t)
@@ -89,6 +105,8 @@ def cases_for(schema, cmd):
             if "tag" in e:
                 add("%s: bad discriminator" % where, steps,
                     dict(base, **{e["tag"]: "x-bad-value"}))
+                for c in schema.cases(t):
+                    add("%s: valid case %s" % (where, c), steps, schema.valid(t, case=c))
             if not steps:
                 add("only the guard", steps, base)
                 # Every optional member too, and more unexpected ones: which of several
