@@ -110,12 +110,16 @@ fn checking(c: &mut Criterion) {
         let hand = hand_written(command);
         let imp = schema.command_spec(command).expect("declared");
         // Both schemas give the same answer, or the comparison means nothing.
-        assert_eq!(hand.check_arguments(&a), imp.check_arguments(&a), "{label}");
+        assert_eq!(
+            hand.check_arguments(Dialect::Qemu72, &a),
+            imp.check_arguments(Dialect::Qemu72, &a),
+            "{label}"
+        );
         g.bench_function(format!("{label}/hand-written"), |b| {
-            b.iter(|| black_box(&hand).check_arguments(black_box(&a)))
+            b.iter(|| black_box(&hand).check_arguments(Dialect::Qemu72, black_box(&a)))
         });
         g.bench_function(format!("{label}/imported"), |b| {
-            b.iter(|| black_box(&imp).check_arguments(black_box(&a)))
+            b.iter(|| black_box(&imp).check_arguments(Dialect::Qemu72, black_box(&a)))
         });
     }
     g.finish();

@@ -542,12 +542,14 @@ mod equivalence {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-        /// The imported checker and the hand-written one agree on every argument object.
+        /// The imported checker and the hand-written one agree on every argument object, in
+        /// both dialects.
         #[test]
-        fn imported_and_hand_written_agree(args in arguments()) {
+        fn imported_and_hand_written_agree(args in arguments(), v212 in any::<bool>()) {
+            let d = if v212 { Dialect::Qemu212 } else { Dialect::Qemu72 };
             let hand = hand_written_cmd();
             let imported = imported_cmd();
-            prop_assert_eq!(hand.check_arguments(&args), imported.check_arguments(&args));
+            prop_assert_eq!(hand.check_arguments(d, &args), imported.check_arguments(d, &args));
         }
     }
 }

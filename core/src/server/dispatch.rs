@@ -230,8 +230,13 @@ impl Server {
             return Executed::Answered;
         }
         let checked = match &entry.spec.qapi {
-            Some(qapi) => check_qapi_arguments(qapi, &env.args),
-            None => check_arguments(&entry.spec.arguments, entry.spec.union.as_ref(), &env.args),
+            Some(qapi) => check_qapi_arguments(dialect, qapi, &env.args),
+            None => check_arguments(
+                dialect,
+                &entry.spec.arguments,
+                entry.spec.union.as_ref(),
+                &env.args,
+            ),
         };
         if let Err(desc) = checked {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);

@@ -237,6 +237,7 @@ pub(crate) struct Monitor {
     /// discarded, until the driver closes it.
     pub(crate) dead: bool,
     /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
+    #[cfg(feature = "planted-bugs")]
     pub(crate) held_replies: Vec<Vec<u8>>,
 }
 
@@ -267,6 +268,7 @@ impl Monitor {
             out: OutBuf::default(),
             transmit_queued: false,
             dead: false,
+            #[cfg(feature = "planted-bugs")]
             held_replies: Vec::new(),
         }
     }
@@ -282,7 +284,10 @@ impl Monitor {
         self.queue = VecDeque::new();
         self.out.clear();
         self.dead = false;
-        self.held_replies = Vec::new();
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.held_replies = Vec::new();
+        }
         let mut fds = std::mem::take(&mut self.pending_fds);
         fds.extend(self.input.clear());
         fds
@@ -294,9 +299,21 @@ impl Monitor {
         self.open && !self.dead
     }
 
+    #[cfg(feature = "planted-bugs")]
+    fn held_bytes(&self) -> usize {
+        self.held_replies.iter().map(Vec::capacity).sum()
+    }
+
+    /// Nothing is held without the planted bug.
+    #[cfg(not(feature = "planted-bugs"))]
+    fn held_bytes(&self) -> usize {
+        0
+    }
+
     /// Bytes of core memory this monitor holds (see `Server::memory_estimate`).
     pub(crate) fn memory_estimate(&self) -> usize {
-        std::mem::size_of::<Monitor>()
+        self.held_bytes()
+            + std::mem::size_of::<Monitor>()
             + self.streamer.buffered_bytes()
             + self.input.capacity_bytes()
             + self.out.buf.capacity()
@@ -308,7 +325,6 @@ impl Monitor {
                 .iter()
                 .map(|(n, _)| n.heap_bytes() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
-            + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
     }
 }
 

@@ -9,20 +9,28 @@
 //! parser's nesting limit, whatever cycles the schema's types form.
 
 use super::args::{first_unvisited, full_name, invalid_type, text, Desc};
+use super::config::Dialect;
 use super::qapi::{IntKind, QapiArgs, TypeDef, TypeId};
 use crate::json::{Object, Value};
 
 /// Check `args` (the request's `arguments`) against a command's imported argument type.
-pub(crate) fn check_qapi_arguments(spec: &QapiArgs, args: &Object) -> Result<(), Desc> {
+pub(crate) fn check_qapi_arguments(
+    dialect: Dialect,
+    spec: &QapiArgs,
+    args: &Object,
+) -> Result<(), Desc> {
     let mut path = Vec::new();
     Walk {
         types: &spec.schema.types,
+        dialect,
     }
     .visit_struct(&mut path, spec.ty, args)
 }
 
 struct Walk<'s> {
     types: &'s [TypeDef],
+    /// Only the bad-enum text differs between the dialects.
+    dialect: Dialect,
 }
 
 impl Walk<'_> {
@@ -139,6 +147,9 @@ impl Walk<'_> {
             TypeDef::Int(kind) => check_int(path, bare, *kind, v),
             TypeDef::Enum(values) => match v {
                 Value::String(s) if values.iter().any(|e| e.as_bytes() == s.as_bytes()) => Ok(()),
+                Value::String(s) if self.dialect == Dialect::Qemu212 => {
+                    Err(text(&[b"Invalid parameter '", s.as_bytes(), b"'"]))
+                }
                 Value::String(s) => Err(text(&[
                     b"Parameter '",
                     bare,

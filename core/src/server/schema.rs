@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::args::check_arguments;
+use super::config::Dialect;
 use super::qapi::QapiArgs;
 use super::qapi_check::check_qapi_arguments;
 use crate::json::Object;
@@ -230,12 +231,13 @@ impl CommandSpec {
         self
     }
 
-    /// Check `args` as the core checks a request's `arguments` before the handler runs: `Err`
-    /// holds QEMU's error text (decoded lossily when a member name is not UTF-8).
-    pub fn check_arguments(&self, args: &Object) -> Result<(), String> {
+    /// Check `args` as the core checks a request's `arguments` before the handler runs, with
+    /// `dialect`'s texts: `Err` holds QEMU's error text (decoded lossily when a member name is
+    /// not UTF-8).
+    pub fn check_arguments(&self, dialect: Dialect, args: &Object) -> Result<(), String> {
         let checked = match &self.qapi {
-            Some(qapi) => check_qapi_arguments(qapi, args),
-            None => check_arguments(&self.arguments, self.union.as_ref(), args),
+            Some(qapi) => check_qapi_arguments(dialect, qapi, args),
+            None => check_arguments(dialect, &self.arguments, self.union.as_ref(), args),
         };
         checked.map_err(|desc| String::from_utf8_lossy(&desc).into_owned())
     }
