@@ -74,4 +74,6 @@ pub use driver::{
 pub use fds::{Descriptor, FdLimits, FdTable, Refusal};
 pub use listener::{AcceptFact, ListenerConfig};
 pub use record::TraceSink;
-pub use registry::{Handler, HandlerCache, Registry, SessionHook};
+pub use registry::{
+    block_on, AsyncHandler, CallFuture, Handler, HandlerCache, Registry, SessionHook, Started,
+};

@@ -60,6 +60,11 @@ struct Args {
     #[arg(long)]
     test_commands: bool,
 
+    /// Which adapter serves the monitor: std (an IO thread and a dispatcher thread, as QEMU)
+    /// or tokio (one task on a single-threaded tokio runtime; the same machine and protocol).
+    #[arg(long, value_name = "RUNTIME", default_value = "std", value_parser = ["std", "tokio"])]
+    runtime: String,
+
     /// Report this QEMU version (MAJOR.MINOR.MICRO) in the greeting, query-version and
     /// `info version` instead of qmpd's own (for byte-for-byte comparisons with QEMU).
     #[arg(long, value_name = "X.Y.Z", value_parser = parse_version)]
@@ -164,6 +169,12 @@ fn run(args: Args) -> Result<(), String> {
         ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
+    if args.runtime == "tokio" {
+        #[cfg(feature = "tokio")]
+        return run_tokio(&args, config, machine);
+        #[cfg(not(feature = "tokio"))]
+        return Err("--runtime tokio: qmpd was built without the 'tokio' feature".into());
+    }
     let mut builder = QmpServerBuilder::new(config)
         .allow_remote(args.allow_remote)
         .max_connections(args.max_connections)
@@ -201,4 +212,41 @@ fn run(args: Args) -> Result<(), String> {
         tracing::info!(address = %a, "listening");
     }
     server.run().map_err(|e| e.to_string())
+}
+
+#[cfg(feature = "tokio")]
+/// The same daemon on the tokio adapter. One task owns every socket and the driver, so a
+/// single-threaded runtime serves it; a second worker would only add wake-ups between threads.
+fn run_tokio(
+    args: &Args,
+    config: Config,
+    machine: std::sync::Arc<qmp_io::demo::Machine>,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut builder = qmp_io::tokio::TokioServerBuilder::new(config)
+            .allow_remote(args.allow_remote)
+            .max_connections(args.max_connections)
+            .handle_signals(true);
+        for l in &args.listen {
+            builder = builder.listen(l.clone());
+        }
+        let test_commands = args.test_commands;
+        builder = builder.commands(|r| machine.register(r, test_commands));
+        let m = machine.clone();
+        builder = builder.on_shutdown(move || m.release());
+        if let Some(path) = &args.record {
+            let sink = qmp_io::record::file_sink(path, builder.config(), builder.specs())
+                .map_err(|e| format!("--record {}: {e}", path.display()))?;
+            builder = builder.record(sink);
+        }
+        let server = builder.build().map_err(|e| e.to_string())?;
+        for a in server.addresses() {
+            tracing::info!(address = %a, runtime = "tokio", "listening");
+        }
+        server.run().await.map_err(|e| e.to_string())
+    })
 }

@@ -1,0 +1,143 @@
+//! What handlers and [`super::TokioHandle`]s do to the server: requests queued for the event
+//! loop, which owns the driver and applies them in order.
+//!
+//! The driver has one owner, the event loop task, so nothing else ever locks it. A handler's
+//! actions (emit an event, set the run state, yank, request shutdown) and an embedder's (from
+//! any task or thread) are queued here and applied by the loop: right after the handler returns
+//! and before its completion, so an event a handler emits reaches the wire before its reply, as
+//! in QEMU. The few questions a handler asks get answers that need no driver: the chardev ids
+//! are fixed at build time and the set of open sessions is kept here by the loop.
+//!
+//! Bounds: the queue holds what handlers and handles push between two turns of the loop;
+//! a handler pushes a handful, and an embedder emitting events faster than the loop turns is
+//! what the core's event throttle and output limits are for once they are applied.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+use qmp_core::json::Object;
+use qmp_core::server::{RunState, Timestamp};
+use qmp_driver::{ConnId, Control, ShutdownCause};
+
+use crate::clock::{Clock, SystemClock};
+
+/// One request for the event loop.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Emit an event stamped `wall`.
+    Event {
+        name: String,
+        data: Object,
+        wall: Timestamp,
+    },
+    /// The VM run state changed.
+    RunState(RunState),
+    /// Stop serving.
+    Shutdown(ShutdownCause),
+    /// Drop the clients of a chardev.
+    Yank(String),
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: VecDeque<Op>,
+    /// The event loop's waker, set each time it goes to sleep.
+    waker: Option<Waker>,
+}
+
+/// The queue between the world and the event loop, and the answers handlers need at once.
+pub(crate) struct Inbox {
+    queue: Mutex<Queue>,
+    chardevs: Vec<String>,
+    /// Connections open now (kept by the loop: added on accept, removed before the session
+    /// hooks are told of a close).
+    open: Mutex<BTreeSet<ConnId>>,
+    pub(crate) clock: SystemClock,
+}
+
+/// Lock, surviving a panic elsewhere (the data is plain queues).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inbox {
+    pub(crate) fn new(chardevs: Vec<String>, clock: SystemClock) -> Self {
+        Inbox {
+            queue: Mutex::new(Queue::default()),
+            chardevs,
+            open: Mutex::new(BTreeSet::new()),
+            clock,
+        }
+    }
+
+    /// Queue `op` and wake the loop.
+    pub(crate) fn push(&self, op: Op) {
+        let waker = {
+            let mut q = lock(&self.queue);
+            q.ops.push_back(op);
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Everything queued, in order; when nothing is, `waker` is kept to wake the loop.
+    pub(crate) fn take(&self, waker: &Waker, out: &mut VecDeque<Op>) {
+        let mut q = lock(&self.queue);
+        if q.ops.is_empty() {
+            if !q.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                q.waker = Some(waker.clone());
+            }
+        } else {
+            out.append(&mut q.ops);
+        }
+    }
+
+    pub(crate) fn opened(&self, conn: ConnId) {
+        lock(&self.open).insert(conn);
+    }
+
+    pub(crate) fn closed(&self, conn: ConnId) {
+        lock(&self.open).remove(&conn);
+    }
+
+    pub(crate) fn event(&self, name: &str, data: Object) {
+        self.push(Op::Event {
+            name: name.to_owned(),
+            data,
+            wall: self.clock.wall(),
+        });
+    }
+}
+
+impl Control for Inbox {
+    fn emit_event(&self, name: &str, data: Object) {
+        self.event(name, data);
+    }
+
+    fn set_run_state(&self, state: RunState) {
+        self.push(Op::RunState(state));
+    }
+
+    fn request_shutdown(&self) {
+        self.push(Op::Shutdown(ShutdownCause::Request));
+    }
+
+    fn chardevs(&self) -> Vec<String> {
+        self.chardevs.clone()
+    }
+
+    fn yank_chardev(&self, id: &str) -> bool {
+        let known = self.chardevs.iter().any(|c| c == id);
+        if known {
+            self.push(Op::Yank(id.to_owned()));
+        }
+        known
+    }
+
+    fn session_open(&self, session: ConnId) -> bool {
+        lock(&self.open).contains(&session)
+    }
+}
