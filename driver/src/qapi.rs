@@ -45,19 +45,19 @@ pub fn serve_schema(registry: &mut Registry, schema: &Arc<QapiSchema>) {
         spec.deprecated = imported.deprecated;
         spec.unstable = imported.unstable;
         spec.qapi = imported.qapi;
-        let handler: Handler = match registry.handler(&command.name) {
-            Some(handler) => handler,
-            None if command.name == "query-qmp-schema" => {
-                let answer = schema.schema_info();
-                Arc::new(move |_, _| CallResult::Return(answer.clone()))
-            }
-            None => {
-                let desc = not_implemented_text(&command.name);
-                Arc::new(move |_, _| CallResult::Error {
-                    class: ErrorClass::GenericError,
-                    desc: desc.clone(),
-                })
-            }
+        // A registered command keeps its handler (of either kind).
+        if registry.set_spec(spec.clone()) {
+            continue;
+        }
+        let handler: Handler = if command.name == "query-qmp-schema" {
+            let answer = schema.schema_info();
+            Arc::new(move |_, _| CallResult::Return(answer.clone()))
+        } else {
+            let desc = not_implemented_text(&command.name);
+            Arc::new(move |_, _| CallResult::Error {
+                class: ErrorClass::GenericError,
+                desc: desc.clone(),
+            })
         };
         registry.insert(spec, handler);
     }
@@ -72,12 +72,9 @@ pub fn declare_returns(
 ) {
     let specs: Vec<CommandSpec> = registry.specs().to_vec();
     for mut spec in specs {
-        let Some(handler) = registry.handler(&spec.name) else {
-            continue;
-        };
         spec.returns = returns(&spec.name).or(spec.returns);
         spec.features.extend(features(&spec.name));
-        registry.insert(spec, handler);
+        registry.set_spec(spec);
     }
 }
 

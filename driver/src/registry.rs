@@ -76,9 +76,16 @@ impl Registry {
         self.specs.push(spec);
     }
 
-    /// The handler of command `name`.
-    pub fn handler(&self, name: &str) -> Option<Handler> {
-        self.handlers.get(name).cloned()
+    /// Replace the spec of a registered command, keeping its handler and its place; false
+    /// (and nothing changed) when no command has `spec.name`.
+    pub fn set_spec(&mut self, spec: CommandSpec) -> bool {
+        match self.specs.iter_mut().find(|s| s.name == spec.name) {
+            Some(s) => {
+                *s = spec;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Be told of every connection that closes.
