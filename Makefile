@@ -28,10 +28,12 @@ test: lint test-rust test-clients compat fuzz-smoke loom
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p qmp-driver --all-targets --features planted -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 test-rust:
 	$(CARGO) test --workspace
+	$(CARGO) test -p qmp-driver --features planted
 
 # --- areas (each script is owned by its area; see README) ---
 deps:

@@ -41,6 +41,7 @@
 
 pub mod conn;
 pub mod control;
+pub mod demo;
 pub mod driver;
 pub mod fds;
 pub mod listener;
