@@ -85,10 +85,8 @@ pub struct CompatPolicy {
     pub reject_unstable_input: bool,
 }
 
-/// Deliberately wrong behaviour for the simulator's planted-bug check (issue 4).
-///
-/// Without the `planted-bugs` feature this enum has no variants, so `Config::planted_bug` can
-/// only be `None` and the checks compile away.
+/// Deliberately wrong behaviour for the simulator's planted-bug check (issue 4). Only with the
+/// `planted-bugs` feature, which only the simulator and tests enable.
 #[cfg(feature = "planted-bugs")]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PlantedBug {
@@ -116,11 +114,6 @@ pub enum PlantedBug {
     RoundRobinBroken,
 }
 
-/// Deliberately wrong behaviour (only with the `planted-bugs` feature; here: none).
-#[cfg(not(feature = "planted-bugs"))]
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PlantedBug {}
-
 /// The server's configuration; every limit is named here with its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -146,6 +139,7 @@ pub struct Config {
     /// (`COMMAND_DROPPED` in the 2.12 dialect): timestamp = base + now. Default: 0.
     pub wall_clock_base: Timestamp,
     /// A deliberately wrong behaviour for the simulator (feature `planted-bugs`). Default: none.
+    #[cfg(feature = "planted-bugs")]
     #[serde(default)]
     pub planted_bug: Option<PlantedBug>,
 }
@@ -162,6 +156,7 @@ impl Default for Config {
             run_state: RunState::Running,
             compat: CompatPolicy::default(),
             wall_clock_base: Timestamp::default(),
+            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
     }

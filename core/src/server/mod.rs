@@ -37,18 +37,20 @@
 //! * Commands with an fd parameter other than the built-ins cannot claim passed fds (the
 //!   `Call` carries none).
 
-/// True when the given planted bug is configured (always false without `planted-bugs`).
+/// True when the given planted bug is configured. Without the `planted-bugs` feature it is the
+/// constant `false`: no planted type, field or code path is compiled (the binary a user runs
+/// has none).
+#[cfg(feature = "planted-bugs")]
 macro_rules! planted {
-    ($self:expr, $bug:ident) => {{
-        #[cfg(feature = "planted-bugs")]
-        let on = $self.config.planted_bug == Some($crate::server::PlantedBug::$bug);
-        #[cfg(not(feature = "planted-bugs"))]
-        let on = {
-            let _ = &$self.config.planted_bug;
-            false
-        };
-        on
-    }};
+    ($self:expr, $bug:ident) => {
+        $self.config.planted_bug == Some($crate::server::PlantedBug::$bug)
+    };
+}
+#[cfg(not(feature = "planted-bugs"))]
+macro_rules! planted {
+    ($self:expr, $bug:ident) => {
+        false
+    };
 }
 
 mod args;
@@ -70,8 +72,10 @@ pub mod trace;
 pub mod types;
 
 pub use command_name::CommandName;
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
 pub use config::{
-    qemu72_version, version_info, CompatPolicy, Config, Dialect, PlantedBug, ThrottleRule,
+    qemu72_version, version_info, CompatPolicy, Config, Dialect, ThrottleRule,
     DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
 };
 pub use digest::Digest;
@@ -659,6 +663,7 @@ impl Server {
         if m.dead {
             return;
         }
+        #[cfg(feature = "planted-bugs")]
         if oob_reply && planted!(self, OobReplyHeldBehindInBand) && (!m.queue.is_empty() || hold) {
             let mut held = Vec::new();
             write(m.options.pretty, &mut held);
@@ -667,6 +672,8 @@ impl Server {
             }
             return;
         }
+        #[cfg(not(feature = "planted-bugs"))]
+        let _ = hold;
         let start = m.out.buf.len();
         write(m.options.pretty, &mut m.out.buf);
         let mut h = Digest::default();
@@ -753,6 +760,7 @@ impl Server {
     }
 
     /// Planted bug support: release held OOB replies once in-band work is done.
+    #[cfg(feature = "planted-bugs")]
     fn flush_held(&mut self, id: MonitorId) {
         // Only the planted bug holds replies back; this runs after every call otherwise.
         if !planted!(self, OobReplyHeldBehindInBand) {
@@ -772,4 +780,8 @@ impl Server {
             self.append_bytes(id, &r, h);
         }
     }
+
+    /// Nothing is ever held without the planted bug.
+    #[cfg(not(feature = "planted-bugs"))]
+    fn flush_held(&mut self, _id: MonitorId) {}
 }

@@ -217,6 +217,7 @@ pub(crate) struct Monitor {
     /// point (the rest stays buffered) and goes on when the call completes. At most one.
     pub(crate) oob_call: Option<CallId>,
     /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
+    #[cfg(feature = "planted-bugs")]
     pub(crate) held_replies: Vec<Vec<u8>>,
     /// Which `Open` created this monitor: an id may be reused after `Close`, and a call of
     /// the earlier connection must not answer the later one.
@@ -241,14 +242,27 @@ impl Monitor {
             transmit_queued: false,
             dead: false,
             oob_call: None,
+            #[cfg(feature = "planted-bugs")]
             held_replies: Vec::new(),
             generation: 0,
         }
     }
 
+    #[cfg(feature = "planted-bugs")]
+    fn held_bytes(&self) -> usize {
+        self.held_replies.iter().map(Vec::capacity).sum()
+    }
+
+    /// Nothing is held without the planted bug.
+    #[cfg(not(feature = "planted-bugs"))]
+    fn held_bytes(&self) -> usize {
+        0
+    }
+
     /// Bytes of core memory this monitor holds (see `Server::memory_estimate`).
     pub(crate) fn memory_estimate(&self) -> usize {
-        std::mem::size_of::<Monitor>()
+        self.held_bytes()
+            + std::mem::size_of::<Monitor>()
             + self.streamer.buffered_bytes()
             + self.input.capacity_bytes()
             + self.out.buf.capacity()
@@ -260,7 +274,6 @@ impl Monitor {
                 .iter()
                 .map(|(n, _)| n.heap_bytes() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
-            + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
     }
 }
 
