@@ -33,6 +33,7 @@
 
 pub mod check;
 pub mod client;
+pub mod driver_world;
 pub mod events;
 pub mod failure;
 pub mod invariants;
@@ -43,6 +44,7 @@ pub mod registry;
 pub mod runner;
 pub mod server;
 pub mod shrink;
+pub mod sockets;
 pub mod sut;
 pub mod trace;
 pub mod wire;
