@@ -141,7 +141,11 @@ fn an_interrupted_write_keeps_the_connection_on_the_transmit_list() {
     d.handle_written(t(1), c, WriteFact::Interrupted);
     assert_eq!(d.next_transmit(), Some(c), "EINTR: write again");
     d.handle_written(t(1), c, WriteFact::Wrote(1));
-    assert_eq!(d.next_transmit(), Some(c), "a short write leaves the rest pending");
+    assert_eq!(
+        d.next_transmit(),
+        Some(c),
+        "a short write leaves the rest pending"
+    );
 }
 
 #[test]
