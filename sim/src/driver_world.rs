@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use qmp_core::server::{CallId, CallResult, Lane, MonitorOptions, Timestamp};
 use qmp_driver::{
-    AcceptFact, Action, CloseReason, ConnId, Driver, Limits, ListenerConfig, ReadFact, Registry,
-    SessionCall, ShutdownCause,
+    AcceptFact, Action, CloseReason, ConnId, Driver, FdLimits, Limits, ListenerConfig, ReadFact,
+    Registry, SessionCall, ShutdownCause,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -102,6 +102,8 @@ pub struct DriverOptions {
     pub p_die_locked: f64,
     /// Chance a client's close cuts its last request in the middle.
     pub p_mid_request: f64,
+    /// The driver's descriptor table bounds (small in some worlds, so refusals happen).
+    pub fd_limits: FdLimits,
 }
 
 impl DriverOptions {
@@ -120,8 +122,8 @@ impl DriverOptions {
             base.p_disconnect = rng.random_range(0.01..0.08);
         }
         // ... and so is a lock whose holder dies.
-        if base.p_lock == 0.0 && rng.random_bool(0.3) {
-            base.p_lock = rng.random_range(0.02..0.1);
+        if base.p_lock == 0.0 && rng.random_bool(0.5) {
+            base.p_lock = rng.random_range(0.03..0.12);
         }
         let pick = |rng: &mut ChaCha8Rng, on: f64, lo: f64, hi: f64| {
             if rng.random_bool(on) {
@@ -152,8 +154,16 @@ impl DriverOptions {
             p_accept_retry: pick(&mut rng, 0.3, 0.05, 0.3),
             p_spurious: pick(&mut rng, 0.3, 0.01, 0.2),
             p_reset: [0.0, 0.3, 1.0][rng.random_range(0..3)],
-            p_die_locked: [0.0, 0.5, 1.0][rng.random_range(0..3)],
+            p_die_locked: [0.2, 0.6, 1.0][rng.random_range(0..3)],
             p_mid_request: [0.0, 0.5, 0.9][rng.random_range(0..3)],
+            fd_limits: if rng.random_bool(0.3) {
+                FdLimits {
+                    total: rng.random_range(1..6),
+                    per_monitor: rng.random_range(1..3),
+                }
+            } else {
+                FdLimits::default()
+            },
             base,
         }
     }
@@ -169,8 +179,8 @@ impl fmt::Display for DriverOptions {
         )?;
         write!(
             f,
-            "  p_reset={:.1} p_die_locked={:.1} p_mid_request={:.1} faults={:?}",
-            self.p_reset, self.p_die_locked, self.p_mid_request, self.faults
+            "  p_reset={:.1} p_die_locked={:.1} p_mid_request={:.1} fd_limits={:?} faults={:?}",
+            self.p_reset, self.p_die_locked, self.p_mid_request, self.fd_limits, self.faults
         )
     }
 }
@@ -238,7 +248,7 @@ struct InBand {
 pub type Marks = BTreeMap<&'static str, u64>;
 
 /// Every mark a driver world can set; a long enough run must hit each.
-pub const MARKS: [&str; 17] = [
+pub const MARKS: [&str; 18] = [
     "short read",
     "data then EOF after one event",
     "EOF alone",
@@ -250,6 +260,7 @@ pub const MARKS: [&str; 17] = [
     "write would-block",
     "write after the client left",
     "fds cut (MSG_CTRUNC)",
+    "fds refused (table or share full)",
     "accept EMFILE",
     "accept retry",
     "close mid-request",
@@ -330,7 +341,11 @@ impl DriverWorld {
             },
         };
         #[allow(unused_mut)]
-        let mut driver = Driver::new(server, vec![listener], Limits::default());
+        let limits = Limits {
+            fds: opts.fd_limits,
+            ..Limits::default()
+        };
+        let mut driver = Driver::new(server, vec![listener], limits);
         if bug == Some(DriverBug::LostEof) {
             driver.plant(Some(qmp_driver::Planted::LostEof));
         }
@@ -933,7 +948,7 @@ impl DriverWorld {
                 bytes,
                 fds,
                 cut,
-                cut_marked,
+                needed,
             } => {
                 if bytes.len() < cap {
                     self.mark("short read");
@@ -947,9 +962,7 @@ impl DriverWorld {
                         return Err(self.fail(Failure::correctness("fd-closed-twice", e)));
                     }
                 }
-                if cut_marked {
-                    self.socks[s].desync = true;
-                }
+                let refused_before = self.driver.conn_stats(conn).map_or(0, |c| c.fds_refused);
                 let sock = &self.socks[s].sock;
                 if sock.fin && sock.unread() == 0 && !sock.read_event_due {
                     self.mark("data then EOF after one event");
@@ -964,6 +977,15 @@ impl DriverWorld {
                         capacity: cap,
                     },
                 );
+                let refused = self.driver.conn_stats(conn).map_or(0, |c| c.fds_refused);
+                if refused > refused_before {
+                    self.mark("fds refused (table or share full)");
+                }
+                if needed && (fds_cut || refused > refused_before) {
+                    // The getfd's descriptor never reached the core: its reply differs from
+                    // what the client's model expects.
+                    self.socks[s].desync = true;
+                }
             }
             ReadOutcome::Eof => {
                 if self.socks[s].sock.unread() == 0 {

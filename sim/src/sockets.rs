@@ -126,8 +126,8 @@ pub enum ReadOutcome {
         fds: Vec<SimFd>,
         /// Descriptors the kernel closed (MSG_CTRUNC).
         cut: Vec<SimFd>,
-        /// Whether the read crossed a client's `getfd` descriptor mark that was cut.
-        cut_marked: bool,
+        /// Whether the descriptors came with a client's `getfd` (its reply depends on them).
+        needed: bool,
     },
     /// End of stream.
     Eof,
@@ -281,12 +281,11 @@ impl SimSocket {
             let keep = rng.random_range(0..fds.len());
             cut = fds.split_off(keep);
         }
-        let cut_marked = needed && !cut.is_empty();
         ReadOutcome::Data {
             bytes,
             fds,
             cut,
-            cut_marked,
+            needed,
         }
     }
 

@@ -29,17 +29,20 @@ fn bounded_driver_run_passes_and_exercises_every_socket_fault() {
         .copied()
         .filter(|m| marks.get(m).copied().unwrap_or(0) == 0)
         .collect();
-    assert!(missed.is_empty(), "socket faults never exercised: {missed:?}");
+    assert!(
+        missed.is_empty(),
+        "socket faults never exercised: {missed:?}"
+    );
 }
 
-/// Seeds that failed before the driver kept a connection whose write was interrupted (EINTR)
-/// on its transmit list: the rest of its output was never written and the client hung.
+/// A seed that failed before the driver kept a connection whose write was interrupted (EINTR)
+/// on its transmit list: the rest of its output was never written and the client hung. (Its
+/// world is drawn from `DriverOptions::from_seed`; a change there calls for picking it again.)
 #[test]
-fn seeds_once_failed_by_the_driver_pass() {
-    for seed in [4u64] {
-        run_driver_seed(seed, None)
-            .unwrap_or_else(|f| panic!("driver world of seed {seed} failed: {f}"));
-    }
+fn a_seed_once_failed_by_the_driver_passes() {
+    let seed = 5;
+    run_driver_seed(seed, None)
+        .unwrap_or_else(|f| panic!("driver world of seed {seed} failed: {f}"));
 }
 
 #[test]
