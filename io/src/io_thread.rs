@@ -19,11 +19,11 @@ use mio::{Events, Interest, Poll, Token};
 use qmp_core::server::Instant;
 use qmp_driver::{AcceptFact, CloseReason, ConnId, ReadFact, Registry, ShutdownCause};
 
-use crate::conn::{read_fact, Conn, Stream};
+use crate::conn::{read_fact, Stream};
 use crate::listen::BoundListener;
-use crate::reader::Reader;
+use crate::reader::{ReadToken, Reader};
 use crate::shared::{CoreState, Shared};
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tuning::{EVENTS_CAPACITY, IO_SPIN, READS_PER_PASS, READ_CHUNK, SHUTDOWN_FLUSH};
 use crate::writer::{Flushed, StreamWriter, Writer};
 
@@ -526,6 +526,40 @@ impl IoLoop {
         drop(close);
         self.drop_closed(closed);
         self.shared.stop();
+    }
+}
+
+/// An open connection as the IO thread holds it.
+#[derive(Debug)]
+pub struct Conn {
+    /// The driver's name for it.
+    pub id: ConnId,
+    /// The socket, shared with its writer and reader (in the locked state); closed when the
+    /// last holder drops it: this `Conn` (the driver removes the other two under the lock
+    /// first and the IO thread drops it outside), or the dispatcher's copy of the reader at
+    /// the end of a spin (also outside the lock).
+    pub stream: Arc<Stream>,
+    /// The writer's blocked flag (see `writer`): a writable event matters only while it is set.
+    pub write_blocked: Arc<AtomicBool>,
+    /// Taken around each read and its report (see [`crate::reader`]).
+    pub read_token: ReadToken,
+}
+
+impl Conn {
+    /// A fresh connection.
+    pub fn new(id: ConnId, stream: Stream) -> Self {
+        Conn {
+            id,
+            stream: Arc::new(stream),
+            write_blocked: Arc::new(AtomicBool::new(false)),
+            read_token: ReadToken::default(),
+        }
+    }
+
+    /// Whether the writer's last attempt was refused and no writable event was handled since
+    /// (read without the lock; see `writer`).
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked.load(Ordering::SeqCst)
     }
 }
 

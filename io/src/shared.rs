@@ -45,7 +45,7 @@ use crate::clock::Clock;
 use crate::reader::Reader;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::tuning::{RUN_WRITE_CALLS, WRITE_LEFT_TO_DISPATCHER};
-use crate::writer::{Flushed, Writer};
+use crate::writer::{Flushed, Writer, Writers};
 
 /// A run of in-band calls of one connection on the dispatcher: consecutive calls whose replies
 /// the dispatcher writes in one go when the run ends (the next call is another connection's,
@@ -103,7 +103,7 @@ pub struct CoreState {
     io_idle: bool,
     /// The write side of each open connection (added by the IO thread at accept, removed here
     /// when the driver closes the connection; whoever holds the lock may write).
-    pub(crate) writers: BTreeMap<ConnId, Writer>,
+    pub(crate) writers: Writers,
     /// The read side of each open connection, for the dispatcher (absent when the dispatcher
     /// does not read).
     pub(crate) readers: BTreeMap<ConnId, Reader>,
@@ -131,7 +131,7 @@ impl CoreState {
             driver,
             dispatcher_waiting: false,
             io_idle: false,
-            writers: BTreeMap::new(),
+            writers: Writers::default(),
             readers: BTreeMap::new(),
             closed: Vec::new(),
             follow_up: None,
@@ -186,7 +186,7 @@ impl CoreState {
             match action {
                 Action::CloseFd(fd) => close.push(fd),
                 Action::CloseConn { conn, .. } => {
-                    self.writers.remove(&conn);
+                    self.writers.remove(conn);
                     self.readers.remove(&conn);
                     if self.follow_up == Some(conn) {
                         self.follow_up = None;
@@ -285,6 +285,24 @@ impl CoreState {
             (Some(c), Some(run)) => c.session == run.conn && run.calls < RUN_WRITE_CALLS,
             _ => false,
         }
+    }
+
+    /// Write `conn`'s pending output (see [`Writers::flush`]); descriptors go to `close`, to be
+    /// dropped after the lock is released. A failed write closes the connection in the driver.
+    pub fn flush_locked(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        close: &mut Vec<OwnedFd>,
+    ) -> Flushed {
+        let flushed = self.writers.flush(&mut self.driver, conn, now);
+        close.extend(self.settle());
+        flushed
+    }
+
+    /// The IO thread saw `conn`'s socket become writable while its writer was blocked.
+    pub fn writable_again(&mut self, conn: ConnId) {
+        self.writers.writable_again(&mut self.driver, conn);
     }
 
     /// Counters of the socket work.

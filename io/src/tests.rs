@@ -559,7 +559,7 @@ fn a_failed_write_closes_the_connection_and_leaves_its_socket_to_the_io_thread()
     let mut st = shared.lock();
     // The driver closed it; its writer is gone, its socket is the IO thread's to drop (woken).
     assert!(!st.driver().is_open(M));
-    assert!(!st.writers.contains_key(&M));
+    assert!(!st.writers.contains(M));
     assert_eq!(st.take_closed(), [M]);
     assert_eq!(wakes.load(Ordering::SeqCst), before + 1);
 }
