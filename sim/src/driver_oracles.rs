@@ -126,6 +126,17 @@ impl DriverWorld {
                 ),
             )));
         }
+        // The output budget holds after every step.
+        if self.driver.output_held() > self.opts.output_budget {
+            return Err(self.fail(Failure::correctness(
+                "output-budget",
+                format!(
+                    "the driver holds {} bytes of output for its clients, above its budget of {}",
+                    self.driver.output_held(),
+                    self.opts.output_budget
+                ),
+            )));
+        }
         // Descriptors: every passed one open is in a socket or held by the driver.
         let in_flight: usize = self.socks.iter().map(|s| s.sock.fds_in_flight()).sum();
         let passed = self.ledger.open_count(FdKind::Passed);

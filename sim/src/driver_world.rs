@@ -104,6 +104,9 @@ pub struct DriverOptions {
     pub p_mid_request: f64,
     /// The driver's descriptor table bounds (small in some worlds, so refusals happen).
     pub fd_limits: FdLimits,
+    /// Output held for every client together (small in some worlds, so clients that do not
+    /// read are cut).
+    pub output_budget: usize,
 }
 
 impl DriverOptions {
@@ -164,6 +167,11 @@ impl DriverOptions {
             } else {
                 FdLimits::default()
             },
+            output_budget: if rng.random_bool(0.25) {
+                rng.random_range(2_048..65_536)
+            } else {
+                qmp_driver::DEFAULT_OUTPUT_BUDGET
+            },
             base,
         }
     }
@@ -179,8 +187,8 @@ impl fmt::Display for DriverOptions {
         )?;
         write!(
             f,
-            "  p_reset={:.1} p_die_locked={:.1} p_mid_request={:.1} fd_limits={:?} faults={:?}",
-            self.p_reset, self.p_die_locked, self.p_mid_request, self.fd_limits, self.faults
+            "  p_reset={:.1} p_die_locked={:.1} p_mid_request={:.1} fd_limits={:?} output_budget={} faults={:?}",
+            self.p_reset, self.p_die_locked, self.p_mid_request, self.fd_limits, self.output_budget, self.faults
         )
     }
 }
@@ -248,7 +256,7 @@ struct InBand {
 pub type Marks = BTreeMap<&'static str, u64>;
 
 /// Every mark a driver world can set; a long enough run must hit each.
-pub const MARKS: [&str; 18] = [
+pub const MARKS: [&str; 19] = [
     "short read",
     "data then EOF after one event",
     "EOF alone",
@@ -267,6 +275,7 @@ pub const MARKS: [&str; 18] = [
     "close mid-reply",
     "close holding the lock",
     "next client served after a close",
+    "client cut by the output budget",
 ];
 
 /// What a finished driver world reports.
@@ -343,6 +352,7 @@ impl DriverWorld {
         #[allow(unused_mut)]
         let limits = Limits {
             fds: opts.fd_limits,
+            output_budget: opts.output_budget,
             ..Limits::default()
         };
         let mut driver = Driver::new(server, vec![listener], limits);
@@ -855,7 +865,25 @@ impl DriverWorld {
                         | CloseReason::ReadFailed(_)
                         | CloseReason::WriteFailed(_)
                 );
-                if !peer_left || !expected {
+                if let CloseReason::OutputBudget { held, budget } = reason {
+                    if held == 0 || budget != self.opts.output_budget {
+                        return Err(self.fail(Failure::correctness(
+                            "budget-cut",
+                            format!(
+                                "connection {} cut for the output budget {budget} holding {held} bytes",
+                                conn.0
+                            ),
+                        )));
+                    }
+                    // The server hung up on it: its client sees the end and leaves, unchecked
+                    // from here on (the replies it misses are the cut's point).
+                    self.mark("client cut by the output budget");
+                    self.socks[s].desync = true;
+                    let i = self.socks[s].client;
+                    if self.clients[i].sock == Some(s) {
+                        self.client_close(i, false);
+                    }
+                } else if !peer_left || !expected {
                     return Err(self.fail(Failure::correctness(
                         "close-without-cause",
                         format!(
