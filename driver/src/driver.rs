@@ -553,7 +553,12 @@ impl<F: Descriptor> Driver<F> {
                 self.stats.blocked_writes += 1;
                 self.transmit.remove(&conn);
             }
-            WriteFact::Interrupted => {}
+            // Write again: the connection stays on the list it was taken from.
+            WriteFact::Interrupted => {
+                if !c.write_blocked && !self.server.pending_output(c.monitor).is_empty() {
+                    self.transmit.insert(conn);
+                }
+            }
             WriteFact::Failed(kind) => self.close(now, conn, CloseReason::WriteFailed(kind)),
         }
     }

@@ -57,6 +57,7 @@ pub mod demo;
 pub mod driver;
 pub mod fds;
 pub mod listener;
+pub mod qapi;
 pub mod record;
 pub mod registry;
 

@@ -76,6 +76,18 @@ impl Registry {
         self.specs.push(spec);
     }
 
+    /// Replace the spec of a registered command, keeping its handler and its place; false
+    /// (and nothing changed) when no command has `spec.name`.
+    pub fn set_spec(&mut self, spec: CommandSpec) -> bool {
+        match self.specs.iter_mut().find(|s| s.name == spec.name) {
+            Some(s) => {
+                *s = spec;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Be told of every connection that closes.
     pub fn on_session_closed(&mut self, hook: SessionHook) {
         self.closed_hooks.push(hook);

@@ -134,6 +134,21 @@ fn only_would_block_clears_readability_and_a_readiness_event_restores_it() {
 }
 
 #[test]
+fn an_interrupted_write_keeps_the_connection_on_the_transmit_list() {
+    let mut d = driver(1);
+    let c = accept(&mut d);
+    assert_eq!(d.next_transmit(), Some(c), "the greeting is pending");
+    d.handle_written(t(1), c, WriteFact::Interrupted);
+    assert_eq!(d.next_transmit(), Some(c), "EINTR: write again");
+    d.handle_written(t(1), c, WriteFact::Wrote(1));
+    assert_eq!(
+        d.next_transmit(),
+        Some(c),
+        "a short write leaves the rest pending"
+    );
+}
+
+#[test]
 fn whitespace_then_close_and_a_reset_both_free_the_slot() {
     let mut d = driver(1);
     let c = accept(&mut d);

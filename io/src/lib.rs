@@ -71,6 +71,7 @@ pub mod conn;
 pub mod dispatcher;
 pub mod io_thread;
 pub mod listen;
+pub mod qapi;
 pub mod reader;
 pub mod record;
 pub mod scm;
@@ -80,6 +81,7 @@ pub mod sync;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 pub mod tuning;
+pub mod typed;
 pub mod writer;
 
 #[cfg(all(test, not(loom)))]
@@ -89,3 +91,4 @@ pub use listen::{Address, ListenSpec};
 pub use qmp_driver::demo;
 pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};
 pub use server::{QmpServer, QmpServerBuilder, RunningServer, ServerHandle};
+pub use typed::TypedCommands;

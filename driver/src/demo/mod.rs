@@ -33,6 +33,7 @@ use qmp_core::server::{
 use serde::Serialize;
 
 pub mod hmp;
+pub mod schema;
 
 /// The machine's state, shared by every handler.
 pub struct Machine {
@@ -98,10 +99,9 @@ fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Membe
 }
 
 fn member(name: &str, ty: ArgType, optional: bool) -> Member {
-    Member {
-        name: name.into(),
-        ty,
-        optional,
+    match optional {
+        true => Member::optional(name, ty),
+        false => Member::required(name, ty),
     }
 }
 

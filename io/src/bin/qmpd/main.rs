@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qmp_core::json::{Object, Value};
-use qmp_core::server::{Config, Dialect};
+use qmp_core::server::qapi::QapiSchema;
+use qmp_core::server::{ArgType, Config, Dialect};
 use qmp_io::{ListenSpec, QmpServerBuilder};
 
 /// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
@@ -79,6 +80,12 @@ struct Args {
     /// '{"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}'.
     #[arg(long, value_name = "JSON")]
     version_object: Option<String>,
+
+    /// Serve every command of a QAPI schema: FILE is QEMU's `query-qmp-schema` reply (made by
+    /// `scripts/qmp-schema-dump`). Arguments are checked against it, `query-qmp-schema`
+    /// answers with it, and a valid call to a command qmpd does not implement gets an error.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
 }
 
 fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -163,9 +170,13 @@ fn run(args: Args) -> Result<(), String> {
         ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
+    let schema = match &args.schema {
+        Some(path) => Some(qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?),
+        None => None,
+    };
     if args.runtime == "tokio" {
         #[cfg(feature = "tokio")]
-        return run_tokio(&args, config, machine);
+        return run_tokio(&args, config, machine, schema);
         #[cfg(not(feature = "tokio"))]
         return Err("--runtime tokio: qmpd was built without the 'tokio' feature".into());
     }
@@ -179,6 +190,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let test_commands = args.test_commands;
     builder = builder.commands(|r| machine.register(r, test_commands));
+    builder = builder.commands(|r| register_schema(r, schema.as_ref()));
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {
@@ -193,6 +205,23 @@ fn run(args: Args) -> Result<(), String> {
     server.run().map_err(|e| e.to_string())
 }
 
+/// `query-qmp-schema`: with `--schema`, every command of that schema with its argument checking
+/// (see `qmp_driver::qapi::serve_schema`); otherwise the demo machine's commands, return types
+/// and events.
+fn register_schema(r: &mut qmp_io::Registry, schema: Option<&std::sync::Arc<QapiSchema>>) {
+    match schema {
+        Some(schema) => qmp_io::qapi::serve_schema(r, schema),
+        None => {
+            use qmp_io::demo::schema;
+            qmp_io::qapi::declare_returns(r, schema::returns, schema::features);
+            let spec = qmp_core::server::CommandSpec::new("query-qmp-schema")
+                .allow_preconfig()
+                .returns(schema::returns("query-qmp-schema").unwrap_or(ArgType::Any));
+            qmp_io::qapi::serve_query_qmp_schema(r, spec, &schema::events());
+        }
+    }
+}
+
 #[cfg(feature = "tokio")]
 /// The same daemon on the tokio adapter. One task owns every socket and the driver, so a
 /// single-threaded runtime serves it; a second worker would only add wake-ups between threads.
@@ -200,6 +229,7 @@ fn run_tokio(
     args: &Args,
     config: Config,
     machine: std::sync::Arc<qmp_io::demo::Machine>,
+    schema: Option<std::sync::Arc<QapiSchema>>,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -215,6 +245,7 @@ fn run_tokio(
         }
         let test_commands = args.test_commands;
         builder = builder.commands(|r| machine.register(r, test_commands));
+        builder = builder.commands(|r| register_schema(r, schema.as_ref()));
         let m = machine.clone();
         builder = builder.on_shutdown(move || m.release());
         if let Some(path) = &args.record {
