@@ -45,7 +45,8 @@
 //! # Handlers
 //!
 //! Handlers see a [`CallContext`] over the adapter's [`Control`] (emit an event, set the run
-//! state, request shutdown, yank, whether their session is open), never a runtime's internals,
+//! state, request shutdown, yank, whether their session is open, take a named fd, add a
+//! client to a chardev), never a runtime's internals,
 //! so the same [`Registry`] runs on every adapter.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -64,7 +65,7 @@ pub mod registry;
 mod tests;
 
 pub use conn::{CloseReason, ConnId, ConnStats, ReadFact, WriteFact};
-pub use control::{CallContext, Control};
+pub use control::{AddClient, CallContext, Control, TakenFd};
 #[cfg(feature = "planted")]
 pub use driver::Planted;
 pub use driver::{

@@ -311,6 +311,16 @@ mod tests {
         fn session_open(&self, _session: ConnId) -> bool {
             true
         }
+        fn take_named_fd(
+            &self,
+            _monitor: MonitorId,
+            name: &str,
+        ) -> Result<crate::TakenFd, qmp_core::server::TakeFdError> {
+            Err(qmp_core::server::TakeFdError::NotFound { name: name.into() })
+        }
+        fn add_client(&self, _chardev: &str, _fd: crate::TakenFd) -> crate::AddClient {
+            crate::AddClient::NoSuchChardev
+        }
     }
 
     fn call(command: &str) -> Call {

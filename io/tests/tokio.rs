@@ -429,3 +429,47 @@ fn qmpd_on_tokio_shuts_down_on_sigterm_as_qemu_does() {
     assert!(!sock.exists(), "socket file removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn add_client_makes_a_passed_socket_a_client_and_refusals_close_the_fd() {
+    let (s, _) = serve(&["unix:a.sock", "unix:b.sock,id=extra"], |b| b);
+    let mut a = Client::connect(&s.path("a.sock"));
+    a.negotiate(false);
+    let getfd = |a: &mut Client, fd: std::os::fd::BorrowedFd<'_>| {
+        send_with_fds(
+            &a.sock,
+            b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}\n",
+            &[fd],
+        );
+        assert_eq!(a.read_msg(), "{\"return\": {}}\r\n");
+    };
+    let add = |a: &mut Client, protocol: &str| {
+        a.send(&format!(
+            "{{\"execute\": \"add_client\", \"arguments\": {{\"protocol\": \"{protocol}\", \"fdname\": \"x\"}}}}\n"
+        ));
+        a.read_msg()
+    };
+    assert_eq!(
+        add(&mut a, "extra"),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"File descriptor named 'x' has not been found\"}}\r\n"
+    );
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    getfd(&mut a, theirs.as_fd());
+    drop(theirs);
+    assert_eq!(
+        add(&mut a, "bogus"),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"protocol 'bogus' is invalid\"}}\r\n"
+    );
+    let mut dead = Client::from_stream(mine);
+    assert!(dead.eof_within(TIMEOUT), "the refused socket is closed");
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    getfd(&mut a, theirs.as_fd());
+    drop(theirs);
+    assert_eq!(add(&mut a, "extra"), "{\"return\": {}}\r\n");
+    mine.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut b = Client::from_stream(mine);
+    b.negotiate(false);
+    b.send("{\"execute\": \"query-name\", \"id\": 2}\n");
+    assert_eq!(b.read_msg(), "{\"return\": {}, \"id\": 2}\r\n");
+}

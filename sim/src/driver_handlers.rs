@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qmp_core::json::Object;
-use qmp_core::server::{Call, CallResult, RunState};
-use qmp_driver::{ConnId, Control, Registry};
+use qmp_core::server::{Call, CallResult, MonitorId, RunState, TakeFdError};
+use qmp_driver::{AddClient, ConnId, Control, Registry, TakenFd};
 
 /// Longest wall time the world waits for a lock handler its model says is released.
 pub const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
@@ -77,6 +77,14 @@ impl Control for SimControl {
     }
     fn session_open(&self, session: ConnId) -> bool {
         self.open.lock().is_ok_and(|o| o.contains(&session))
+    }
+    fn take_named_fd(&self, _monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
+        self.note("take_named_fd");
+        Err(TakeFdError::NotFound { name: name.into() })
+    }
+    fn add_client(&self, _chardev: &str, _fd: TakenFd) -> AddClient {
+        self.note("add_client");
+        AddClient::NoSuchChardev
     }
 }
 

@@ -11,6 +11,9 @@
 //! * `x-emit-event {event: str, data?: object}`: emits that event as if the machine had, so
 //!   throttling (e.g. `RTC_CHANGE`) can be observed from outside.
 //!
+//! `add_client` takes a named fd through the control interface and makes it a client of one of
+//! qmpd's chardevs.
+//!
 //! It is written against the driver's [`crate::Control`] interface only, so every adapter (and
 //! the simulator) runs the same machine as `qmpd`.
 //!
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
-use crate::{CallContext, CallFuture, ConnId, Registry};
+use crate::{AddClient, CallContext, CallFuture, ConnId, Registry};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
     ArgType, CallResult, CommandSpec, ErrorClass, FlatUnion, Member, RunState, Variant,
@@ -366,6 +369,20 @@ impl Machine {
             ),
             yank,
         );
+        let b = b.command_with_context(
+            spec(
+                "add_client",
+                false,
+                false,
+                vec![
+                    member("protocol", ArgType::String, false),
+                    member("fdname", ArgType::String, false),
+                    member("skipauth", ArgType::Bool, true),
+                    member("tls", ArgType::Bool, true),
+                ],
+            ),
+            add_client,
+        );
         let b = b.command(spec("migrate-pause", true, false, vec![]), |_| {
             generic("migrate-pause is currently only supported during postcopy-active state")
         });
@@ -514,6 +531,42 @@ fn yank(ctx: &CallContext<'_>, args: &Object) -> CallResult {
         ctx.yank_chardev(&id);
     }
     empty()
+}
+
+/// `add_client` (QEMU 7.2 `qmp_add_client`): the named fd is taken first, so every later
+/// failure has used it up (and closes it). A chardev id as protocol makes the stream a client
+/// of that listener (`qemu_chr_add_client`), refused ("failed to add client") when the
+/// listener takes no client now. The display protocols answer as QEMU 7.2 (built with SPICE,
+/// VNC and D-Bus display) does with no display configured, as in `-display none`: `spice` and
+/// `@dbus-display` are not in use; `vnc` returns `{}` (QEMU's `vnc_display_add_client` finds no
+/// display and keeps the descriptor open forever; qmpd closes it).
+fn add_client(ctx: &CallContext<'_>, args: &Object) -> CallResult {
+    let text = |k: &str| {
+        args.get(k)
+            .and_then(Value::as_json_string)
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
+    };
+    let (protocol, fdname) = (text("protocol"), text("fdname"));
+    let fd = match ctx.take_named_fd(&fdname) {
+        Ok(fd) => fd,
+        Err(e) => return e.to_call_result(),
+    };
+    let not_active = |desc: &str| CallResult::Error {
+        class: ErrorClass::DeviceNotActive,
+        desc: desc.into(),
+    };
+    match protocol.as_str() {
+        "spice" => return not_active("SPICE is not in use"),
+        "vnc" => return empty(),
+        "@dbus-display" => return not_active("D-Bus display is not in use"),
+        _ => {}
+    }
+    match ctx.add_client(&protocol, fd) {
+        AddClient::Added(_) => empty(),
+        AddClient::Refused => generic("failed to add client"),
+        AddClient::NoSuchChardev => generic(format!("protocol '{protocol}' is invalid")),
+    }
 }
 
 fn not_found() -> CallResult {

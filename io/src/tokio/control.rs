@@ -16,9 +16,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
+use std::os::fd::OwnedFd;
+
 use qmp_core::json::Object;
-use qmp_core::server::{RunState, Timestamp};
-use qmp_driver::{ConnId, Control, ShutdownCause};
+use qmp_core::server::{MonitorId, RunState, TakeFdError, Timestamp};
+use qmp_driver::{AddClient, ConnId, Control, Driver, ShutdownCause, TakenFd};
+
+use super::socket::Stream;
 
 use crate::clock::{Clock, SystemClock};
 
@@ -139,5 +143,108 @@ impl Control for Inbox {
 
     fn session_open(&self, session: ConnId) -> bool {
         lock(&self.open).contains(&session)
+    }
+
+    // The two requests that need the driver at once are answered by [`LoopControl`], which
+    // sync handlers get. An async handler runs inside the loop's own poll, where the driver
+    // cannot be lent: it cannot take a named fd on this adapter (a known gap; qmpd's
+    // `add_client` is sync).
+    fn take_named_fd(&self, _monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
+        tracing::warn!(
+            name,
+            "an async handler asked for a named fd: not on the tokio adapter"
+        );
+        Err(TakeFdError::NotFound { name: name.into() })
+    }
+
+    fn add_client(&self, chardev: &str, _fd: TakenFd) -> AddClient {
+        tracing::warn!(
+            chardev,
+            "an async handler asked to add a client: not on the tokio adapter"
+        );
+        AddClient::Refused
+    }
+}
+
+/// The control a sync handler gets: the [`Inbox`] for everything it queues, plus the driver,
+/// lent by the loop for the handler's run (it runs inline on the loop's task), for the
+/// requests answered at once: take a named fd, add a client.
+pub(crate) struct LoopControl<'a> {
+    inbox: &'a Inbox,
+    driver: Mutex<&'a mut Driver<OwnedFd>>,
+    /// Connections `add_client` opened, for the loop to serve once the handler returns
+    /// (bounded by the connection limit the driver enforces).
+    added: Mutex<Vec<(ConnId, Stream)>>,
+}
+
+impl<'a> LoopControl<'a> {
+    pub(crate) fn new(inbox: &'a Inbox, driver: &'a mut Driver<OwnedFd>) -> Self {
+        LoopControl {
+            inbox,
+            driver: Mutex::new(driver),
+            added: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The connections the handler added, with their streams.
+    pub(crate) fn into_added(self) -> Vec<(ConnId, Stream)> {
+        self.added.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Control for LoopControl<'_> {
+    fn emit_event(&self, name: &str, data: Object) {
+        self.inbox.emit_event(name, data);
+    }
+
+    fn set_run_state(&self, state: RunState) {
+        self.inbox.set_run_state(state);
+    }
+
+    fn request_shutdown(&self) {
+        Control::request_shutdown(self.inbox);
+    }
+
+    fn chardevs(&self) -> Vec<String> {
+        self.inbox.chardevs()
+    }
+
+    fn yank_chardev(&self, id: &str) -> bool {
+        self.inbox.yank_chardev(id)
+    }
+
+    fn session_open(&self, session: ConnId) -> bool {
+        self.inbox.session_open(session)
+    }
+
+    fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
+        let now = self.inbox.clock.now();
+        lock(&self.driver)
+            .take_named_fd(now, monitor, name)
+            .map(TakenFd::new)
+    }
+
+    fn add_client(&self, chardev: &str, fd: TakenFd) -> AddClient {
+        let mut driver = lock(&self.driver);
+        let Some(l) = driver.listener_of(chardev) else {
+            return AddClient::NoSuchChardev;
+        };
+        let Ok(fd) = fd.downcast::<OwnedFd>() else {
+            return AddClient::Refused;
+        };
+        let stream = match Stream::from_fd(fd) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(chardev, error = %e, "add_client: not a stream socket");
+                return AddClient::Refused;
+            }
+        };
+        match driver.handle_added(self.inbox.clock.now(), l) {
+            Some(conn) => {
+                lock(&self.added).push((conn, stream));
+                AddClient::Added(conn)
+            }
+            None => AddClient::Refused,
+        }
     }
 }

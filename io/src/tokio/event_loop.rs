@@ -32,7 +32,7 @@ use qmp_driver::{
     Action, ConnId, Driver, Registry, SessionCall, ShutdownCause, ShutdownState, Started, WriteFact,
 };
 
-use super::control::{Inbox, Op};
+use super::control::{Inbox, LoopControl, Op};
 use super::socket::{Listener, Stream};
 use super::wake::ReadyFlag;
 use crate::clock::Clock;
@@ -222,7 +222,7 @@ impl EventLoop {
             while let Some(c) = self.driver.take_oob_call() {
                 // An async handler called out-of-band must not wait: `run` drives it on the
                 // spot.
-                let result = self.registry.run(&*self.inbox, &c.call, c.session);
+                let result = self.run_sync(&c);
                 self.complete(cx, now, c.call.id, result);
                 any = true;
             }
@@ -246,10 +246,22 @@ impl EventLoop {
                     future: self.start_async(c),
                 });
             } else {
-                let result = self.registry.run(&*self.inbox, &c.call, c.session);
+                let result = self.run_sync(&c);
                 self.complete(cx, now, c.call.id, result);
             }
         }
+    }
+
+    /// Run a call's handler on the spot, lending it the driver (see [`LoopControl`]); the
+    /// clients it added are served from now on.
+    fn run_sync(&mut self, c: &SessionCall) -> CallResult {
+        let control = LoopControl::new(&self.inbox, &mut self.driver);
+        let result = self.registry.run(&control, &c.call, c.session);
+        for (conn, stream) in control.into_added() {
+            self.conns.insert(conn, stream);
+            self.inbox.opened(conn);
+        }
+        result
     }
 
     /// The future of an async handler's call, owning what it borrows.

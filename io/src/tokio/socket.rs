@@ -24,6 +24,15 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// A connected stream socket from outside (QMP `add_client`), registered with the
+    /// current runtime (the loop's task calls it).
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+        Ok(match crate::conn::StdStream::from_fd(fd)? {
+            crate::conn::StdStream::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
+            crate::conn::StdStream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
+        })
+    }
+
     /// One non-blocking read into `buf`, as the driver's fact.
     pub(crate) fn read<'a>(&self, buf: &'a mut [u8]) -> ReadFact<'a, OwnedFd> {
         let mut fds = Vec::new();
