@@ -21,7 +21,10 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use qmp_core::server::{CallId, CallResult, Lane, MonitorOptions, Timestamp};
+use qmp_core::json::Value;
+use qmp_core::server::{
+    CallId, CallResult, Lane, MonitorId, MonitorOptions, TakeFdError, Timestamp,
+};
 use qmp_driver::{
     AcceptFact, Action, CloseReason, ConnId, Driver, FdLimits, Limits, ListenerConfig, ReadFact,
     Registry, SessionCall, ShutdownCause,
@@ -33,7 +36,7 @@ use crate::client::ClientGen;
 use crate::failure::{panic_text, Failure};
 use crate::model::ConnModel;
 use crate::options::Options;
-use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST};
+use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST, TAKE_FD};
 use crate::server::{build, config};
 use crate::sockets::{FdKind, FdLedger, ReadOutcome, SimFd, SimSocket, SocketFaults};
 use crate::wire::{server_message, J};
@@ -1187,6 +1190,16 @@ impl DriverWorld {
                     "sim-echo without a tag",
                 )))
             }
+            TAKE_FD => {
+                let name = call
+                    .call
+                    .arguments
+                    .get("fdname")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                (self.take_named_fd(call.call.monitor, &name)?, false)
+            }
             OOB_TEST => {
                 // The demo machine's rule: a lock whose session is gone returns at once, one
                 // that finds a post takes it, any other waits.
@@ -1224,6 +1237,27 @@ impl DriverWorld {
         }
         self.schedule(self.now + latency, Todo::Complete(id));
         Ok(())
+    }
+
+    /// `sim-take-fd`'s handler: it takes the monitor's named fd through the driver (which hands
+    /// the descriptor over, recorded as the core's input) and closes it, or answers QEMU's
+    /// "not found" text.
+    fn take_named_fd(&mut self, m: MonitorId, name: &str) -> Result<CallResult, Failure> {
+        match self.driver.take_named_fd(self.t(), m, name) {
+            Ok(fd) => match self.ledger.close(fd) {
+                Ok(FdKind::Passed) => Ok(empty_return()),
+                Ok(kind) => Err(self.fail(Failure::correctness(
+                    "fd-kind",
+                    format!("take_named_fd handed over a {kind:?} descriptor"),
+                ))),
+                Err(e) => Err(self.fail(Failure::correctness("fd-closed-twice", e))),
+            },
+            Err(e @ TakeFdError::NotFound { .. }) => Ok(e.to_call_result()),
+            Err(e) => Err(self.fail(Failure::correctness(
+                "api-misuse",
+                format!("the driver refused take_named_fd by a correct adapter: {e}"),
+            ))),
+        }
     }
 
     /// The in-band call ends (its latency is over, or the model let its lock go): its result
