@@ -82,6 +82,35 @@ fn reruns_are_identical_and_traces_replay_to_the_same_digest() {
     }
 }
 
+/// A recording cut by a crash: the end line is missing and the last input line is cut
+/// mid-write. `qmp-sim replay` replays every whole input, says so, and exits with its own code.
+#[test]
+fn a_trace_cut_mid_line_replays_every_whole_input() {
+    use qmp_sim::trace::{cmd_replay, whole_lines, EXIT_CUT_TRACE};
+    let (text, result) = trace_seed(3, None);
+    result.expect("seed 3 passes");
+    let body = &text[..text.trim_end().rfind('\n').expect("an end line") + 1];
+    let last_start = body[..body.len() - 1].rfind('\n').expect("inputs") + 1;
+    let last_len = body.len() - 1 - last_start;
+    let cut = &body[..last_start + last_len / 2];
+    let (whole, dropped) = whole_lines(cut.as_bytes()).expect("UTF-8");
+    assert_eq!(whole, &body[..last_start]);
+    assert_eq!(dropped, Some(last_len / 2));
+    let dir = std::env::temp_dir().join(format!("qmp-sim-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("cut.trace");
+    std::fs::write(&path, cut).expect("write");
+    assert_eq!(cmd_replay(&path).expect("replay"), EXIT_CUT_TRACE);
+    // Whole lines only (no end line): replayed and checked, nothing cut.
+    std::fs::write(&path, body).expect("write");
+    assert_eq!(whole_lines(body.as_bytes()).expect("UTF-8").1, None);
+    assert_eq!(cmd_replay(&path).expect("replay"), 0);
+    // The full trace with its digest.
+    std::fs::write(&path, &text).expect("write");
+    assert_eq!(cmd_replay(&path).expect("replay"), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn shrinking_keeps_the_failure_and_drops_inputs() {
     let bug = qmp_core::server::PlantedBug::EarlyBytesAfterSuspension;
