@@ -75,6 +75,8 @@ pub struct Options {
     pub input_buffer_limit: usize,
     /// The core's per-monitor output limit (`Config::output_limit`).
     pub output_limit: usize,
+    /// 7.2: chance a well-formed in-band request is `sim-quiet` (no success response).
+    pub p_quiet: f64,
 }
 
 fn pick(rng: &mut ChaCha8Rng, on: f64, lo: f64, hi: f64) -> f64 {
@@ -134,6 +136,8 @@ impl Options {
             p_fds: pick(&mut rng, 0.3, 0.01, 0.2),
             input_buffer_limit: Config::default().input_buffer_limit,
             output_limit: Config::default().output_limit,
+            // Drawn last: the options above stay what they were for every seed.
+            p_quiet: pick(&mut rng, 0.3, 0.02, 0.1),
         }
     }
 }
@@ -167,8 +171,8 @@ impl fmt::Display for Options {
         )?;
         write!(
             f,
-            "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3}",
-            self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds
+            "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3} p_quiet={:.3}",
+            self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds, self.p_quiet
         )
     }
 }

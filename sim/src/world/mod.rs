@@ -24,7 +24,7 @@ use crate::events::{SimEvent, ThrottleModel};
 use crate::failure::{panic_text, Failure};
 use crate::model::{ConnModel, ExpectCall};
 use crate::options::Options;
-use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST};
+use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST, QUIET};
 use crate::sut::Core;
 use crate::wire::{server_message, J};
 
@@ -984,7 +984,7 @@ impl<C: Core> World<C> {
         }
         let oob = call.lane == Lane::OutOfBand;
         let result = match call.command.as_str() {
-            ECHO | OOB_ECHO => {
+            ECHO | OOB_ECHO | QUIET => {
                 let tag = call.arguments.get("tag").and_then(Value::as_i64);
                 let Some(tag) = tag else {
                     return Err(self.fail(Failure::correctness(
