@@ -9,6 +9,9 @@ use qmp_core::server::{Config, Dialect};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The output limit of the worlds that draw a small one.
+pub const SMALL_OUTPUT_LIMIT: usize = 4 * 1024;
+
 /// Upper bound on simulated clients per world (each owns one monitor).
 pub const MAX_CLIENTS: usize = 4;
 
@@ -139,6 +142,16 @@ impl Options {
             // Drawn last: the options above stay what they were for every seed.
             p_quiet: pick(&mut rng, 0.3, 0.02, 0.1),
         }
+        .with_small_output_limit(&mut rng)
+    }
+
+    /// In one world in four, a per-monitor output limit of 4 KiB, so a stalled client or a
+    /// big reply makes the core give up on it (`OutputLimit`).
+    fn with_small_output_limit(mut self, rng: &mut ChaCha8Rng) -> Options {
+        if rng.random_bool(0.25) {
+            self.output_limit = SMALL_OUTPUT_LIMIT;
+        }
+        self
     }
 }
 
@@ -171,8 +184,8 @@ impl fmt::Display for Options {
         )?;
         write!(
             f,
-            "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3} p_quiet={:.3}",
-            self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds, self.p_quiet
+            "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3} p_quiet={:.3} output_limit={}",
+            self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds, self.p_quiet, self.output_limit
         )
     }
 }
