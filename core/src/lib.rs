@@ -100,5 +100,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod hmp;
 pub mod json;
 pub mod server;

@@ -336,6 +336,7 @@ impl Server {
                 Executed::Answered
             }
             Queued::Request(v) => self.dispatch_value(mid, v),
+            Queued::Hmp(line) => self.hmp_execute(mid, line),
             Queued::Checked { id, name, args } => self.execute(
                 mid,
                 Envelope {
@@ -375,15 +376,10 @@ impl Server {
             return;
         }
         let oob = pc.info.lane == Lane::OutOfBand;
-        match result {
-            CallResult::Return(_) | CallResult::ReturnJson(_) if !pc.success_response => {
-                self.probes.no_success_response += 1;
-            }
-            CallResult::Return(v) => self.reply_return(mid, pc.request_id, v, oob),
-            CallResult::ReturnJson(t) => self.reply_return_text(mid, pc.request_id, &t, oob),
-            CallResult::Error { class, desc } => {
-                self.reply_error(mid, pc.request_id, class, desc, oob);
-            }
+        if self.monitors.get(&mid).is_some_and(|m| m.hmp.is_some()) {
+            self.hmp_result(mid, result);
+        } else {
+            self.reply_result(mid, &pc, result, oob);
         }
         if pc.resume_on_complete {
             self.resume(mid);
@@ -397,6 +393,21 @@ impl Server {
             }
         }
         self.flush_held(mid);
+    }
+
+    /// The QMP reply of a completed call.
+    fn reply_result(&mut self, mid: MonitorId, pc: &PendingCall, result: CallResult, oob: bool) {
+        let id = pc.request_id.clone();
+        match result {
+            CallResult::Return(_) | CallResult::ReturnJson(_) if !pc.success_response => {
+                self.probes.no_success_response += 1;
+            }
+            CallResult::Return(v) => self.reply_return(mid, id, v, oob),
+            CallResult::ReturnJson(t) => self.reply_return_text(mid, id, &t, oob),
+            CallResult::Error { class, desc } => {
+                self.reply_error(mid, id, class, desc, oob);
+            }
+        }
     }
 
     pub(super) fn reply_return(

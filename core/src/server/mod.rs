@@ -59,6 +59,7 @@ mod digest;
 mod dispatch;
 mod events;
 mod fdsets;
+mod human;
 mod intake;
 mod misuse;
 mod monitor;
@@ -184,6 +185,10 @@ pub struct Server {
     scratch: Vec<u8>,
     /// `Open` inputs applied so far (monitor generations).
     opens: u64,
+    /// The human monitor's command table (built-ins and the embedder's).
+    hmp_table: crate::hmp::Table,
+    /// QEMU's process-wide defaults of the HMP `/fmt` argument.
+    hmp_fmt: crate::hmp::FmtDefaults,
 }
 
 impl Server {
@@ -209,6 +214,8 @@ impl Server {
             pumping: Vec::new(),
             scratch: Vec::new(),
             opens: 0,
+            hmp_table: crate::hmp::Table::new(),
+            hmp_fmt: crate::hmp::FmtDefaults::default(),
             config,
         }
     }
@@ -233,6 +240,7 @@ impl Server {
         self.fire_timers();
         match input {
             Input::Open { monitor, options } => self.open(monitor, options),
+            Input::OpenHmp { monitor, .. } => self.open_hmp(monitor),
             Input::Receive {
                 monitor,
                 bytes,
@@ -281,7 +289,7 @@ impl Server {
     fn check_misuse(&self, input: &Input) -> Result<(), ApiMisuse> {
         let known = |m: &MonitorId| self.monitors.get(m).ok_or(ApiMisuse::UnknownMonitor(*m));
         match input {
-            Input::Open { monitor, .. } => {
+            Input::Open { monitor, .. } | Input::OpenHmp { monitor, .. } => {
                 if self.monitors.contains_key(monitor) {
                     return Err(ApiMisuse::MonitorExists(*monitor));
                 }
@@ -602,6 +610,12 @@ impl Server {
     fn resume(&mut self, id: MonitorId) {
         if let Some(m) = self.monitors.get_mut(&id) {
             m.suspend_count = m.suspend_count.saturating_sub(1);
+            if m.suspend_count == 0 && m.hmp.is_some() {
+                self.hmp_prompt(id);
+            }
+            let Some(m) = self.monitors.get_mut(&id) else {
+                return;
+            };
             if m.suspend_count == 0 && !m.input.is_empty() {
                 self.to_pump.push(id);
             }

@@ -142,6 +142,8 @@ pub(crate) enum Queued {
     Request(Value),
     /// A JSON error, answered in order when dispatched.
     JsonError(JsonString),
+    /// A human monitor's command line, run when dispatched.
+    Hmp(Vec<u8>),
     /// A request already checked on arrival (2.12), to be executed when dispatched.
     Checked {
         id: Option<Value>,
@@ -156,6 +158,7 @@ impl Queued {
         match self {
             Queued::Request(v) => value_heap_bytes(v),
             Queued::JsonError(d) => d.heap_bytes(),
+            Queued::Hmp(line) => line.capacity(),
             Queued::Checked { id, name, args } => {
                 id.as_ref().map_or(0, value_heap_bytes)
                     + name.heap_bytes()
@@ -221,6 +224,8 @@ pub(crate) struct Monitor {
     /// Which `Open` created this monitor: an id may be reused after `Close`, and a call of
     /// the earlier connection must not answer the later one.
     pub(crate) generation: u64,
+    /// The line editor of a human monitor (`None` for QMP monitors).
+    pub(crate) hmp: Option<Box<crate::hmp::ReadLine>>,
 }
 
 impl Monitor {
@@ -243,6 +248,7 @@ impl Monitor {
             oob_call: None,
             held_replies: Vec::new(),
             generation: 0,
+            hmp: None,
         }
     }
 
@@ -261,6 +267,9 @@ impl Monitor {
                 .map(|(n, _)| n.heap_bytes() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
             + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
+            + self.hmp.as_ref().map_or(0, |r| {
+                std::mem::size_of::<crate::hmp::ReadLine>() + r.memory_estimate()
+            })
     }
 }
 
