@@ -55,11 +55,66 @@ SESSIONS = {
         b"getfd \"abc\n", b"getfd \"a\\x\"\n", b"closefd \"a b\"\n", b"closefd a\\\"b\n",
         b"getfd x\n", b"getfd a b\n", b"cpu ~-(2*3)%4|1^'A' 9\n",
     ]),
+    "exit_preconfig": (["-preconfig"], [
+        b"stop\n", b"info status\n", b"exit_preconfig\n", b"info status\n", b"stop\n",
+        b"info status\n", b"exit_preconfig\n", b"help exit_preconfig\n",
+    ]),
     "preconfig": (["-preconfig"], [
         b"help\n", b"info\n", b"stop\n", b"info cpus\n", b"info status\n", b"help stop\n",
         b"help info cpus\n", b"\t", b"info \t", b"\x17\x17s\t", b"\n",
     ]),
 }
+
+
+# QMP `human-monitor-command` lines, run on a QMP monitor after `qmp_capabilities`.
+PASSTHROUGH = [
+    {"execute": "human-monitor-command", "arguments": {"command-line": "help stop"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "info history"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "getfd x"}, "id": 1},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "closefd x"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "cont 1"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "  foo bar"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": ""}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "stop"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "info status"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "cpu x"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "help info name"}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "info"}},
+    {"execute": "human-monitor-command",
+     "arguments": {"command-line": "info status", "cpu-index": 0}},
+    {"execute": "human-monitor-command", "arguments": {"command-line": "c\u0000ont"}},
+]
+
+
+def passthrough():
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "q.sock")
+    p = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
+         "-qmp", f"unix:{path},server=on,wait=off"])
+    try:
+        for _ in range(200):
+            if os.path.exists(path):
+                break
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.settimeout(QUIET)
+        drain(s)
+        s.sendall(b'{"execute": "qmp_capabilities"}\n')
+        drain(s)
+        steps = []
+        for req in PASSTHROUGH:
+            line = json.dumps(req).encode() + b"\n"
+            s.sendall(line)
+            steps.append([line.decode("latin-1"), drain(s).decode("latin-1")])
+        s.close()
+        return steps
+    finally:
+        p.kill()
+        p.wait()
+        os.unlink(path) if os.path.exists(path) else None
+        os.rmdir(d)
 
 
 def drain(s):
@@ -107,6 +162,7 @@ def main():
     for name, (extra, chunks) in SESSIONS.items():
         out["sessions"][name] = {"args": extra, "steps": session(extra, chunks)}
         print(name, file=sys.stderr)
+    out["passthrough"] = passthrough()
     here = os.path.dirname(os.path.abspath(__file__))
     dst = os.path.join(here, "..", "core", "tests", "data", "hmp", "qemu72.json")
     with open(dst, "w") as f:

@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 
 use qmp_core::hmp::HmpCommand;
 use qmp_core::json::Value;
-use qmp_core::server::{CallResult, Config, Input, Instant, MonitorId, Output, RunState, Server};
+use qmp_core::server::{
+    CallResult, Config, ErrorClass, Input, Instant, MonitorId, MonitorOptions, Output, RunState,
+    Server,
+};
 
 fn data() -> serde_json::Value {
     let text = include_str!("data/hmp/qemu72.json");
@@ -162,7 +165,24 @@ impl Machine {
             while let Some(o) = self.server.poll_output() {
                 progressed = true;
                 if let Output::Call(c) = o {
+                    let mut result = None;
                     let text = match c.command.as_str() {
+                        "hmp exit_preconfig" if self.prelaunch => {
+                            self.prelaunch = false;
+                            self.now = self.now.plus_nanos(1_000);
+                            let input = Input::SetRunState(RunState::Running);
+                            self.server.handle(self.now, input).expect("run state");
+                            String::new()
+                        }
+                        "hmp exit_preconfig" => {
+                            result = Some(CallResult::Error {
+                                class: ErrorClass::GenericError,
+                                desc: "The command is permitted only before machine \
+                                       initialization"
+                                    .into(),
+                            });
+                            String::new()
+                        }
                         "hmp stop" => {
                             self.running = false;
                             String::new()
@@ -186,7 +206,7 @@ impl Machine {
                         other => panic!("unexpected call {other} {:?}", c.arguments),
                     };
                     self.now = self.now.plus_nanos(1_000);
-                    let result = CallResult::Return(Value::string(text));
+                    let result = result.unwrap_or(CallResult::Return(Value::string(text)));
                     self.server
                         .handle(self.now, Input::Complete { call: c.id, result })
                         .expect("complete");
@@ -288,4 +308,56 @@ fn args() {
 #[test]
 fn preconfig() {
     replay("preconfig");
+}
+
+#[test]
+fn exit_preconfig() {
+    replay("exit_preconfig");
+}
+
+/// QMP `human-monitor-command` runs the same table on a non-interactive monitor. (QEMU's
+/// `stop` also sends a STOP event; the fake machine sends none, so event lines are left out
+/// of the comparison.)
+#[test]
+fn human_monitor_command() {
+    let d = data();
+    let mut w = Machine {
+        server: qemu_server(&d, false),
+        now: Instant(0),
+        running: true,
+        prelaunch: false,
+    };
+    w.server.register_human_monitor_command().expect("register");
+    let m = MonitorId(7);
+    w.run(Input::Open {
+        monitor: m,
+        options: MonitorOptions::default(),
+    });
+    w.run(Input::Receive {
+        monitor: m,
+        bytes: b"{\"execute\": \"qmp_capabilities\"}\n".to_vec(),
+        fds: vec![],
+    });
+    w.take(m);
+    let steps = d["passthrough"].as_array().expect("passthrough");
+    assert!(steps.len() > 10);
+    for s in steps {
+        let (sent, expected) = (bytes(&s[0]), bytes(&s[1]));
+        let expected: String = String::from_utf8_lossy(&expected)
+            .split_inclusive("\r\n")
+            .filter(|l| !l.starts_with("{\"timestamp\""))
+            .collect();
+        w.run(Input::Receive {
+            monitor: m,
+            bytes: sent.clone(),
+            fds: vec![],
+        });
+        let got = w.take(m);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            expected,
+            "sent {}",
+            String::from_utf8_lossy(&sent)
+        );
+    }
 }

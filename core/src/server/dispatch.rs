@@ -4,6 +4,7 @@
 use super::args::check_arguments;
 use super::config::Dialect;
 use super::monitor::Queued;
+use super::registry::Builtin;
 use super::types::{Call, CallId, CallResult, ErrorClass, Lane, MonitorId, Output, RunState};
 use super::{OutstandingCall, PendingCall, Server};
 use crate::json::{JsonString, JsonText, Object, Value};
@@ -234,6 +235,9 @@ impl Server {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
         }
+        if entry.builtin == Some(Builtin::HumanMonitorCommand) {
+            return self.hmp_passthrough(mid, env.id, &env.args, env.oob);
+        }
         if let Some(b) = entry.builtin {
             match self.run_builtin(mid, b, &env.args) {
                 Ok(ret) => self.reply_return(mid, env.id, ret, env.oob),
@@ -273,6 +277,7 @@ impl Server {
                 success_response,
                 resume_on_complete: false,
                 generation,
+                hmp_capture: false,
             },
         );
         self.digest.word(2);
@@ -376,7 +381,9 @@ impl Server {
             return;
         }
         let oob = pc.info.lane == Lane::OutOfBand;
-        if self.monitors.get(&mid).is_some_and(|m| m.hmp.is_some()) {
+        if pc.hmp_capture {
+            self.hmp_capture_result(mid, pc.request_id.clone(), result, oob);
+        } else if self.monitors.get(&mid).is_some_and(|m| m.hmp.is_some()) {
             self.hmp_result(mid, result);
         } else {
             self.reply_result(mid, &pc, result, oob);

@@ -17,7 +17,8 @@
 use super::dispatch::Executed;
 use super::monitor::{Monitor, Queued};
 use super::registry::Builtin as QmpBuiltin;
-use super::types::{Call, CallId, CallResult, Lane, MonitorId, Output, RunState};
+use super::schema::{ArgType, CommandSpec};
+use super::types::{Call, CallId, CallResult, ErrorClass, Lane, MonitorId, Output, RunState};
 use super::{ApiMisuse, OutstandingCall, PendingCall, Server};
 use crate::hmp::{self, help, Builtin, HmpCommand, ReadLine};
 use crate::json::{JsonStreamer, Object, Value};
@@ -31,6 +32,29 @@ fn is_space(b: u8) -> bool {
 
 fn at(line: &[u8], i: usize) -> u8 {
     line.get(i).copied().unwrap_or(0)
+}
+
+/// What running a command line led to.
+enum Run {
+    /// Everything was printed (errors, built-ins, a blank line).
+    Done,
+    /// The embedder's command, with its parsed arguments.
+    Call(super::CommandName, Object),
+}
+
+/// The text an HMP command's result prints (`\n` line ends): a returned string as it is,
+/// an error as `hmp_handle_error` prints it; other values print nothing.
+fn result_text(result: CallResult) -> Vec<u8> {
+    match result {
+        CallResult::Return(Value::String(s)) => s.as_bytes().to_vec(),
+        CallResult::Return(_) | CallResult::ReturnJson(_) => Vec::new(),
+        CallResult::Error { desc, .. } => {
+            let mut out = b"Error: ".to_vec();
+            out.extend_from_slice(desc.as_bytes());
+            out.push(b'\n');
+            out
+        }
+    }
 }
 
 /// What the command lookup found (QEMU's `monitor_parse_command`).
@@ -241,19 +265,67 @@ impl Server {
 
     /// `handle_hmp_command` for a line the dispatcher took.
     pub(super) fn hmp_execute(&mut self, mid: MonitorId, line: Vec<u8>) -> Executed {
+        let mut out = Vec::new();
+        match self.hmp_run(mid, &line, true, &mut out) {
+            Run::Done => {
+                self.hmp_print(mid, &out);
+                Executed::Answered
+            }
+            Run::Call(command, args) => Executed::Called(self.hmp_call(mid, command, args, None)),
+        }
+    }
+
+    /// QMP `human-monitor-command` (`qmp_human_monitor_command`): the line runs on a
+    /// non-interactive human monitor whose output becomes the reply's string. A `cpu-index`
+    /// is refused: the core knows no CPUs.
+    pub(super) fn hmp_passthrough(
+        &mut self,
+        mid: MonitorId,
+        id: Option<Value>,
+        args: &Object,
+        oob: bool,
+    ) -> Executed {
+        if args.contains_key("cpu-index") {
+            let desc = "Parameter 'cpu-index' expects a CPU number";
+            self.reply_error(mid, id, ErrorClass::GenericError, desc, oob);
+            return Executed::Answered;
+        }
+        let line = args
+            .get("command-line")
+            .and_then(Value::as_json_string)
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        match self.hmp_run(mid, &line, false, &mut out) {
+            Run::Done => {
+                let mut text = Vec::with_capacity(out.len() + 8);
+                hmp::puts(&out, &mut text);
+                self.reply_return(mid, id, Value::string(text), oob);
+                Executed::Answered
+            }
+            Run::Call(command, args) => {
+                Executed::Called(self.hmp_call(mid, command, args, Some(id)))
+            }
+        }
+    }
+
+    /// Look the line up and parse it; print errors and run built-ins into `out` (with `\n`
+    /// line ends), or hand back the embedder's call.
+    fn hmp_run(
+        &mut self,
+        mid: MonitorId,
+        line: &[u8],
+        interactive: bool,
+        out: &mut Vec<u8>,
+    ) -> Run {
         // A C string ends at its first NUL (only `human-monitor-command` can pass one).
         let line = match line.iter().position(|&b| b == 0) {
             Some(n) => &line[..n],
-            None => &line[..],
+            None => line,
         };
         let preconfig = self.run_state == RunState::Preconfig;
-        let mut out = Vec::new();
-        let (info, index, args_at) = match self.hmp_lookup(line, preconfig, &mut out) {
-            Lookup::Blank => return Executed::Answered,
-            Lookup::Failed => {
-                self.hmp_print(mid, &out);
-                return Executed::Answered;
-            }
+        let (info, index, args_at) = match self.hmp_lookup(line, preconfig, out) {
+            Lookup::Blank | Lookup::Failed => return Run::Done,
             Lookup::Found {
                 info,
                 index,
@@ -265,8 +337,7 @@ impl Server {
             out.extend_from_slice(b"Command \"");
             out.extend_from_slice(&line[..args_at]);
             out.extend_from_slice(b"\" is not available.\n");
-            self.hmp_print(mid, &out);
-            return Executed::Answered;
+            return Run::Done;
         }
         let (name, args_type) = (entry.cmd.name.clone(), entry.cmd.args_type.clone());
         let args = match hmp::parse_arguments(&name, &args_type, line, args_at, &mut self.hmp_fmt) {
@@ -280,21 +351,16 @@ impl Server {
                 out.extend_from_slice(b"Try \"help ");
                 out.extend_from_slice(&line[..q]);
                 out.extend_from_slice(b"\" for more information\n");
-                self.hmp_print(mid, &out);
-                return Executed::Answered;
+                return Run::Done;
             }
         };
         let entry = &self.hmp_table.entries(info)[index];
         match entry.builtin {
             Some(b) => {
-                self.hmp_builtin(mid, b, &args, preconfig, &mut out);
-                self.hmp_print(mid, &out);
-                Executed::Answered
+                self.hmp_builtin(mid, b, &args, preconfig, interactive, out);
+                Run::Done
             }
-            None => {
-                let command = entry.call.clone();
-                Executed::Called(self.hmp_call(mid, command, args))
-            }
+            None => Run::Call(entry.call.clone(), args),
         }
     }
 
@@ -304,6 +370,7 @@ impl Server {
         b: Builtin,
         args: &Object,
         preconfig: bool,
+        interactive: bool,
         out: &mut Vec<u8>,
     ) {
         match b {
@@ -312,6 +379,8 @@ impl Server {
                 help::help(&self.hmp_table, name.map(|n| n.as_bytes()), preconfig, out);
             }
             Builtin::Info => help::help(&self.hmp_table, Some(b"info"), preconfig, out),
+            // A non-interactive monitor has no line editor, so no history.
+            Builtin::InfoHistory if !interactive => {}
             Builtin::InfoHistory => {
                 if let Some(rl) = self.monitors.get(&mid).and_then(|m| m.hmp.as_deref()) {
                     for (i, h) in rl.history().iter().enumerate() {
@@ -320,6 +389,17 @@ impl Server {
                         out.extend_from_slice(b"'\n");
                     }
                 }
+            }
+            // The non-interactive monitor has no connection: no descriptor comes with it, and
+            // it has no named descriptors.
+            Builtin::Getfd if !interactive => {
+                out.extend_from_slice(b"Error: No file descriptor supplied via SCM_RIGHTS\n");
+            }
+            Builtin::Closefd if !interactive => {
+                let name = args.get("fdname").and_then(Value::as_json_string);
+                out.extend_from_slice(b"Error: File descriptor named '");
+                out.extend_from_slice(name.map_or(&b""[..], |n| n.as_bytes()));
+                out.extend_from_slice(b"' not found\n");
             }
             Builtin::Getfd | Builtin::Closefd => {
                 let qb = if b == Builtin::Getfd {
@@ -336,8 +416,15 @@ impl Server {
         }
     }
 
-    /// Issue an embedder's HMP command as the in-band call.
-    fn hmp_call(&mut self, mid: MonitorId, command: super::CommandName, args: Object) -> CallId {
+    /// Issue an embedder's HMP command as the in-band call; `capture` holds the QMP request's
+    /// id when it runs for `human-monitor-command`.
+    fn hmp_call(
+        &mut self,
+        mid: MonitorId,
+        command: super::CommandName,
+        args: Object,
+        capture: Option<Option<Value>>,
+    ) -> CallId {
         let call = CallId(self.next_call);
         self.next_call += 1;
         self.inband_call = Some(call);
@@ -351,7 +438,8 @@ impl Server {
                     lane: Lane::InBand,
                     command: command.clone(),
                 },
-                request_id: None,
+                hmp_capture: capture.is_some(),
+                request_id: capture.flatten(),
                 success_response: true,
                 resume_on_complete: false,
                 generation,
@@ -379,15 +467,47 @@ impl Server {
 
     /// An HMP command's handler finished: print its text, or `Error: <desc>`.
     pub(super) fn hmp_result(&mut self, mid: MonitorId, result: CallResult) {
-        match result {
-            CallResult::Return(Value::String(s)) => self.hmp_print(mid, s.as_bytes()),
-            CallResult::Return(_) | CallResult::ReturnJson(_) => {}
-            CallResult::Error { desc, .. } => {
-                let mut out = b"Error: ".to_vec();
-                out.extend_from_slice(desc.as_bytes());
-                out.push(b'\n');
-                self.hmp_print(mid, &out);
-            }
-        }
+        let text = result_text(result);
+        self.hmp_print(mid, &text);
+    }
+
+    /// An HMP command run by `human-monitor-command` finished: its text is the reply.
+    pub(super) fn hmp_capture_result(
+        &mut self,
+        mid: MonitorId,
+        id: Option<Value>,
+        result: CallResult,
+        oob: bool,
+    ) {
+        let mut text = Vec::new();
+        hmp::puts(&result_text(result), &mut text);
+        self.reply_return(mid, id, Value::string(text), oob);
+    }
+
+    /// Register QMP `human-monitor-command` (`{"command-line": str, "cpu-index"?: int}`) as a
+    /// command the core runs on the HMP table: errors and built-ins are answered at once, the
+    /// embedder's HMP commands are called as `hmp <name>` in-band calls from the QMP monitor,
+    /// and what they print is the reply (a success, whatever was printed, as in QEMU). Like
+    /// QEMU 7.2 it has no `allow-preconfig`. Refused when the name is already registered.
+    pub fn register_human_monitor_command(&mut self) -> Result<(), ApiMisuse> {
+        let spec = CommandSpec::new("human-monitor-command")
+            .arg("command-line", ArgType::String)
+            .opt("cpu-index", ArgType::Int);
+        self.registry
+            .register_builtin(spec, QmpBuiltin::HumanMonitorCommand)
+    }
+
+    /// Whether the HMP command of this outstanding call may suspend its monitor (QEMU's
+    /// `monitor_suspend`): only on an interactive human monitor. A command run through
+    /// `human-monitor-command` is refused (`-ENOTTY` in QEMU), as are QMP calls and calls
+    /// not outstanding.
+    pub fn hmp_call_can_suspend(&self, call: CallId) -> bool {
+        self.calls.get(&call).is_some_and(|pc| {
+            !pc.hmp_capture
+                && self
+                    .monitors
+                    .get(&pc.info.monitor)
+                    .is_some_and(|m| m.hmp.is_some() && m.generation == pc.generation)
+        })
     }
 }

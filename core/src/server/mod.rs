@@ -111,6 +111,8 @@ struct PendingCall {
     resume_on_complete: bool,
     /// The monitor's generation when the call was issued.
     generation: u64,
+    /// An HMP command run by `human-monitor-command`: its output is the QMP reply.
+    hmp_capture: bool,
 }
 
 /// Outstanding calls sorted by id: no allocation per call (a tree would allocate a node when
