@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod cursor;
+pub mod hmp_bytes;
 pub mod json_roundtrip;
 pub mod json_stream;
 pub mod known;
@@ -18,12 +19,13 @@ pub mod server_bytes;
 pub mod trace_roundtrip;
 
 /// Names of every target, as used for corpus folders and cargo-fuzz binaries.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "json_stream",
     "json_roundtrip",
     "server_bytes",
     "scenario",
     "trace_roundtrip",
+    "hmp_bytes",
 ];
 
 /// Run the body of the target called `name` on `data`; `false` when no such target exists.
@@ -34,6 +36,7 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         "server_bytes" => server_bytes::run(data),
         "scenario" => scenario::run(data),
         "trace_roundtrip" => trace_roundtrip::run(data),
+        "hmp_bytes" => hmp_bytes::run(data),
         _ => return false,
     }
     true
