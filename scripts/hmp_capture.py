@@ -53,7 +53,9 @@ SESSIONS = {
         b"balloon -1\n", b"memsave 0 0x100000000 f\n", b"memsave\n", b"set_link foo maybe\n",
         b"eject -x foo\n", b"info block -z\n", b"x /z 0\n", b"xp /3q 0\n",
         b"getfd \"abc\n", b"getfd \"a\\x\"\n", b"closefd \"a b\"\n", b"closefd a\\\"b\n",
-        b"getfd x\n", b"getfd a b\n", b"cpu ~-(2*3)%4|1^'A' 9\n",
+        b"getfd x\n", b"getfd a b\n", b"cpu ~-(2*3)%4|1^'A' 9\n", b"block_resize x 1.5b\n",
+        b"block_resize x 12q\n", b"block_resize x -1\n", b"block_resize x\n",
+        b"expire_password vnc now -d\n", b"expire_password vnc now -q x\n", b"cpu -\n",
     ]),
     "exit_preconfig": (["-preconfig"], [
         b"stop\n", b"info status\n", b"exit_preconfig\n", b"info status\n", b"stop\n",

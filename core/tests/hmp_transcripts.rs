@@ -90,6 +90,8 @@ fn args_type(info: bool, name: &str) -> &'static str {
         (false, "memsave") => "val:l,size:i,filename:s",
         (false, "set_link") => "name:s,up:b",
         (false, "eject") => "force:-f,device:B",
+        (false, "block_resize") => "device:B,size:o",
+        (false, "expire_password") => "protocol:s,time:s,display:-ds",
         (false, "x" | "xp") => "fmt:/,addr:l",
         (true, "block") => "nodes:-n,verbose:-v,device:B?",
         _ => "",

@@ -447,3 +447,151 @@ pub(crate) fn parse_arguments(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args_type: &str, line: &str) -> Result<Object, String> {
+        let mut fmt = FmtDefaults::default();
+        parse_arguments("cmd", args_type, line.as_bytes(), 0, &mut fmt)
+            .map_err(|e| String::from_utf8(e).unwrap())
+    }
+
+    fn get(o: &Object, k: &str) -> Value {
+        o.get(k).cloned().unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn strings_words_quotes_and_the_rest_of_the_line() {
+        let o = parse("a:s,b:s,c:S?", "word \"two \\\"words\\\"\\n\" the  rest ").unwrap();
+        assert_eq!(get(&o, "a"), Value::string("word"));
+        assert_eq!(get(&o, "b"), Value::string("two \"words\"\n"));
+        assert_eq!(get(&o, "c"), Value::string("the  rest "));
+        assert_eq!(parse("a:s", "").unwrap_err(), "cmd: string expected\n");
+        assert_eq!(parse("a:F", "\"x").unwrap_err(), "cmd: filename expected\n");
+        assert_eq!(
+            parse("a:B", "\"\\q\"").unwrap_err(),
+            "cmd: block device name expected\n"
+        );
+        assert!(parse("a:s?", "").unwrap().is_empty());
+        let long = "y".repeat(2000);
+        let o = parse("a:s", &long).unwrap();
+        assert_eq!(get(&o, "a"), Value::string("y".repeat(WORD_MAX)));
+    }
+
+    #[test]
+    fn numbers_expressions_and_their_errors() {
+        let o = parse("a:i,b:l,c:M", "0x10 -(1<<0)+010 2").unwrap_err();
+        assert_eq!(o, "')' expected\n");
+        let o = parse("a:i,b:l,c:M", "0x10 ~0 2").unwrap();
+        assert_eq!(get(&o, "a"), Value::Int(16));
+        assert_eq!(get(&o, "b"), Value::Int(-1));
+        assert_eq!(get(&o, "c"), Value::Int(2 << 20));
+        assert_eq!(
+            get(&parse("a:l", "010+'A'").unwrap(), "a"),
+            Value::Int(8 + 65)
+        );
+        assert_eq!(
+            parse("a:i", "-1").unwrap_err(),
+            "'cmd' has failed: integer is for 32-bit values\n"
+        );
+        assert_eq!(parse("a:M", "-1").unwrap_err(), "enter a positive value\n");
+        assert_eq!(parse("a:l", "$pc").unwrap_err(), "unknown register\n");
+        assert_eq!(parse("a:l", "7%0").unwrap_err(), "division by zero\n");
+        // `.` marks an argument given after a dot; `?` an optional one.
+        assert!(parse("a:l.,b:i?", "").unwrap().is_empty());
+        let o = parse("a:l.,b:i?", ". 5 6").unwrap();
+        assert_eq!((get(&o, "a"), get(&o, "b")), (Value::Int(5), Value::Int(6)));
+        assert_eq!(
+            parse("a:l", "1 2").unwrap_err(),
+            "cmd: extraneous characters at the end of line\n"
+        );
+    }
+
+    #[test]
+    fn sizes_seconds_and_switches() {
+        let sizes = [
+            ("1", 1 << 20),
+            ("1.5k", 1536),
+            ("2G", 2 << 30),
+            ("0x10", 16 << 20),
+            ("7b", 7),
+        ];
+        for (text, v) in sizes {
+            assert_eq!(
+                get(&parse("a:o", text).unwrap(), "a"),
+                Value::Int(v),
+                "{text}"
+            );
+        }
+        assert_eq!(parse("a:o", "1.5b").unwrap_err(), "invalid size\n");
+        assert_eq!(parse("a:o", "x").unwrap_err(), "invalid size\n");
+        assert_eq!(
+            get(&parse("a:T", "10ms").unwrap(), "a"),
+            Value::Double(0.01)
+        );
+        assert_eq!(parse("a:T", "1h").unwrap_err(), "Unknown unit suffix\n");
+        assert_eq!(parse("a:T", "inf").unwrap_err(), "Bad number\n");
+        assert_eq!(parse("a:T", "z").unwrap_err(), "Number expected\n");
+        assert_eq!(get(&parse("a:b", "on").unwrap(), "a"), Value::Bool(true));
+        assert_eq!(parse("a:b", "yes").unwrap_err(), "Expected 'on' or 'off'\n");
+    }
+
+    #[test]
+    fn options_and_formats() {
+        let o = parse("f:-f,n:-ns,d:s?", "-f -n name dev").unwrap();
+        assert_eq!(get(&o, "f"), Value::Bool(true));
+        assert_eq!(get(&o, "n"), Value::string("name"));
+        assert_eq!(get(&o, "d"), Value::string("dev"));
+        // An option given later in the list is not an error for an earlier one.
+        let o = parse("f:-f,n:-ns", "-n x").unwrap();
+        assert_eq!(get(&o, "f"), Value::Null);
+        assert_eq!(
+            parse("f:-f", "-z").unwrap_err(),
+            "cmd: unsupported option -z\n"
+        );
+        assert_eq!(
+            parse("n:-ns", "-n").unwrap_err(),
+            "cmd: value expected for -n\n"
+        );
+        let mut fmt = FmtDefaults::default();
+        let o = parse_arguments("x", "fmt:/", b"/10ib", 0, &mut fmt).unwrap();
+        assert_eq!(get(&o, "count"), Value::Int(10));
+        assert_eq!(get(&o, "format"), Value::Int(i64::from(b'i')));
+        assert_eq!(get(&o, "size"), Value::Int(1));
+        // The defaults changed for later commands: format `i`, so no size.
+        let o = parse_arguments("x", "fmt:/", b"", 0, &mut fmt).unwrap();
+        assert_eq!(get(&o, "format"), Value::Int(i64::from(b'i')));
+        assert_eq!(get(&o, "size"), Value::Int(-1));
+    }
+
+    #[test]
+    fn args_types_are_checked_at_registration() {
+        for ok in [
+            "",
+            "a:s",
+            "a:s?,b:S?",
+            "a:i.,b:l?,c:M",
+            "f:-f,n:-ns",
+            "fmt:/,addr:l",
+            "x:b",
+        ] {
+            assert!(check_args_type(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a", "a:", ":s", "a:O", "a:s!", "a:i?x", "f:-", "f:-fx"] {
+            assert!(check_args_type(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cmdline_words_are_bounded() {
+        let many = "w ".repeat(17);
+        assert_eq!(parse_cmdline(many.as_bytes()), None);
+        assert_eq!(parse_cmdline(b"a \"b").as_deref(), None);
+        assert_eq!(
+            parse_cmdline(b" a  \"b c\" ").unwrap(),
+            vec![b"a".to_vec(), b"b c".to_vec()]
+        );
+    }
+}

@@ -389,3 +389,122 @@ impl ReadLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &[u8]) -> Completions {
+        Completions::default()
+    }
+
+    fn typed(rl: &mut ReadLine, bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut out = Vec::new();
+        let mut lines = Vec::new();
+        for &b in bytes {
+            if let Some(l) = rl.handle_byte(b, &mut out, &mut none) {
+                lines.push(l);
+            }
+        }
+        (out, lines)
+    }
+
+    #[test]
+    fn backspace_at_the_start_does_nothing_and_inserts_nothing() {
+        let mut rl = ReadLine::new();
+        let (out, _) = typed(&mut rl, b"\x7f\x08");
+        assert!(out.is_empty());
+        assert!(rl.line().is_empty());
+        typed(&mut rl, b"ab\x01\x7f");
+        assert_eq!(rl.line(), b"ab");
+    }
+
+    #[test]
+    fn a_full_line_drops_further_bytes_even_in_the_middle() {
+        let mut rl = ReadLine::new();
+        typed(&mut rl, &[b'x'; CMD_BUF_SIZE + 10]);
+        assert_eq!(rl.line().len(), CMD_BUF_SIZE);
+        typed(&mut rl, b"\x01y");
+        assert_eq!(rl.line().len(), CMD_BUF_SIZE);
+        assert_eq!(rl.line()[0], b'x');
+    }
+
+    #[test]
+    fn history_keeps_the_newest_lines_without_duplicates() {
+        let mut rl = ReadLine::new();
+        for i in 0..MAX_HISTORY + 5 {
+            typed(&mut rl, format!("cmd{i}\n").as_bytes());
+        }
+        assert_eq!(rl.history().len(), MAX_HISTORY);
+        assert_eq!(rl.history()[0], b"cmd5");
+        // A line already in the history moves to its end instead of being added again.
+        typed(&mut rl, b"cmd10\n");
+        assert_eq!(rl.history().len(), MAX_HISTORY);
+        assert_eq!(rl.history().last().unwrap(), b"cmd10");
+        assert_eq!(rl.history().iter().filter(|h| *h == b"cmd10").count(), 1);
+        // Empty lines are not kept.
+        typed(&mut rl, b"\n\r");
+        assert_eq!(rl.history().last().unwrap(), b"cmd10");
+    }
+
+    #[test]
+    fn up_and_down_walk_the_history_and_come_back_empty() {
+        let mut rl = ReadLine::new();
+        typed(&mut rl, b"one\ntwo\n");
+        typed(&mut rl, b"\x1b[A");
+        assert_eq!(rl.line(), b"two");
+        typed(&mut rl, b"\x1b[A\x1b[A\x1b[A");
+        assert_eq!(rl.line(), b"one");
+        typed(&mut rl, b"\x1b[B");
+        assert_eq!(rl.line(), b"two");
+        typed(&mut rl, b"\x1b[B");
+        assert_eq!(rl.line(), b"");
+        // An empty history: up does nothing.
+        let mut fresh = ReadLine::new();
+        let (out, _) = typed(&mut fresh, b"\x1b[A\x1b[B");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn ctrl_w_deletes_the_word_and_the_spaces_before_the_cursor() {
+        let mut rl = ReadLine::new();
+        typed(&mut rl, b"info  status  \x17");
+        assert_eq!(rl.line(), b"info  ");
+        typed(&mut rl, b"\x17");
+        assert_eq!(rl.line(), b"");
+        typed(&mut rl, b"a b\x1b[D\x17");
+        assert_eq!(rl.line(), b"b");
+    }
+
+    #[test]
+    fn completion_inserts_one_candidate_with_a_space_or_lists_many() {
+        let mut rl = ReadLine::new();
+        let mut one = |_: &[u8]| Completions {
+            items: vec![b"status".to_vec()],
+            index: 2,
+        };
+        let mut out = Vec::new();
+        for &b in b"st\t" {
+            rl.handle_byte(b, &mut out, &mut one);
+        }
+        assert_eq!(rl.line(), b"status ");
+        let mut rl = ReadLine::new();
+        let mut many = |_: &[u8]| Completions {
+            items: vec![
+                b"qom-set".to_vec(),
+                b"qom-get".to_vec(),
+                b"qom-list".to_vec(),
+            ],
+            index: 1,
+        };
+        let mut out = Vec::new();
+        for &b in b"q\t" {
+            rl.handle_byte(b, &mut out, &mut many);
+        }
+        assert_eq!(rl.line(), b"qom-");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "q\x1b[K\r\nqom-get   qom-list  qom-set   \r\n(qemu) qom-\x1b[K"
+        );
+    }
+}
