@@ -2,6 +2,7 @@
 #   make run      qmpd listening on ./qmp.sock (QEMU 7.2 dialect)
 #   make test     everything CI runs (installs what it needs when missing)
 #   make sim      10,000 simulation seeds in release
+#   make sim-ci   20,000 seeds in release from a seed derived from the commit (part of make test)
 #   make fuzz T=target S=seconds   one fuzz target;  make fuzz-smoke: all targets briefly
 #   make loom     loom models of the io/ shim
 #   make bench    qmpd side by side with QEMU 7.2
@@ -9,10 +10,11 @@
 
 CARGO ?= cargo
 SEEDS ?= 10000
+SIM_CI_SEEDS ?= 20000
 T ?= json_stream
 S ?= 60
 
-.PHONY: all build run test test-rust lint sim sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps
+.PHONY: all build run test test-rust lint sim sim-ci sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps
 
 all: build
 
@@ -22,7 +24,7 @@ build:
 run:
 	$(CARGO) run --release -p qmp-io --bin qmpd -- --listen unix:./qmp.sock
 
-test: lint test-rust test-clients compat fuzz-smoke loom
+test: lint test-rust sim-ci test-clients compat fuzz-smoke loom
 	@echo "make test: all stages passed"
 
 lint:
@@ -45,6 +47,12 @@ compat: deps
 
 sim:
 	$(CARGO) run --release -p qmp-sim -- run --seed $${SEED:-0} --runs $(SEEDS)
+
+# The first seed is the commit hash's first 16 hex digits (printed with the range, so a failure
+# is reproduced with `make sim SEED=N SEEDS=1`); outside a git checkout it is 0.
+sim-ci:
+	$(CARGO) build --release -p qmp-sim
+	$(CARGO) run --release -p qmp-sim -- run --seed $$(git rev-parse HEAD 2>/dev/null || echo 0) --runs $(SIM_CI_SEEDS)
 
 fuzz:
 	bash fuzz/run.sh $(T) $(S)

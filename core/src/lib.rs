@@ -1,8 +1,8 @@
 //! qmp-core: a sans-IO QEMU Monitor Protocol server core.
 //!
-//! [`server::Server`] is the whole monitor subsystem of one process (every connection, the
-//! in-band queues and their dispatcher, out-of-band execution, events and their throttle, fds)
-//! as a deterministic state machine: it never reads a clock, touches a socket, spawns a thread
+//! [`server::Server`] is the whole monitor subsystem of one process (every monitor and the
+//! session of the client connected to it, the in-band queues and their dispatcher,
+//! out-of-band execution, events and their throttle, fds) as a deterministic state machine: it never reads a clock, touches a socket, spawns a thread
 //! or draws a random number. Everything that happens to it is an [`server::Input`];
 //! everything it wants done is an [`server::Output`]. [`json`] is QEMU 7.2's JSON dialect.
 //!
@@ -29,6 +29,12 @@
 //!    readiness (read only from monitors where [`server::Server::wants_read`] is true), and a
 //!    dispatcher wake-up: whenever [`server::Server::dispatcher_ready`] is true, the dispatcher
 //!    side sends [`server::Input::NextInBand`] and the same loop runs.
+//!
+//! A [`server::MonitorId`] names a monitor, one per listener slot, as in QEMU: each client
+//! that connects to the slot is an `Open` of the same id and its departure a `Close`; what
+//! QEMU keeps on the monitor (named fds, suspensions) waits for the next client.
+//! [`server::Input::Destroy`] ends a monitor for good (a listener removed);
+//! [`server::Server::shutdown`] ends them all.
 //!
 //! # Example
 //!

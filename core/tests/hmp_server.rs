@@ -291,27 +291,80 @@ fn getfd_and_closefd_on_a_human_monitor_use_its_descriptors() {
     w.input(Input::NextInBand);
     assert!(w.take(h).ends_with("\r\n(qemu) "));
     assert_eq!(w.closed, vec![FdId(40)]);
-    // A named descriptor is closed with its monitor.
+    // A named descriptor belongs to the monitor: it survives the client, and goes with
+    // the monitor.
     w.send_fds(h, b"getfd again\n", vec![FdId(41)]);
     w.input(Input::NextInBand);
     w.input(Input::Close { monitor: h });
+    assert_eq!(w.closed, vec![FdId(40)]);
+    assert_eq!(w.s.held_fds(), vec![FdId(41)]);
+    w.input(Input::Destroy { monitor: h });
     assert_eq!(w.closed, vec![FdId(40), FdId(41)]);
     assert!(w.s.held_fds().is_empty());
 }
 
 #[test]
-fn a_call_of_a_closed_hmp_monitor_completes_into_nothing() {
+fn a_call_of_a_closed_session_prints_nothing_in_the_next_one() {
     let mut w = W::new();
     let h = w.open_hmp(1);
     w.send(h, b"stop\n");
     w.input(Input::NextInBand);
     let c = w.calls.pop().expect("stop");
     w.input(Input::Close { monitor: h });
+    assert!(w.s.is_hmp(h));
+    w.input(Input::OpenHmp {
+        monitor: h,
+        options: HmpOptions::default(),
+    });
+    let banner = "QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ";
+    assert_eq!(w.take(h), banner);
+    // The call still holds the monitor's suspension (QEMU runs the command to its end
+    // before it sees the close); its output goes nowhere, then the prompt comes back.
+    assert!(!w.s.wants_read(h));
     w.complete(&c, text("late\n"));
-    assert!(!w.s.is_hmp(h));
-    // The same id opened again is a new monitor: it must not see the old call's output.
-    let h2 = w.open_hmp(1);
-    assert_eq!(w.take(h2), "");
+    assert_eq!(w.take(h), "(qemu) ");
+    assert!(w.s.wants_read(h));
+}
+
+/// Checked with live QEMU 7.2: the history belongs to the monitor and survives its
+/// clients; a line left half typed does not.
+#[test]
+fn the_history_survives_a_reconnect_and_the_half_typed_line_does_not() {
+    let mut w = W::new();
+    let h = w.open_hmp(1);
+    w.send(h, b"stop\n");
+    w.input(Input::NextInBand);
+    let c = w.calls.pop().expect("stop");
+    w.complete(&c, text(""));
+    w.send(h, b"info st");
+    w.take(h);
+    w.input(Input::Close { monitor: h });
+    w.input(Input::OpenHmp {
+        monitor: h,
+        options: HmpOptions::default(),
+    });
+    w.take(h);
+    w.send(h, b"info history\n");
+    w.input(Input::NextInBand);
+    assert_eq!(
+        w.take(h),
+        format!(
+            "{}0: 'stop'\r\n1: 'info history'\r\n(qemu) ",
+            W::echo("info history")
+        )
+    );
+    // A QMP open of a human monitor's id (or the reverse) is refused.
+    w.input(Input::Close { monitor: h });
+    assert_eq!(
+        w.s.handle(
+            w.now,
+            Input::Open {
+                monitor: h,
+                options: MonitorOptions::default()
+            }
+        ),
+        Err(ApiMisuse::OptionsChanged(h))
+    );
 }
 
 #[test]

@@ -80,11 +80,15 @@ fn last_throttled_event_dropped() {
 #[test]
 fn no_resume_on_close() {
     check(PlantedBug::NoResumeOnClose, Dialect::Qemu72, |w| {
-        blocked_then(w, 3, true);
-        w.input(Input::Close {
-            monitor: MonitorId(1),
-        });
-        w.release_blocked();
+        // OOB off: the queued request holds a suspension; the close must undo it, or the
+        // monitor's next client is never read.
+        let m = w.negotiated(1, false);
+        w.dispatcher_running = false;
+        w.send(m, b"{\"execute\": \"query-name\", \"id\": 1}");
+        w.input(Input::Close { monitor: m });
+        w.dispatcher_running = true;
+        w.open(1, true, false);
+        w.send(m, b"{\"execute\": \"qmp_capabilities\"}");
     });
 }
 
@@ -149,14 +153,33 @@ fn command_dropped_without_id() {
 #[test]
 fn fd_leaked_on_close() {
     check(PlantedBug::FdLeakedOnClose, Dialect::Qemu72, |w| {
+        // An fd sent with a command that does not claim it stays pending until the close.
         let m = w.negotiated(1, true);
-        w.send_fds(
-            m,
-            b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}",
-            vec![FdId(5)],
-        );
+        w.send_fds(m, b"{\"execute\": \"query-name\"}", vec![FdId(5)]);
         w.input(Input::Close { monitor: m });
     });
+}
+
+#[test]
+fn named_fds_die_with_connection() {
+    check(
+        PlantedBug::NamedFdsDieWithConnection,
+        Dialect::Qemu72,
+        |w| {
+            let m = w.negotiated(1, true);
+            w.send_fds(
+                m,
+                b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}",
+                vec![FdId(5)],
+            );
+            w.input(Input::Close { monitor: m });
+            w.negotiated(1, true);
+            w.send(
+                m,
+                b"{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"a\"}}",
+            );
+        },
+    );
 }
 
 #[test]

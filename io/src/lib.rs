@@ -1,19 +1,41 @@
-//! qmp-io: real sockets and threads around the sans-IO [`qmp_core`] server, and `qmpd`, a demo
-//! QMP daemon.
+//! qmp-io: the std adapter of [`qmp_driver`] (real sockets and threads, as QEMU has them) and
+//! `qmpd`, a demo QMP daemon.
 //!
-//! # Shape (ARCHITECTURE.md, "Concurrency in the shim")
+//! Every protocol decision is the core's ([`qmp_core`]) and every connection-lifecycle decision
+//! (when to read, what EOF or a reset means, fds, output budgets, accept policy, shutdown) is
+//! the driver's ([`qmp_driver::Driver`]); this crate performs syscalls, reports what they
+//! returned, and runs handlers on the right thread.
 //!
-//! * **One IO thread** owns every socket (mio). It accepts clients (one at a time per listener
-//!   unless `clients=N`, like a QEMU socket chardev), reads only while the core
-//!   [`wants_read`](qmp_core::server::Server::wants_read), passes SCM_RIGHTS descriptors as fd
-//!   ids, runs out-of-band handlers at once, writes pending output (partial writes and EAGAIN
-//!   included) and ticks the core's timers.
-//! * **One dispatcher thread** runs in-band handlers one at a time, and writes the replies of
-//!   each batch of them itself, as QEMU writes a reply from the thread that produced it (every
-//!   write is made under the lock; see [`writer`]).
-//! * The core sits behind **one lock** ([`shared::Shared`]); no handler runs and no descriptor
-//!   is closed while it is held. Completing an in-band call wakes the IO thread. The locking
-//!   and wake-up code lives in [`shared`] over the [`sync`] facade, so loom can model it.
+//! # Threads
+//!
+//! * **The IO thread** ([`io_thread`]) owns every socket (mio): it accepts, reads while the
+//!   driver says so, runs out-of-band handlers at once, writes pending output (partial writes
+//!   and EAGAIN included), ticks timers and drops the sockets of closed connections.
+//! * **The dispatcher thread** ([`dispatcher`]) runs in-band handlers one at a time and writes
+//!   the replies of each run of calls of one connection itself; while it waits for more work it
+//!   reads the connection it just answered ([`reader`]).
+//! * The driver sits behind **one lock** ([`shared::Shared`]); no handler runs and no
+//!   descriptor is closed while it is held. The wake-up protocol lives in [`shared`] and
+//!   [`dispatcher`] over the [`sync`] facade, so loom models the real code. Speed knobs are
+//!   all in [`tuning`].
+//!
+//! # Modules
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`server`] | the embedding API: builder, running server, handle |
+//! | [`shared`] | the lock, the locked state, who wakes whom |
+//! | [`dispatcher`] | the in-band lane: wait, spin, runs of calls |
+//! | [`io_thread`] | sockets: accept, read, write, close, shutdown |
+//! | [`reader`] | the read token and the dispatcher's reads |
+//! | [`writer`] | writing a connection's output under the lock |
+//! | [`conn`] | a connection's socket and the read routine |
+//! | [`listen`] | listener specs and binding (Unix 0600 from the start) |
+//! | [`scm`] | SCM_RIGHTS reads |
+//! | [`record`] | `--record` trace files |
+//! | [`clock`] | the clocks |
+//! | [`tuning`] | spins, batching and chunk sizes |
+//! | [`sync`] | std or loom primitives |
 //!
 //! # Embedding
 //!
@@ -43,21 +65,19 @@
 
 pub mod clock;
 pub mod conn;
-pub mod demo;
 pub mod dispatcher;
-pub mod fds;
-mod io_thread;
+pub mod io_thread;
 pub mod listen;
 pub mod reader;
 pub mod record;
-pub mod registry;
 pub mod scm;
 pub mod server;
 pub mod shared;
 pub mod sync;
+pub mod tuning;
 pub mod writer;
 
 pub use listen::{Address, ListenSpec};
-pub use record::TraceSink;
-pub use registry::{CallContext, Handler, Registry};
+pub use qmp_driver::demo;
+pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};
 pub use server::{QmpServer, QmpServerBuilder, RunningServer, ServerHandle};

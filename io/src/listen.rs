@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Most clients one listener may serve at once (`clients=N`).
 pub const MAX_CLIENTS_PER_LISTENER: usize = 1024;
@@ -149,19 +149,32 @@ impl BoundListener {
     }
 }
 
-/// Bind `spec`. TCP addresses must be loopback unless `allow_remote`; a Unix socket replaces a
-/// stale socket file at the same path (QEMU unlinks it too) and gets mode 0600.
+/// Bind `spec`. TCP addresses must be loopback unless `allow_remote`. A Unix socket is never
+/// connectable with wider rights than 0600: it is bound inside a fresh directory of mode 0700
+/// next to the target, given mode 0600 there, and only then renamed into place (replacing a
+/// stale socket file at the same path, as QEMU unlinks one). `bind → chmod` on the final path
+/// would leave a window in which the socket has the umask's rights.
 pub fn bind(spec: &ListenSpec, allow_remote: bool) -> io::Result<BoundListener> {
     match &spec.address {
         Address::Unix(path) => {
             if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if meta.file_type().is_socket() {
-                    std::fs::remove_file(path)?;
+                if !meta.file_type().is_socket() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a socket", path.display()),
+                    ));
                 }
             }
-            let l = mio::net::UnixListener::bind(path)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            Ok(BoundListener::Unix(l, path.clone()))
+            let private = private_dir_beside(path)?;
+            let staged = private.join("qmp.sock");
+            let bound = mio::net::UnixListener::bind(&staged).and_then(|l| {
+                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+                std::fs::rename(&staged, path)?;
+                Ok(l)
+            });
+            let _ = std::fs::remove_file(&staged);
+            let _ = std::fs::remove_dir(&private);
+            Ok(BoundListener::Unix(bound?, path.clone()))
         }
         Address::Tcp(sa) => {
             if !sa.ip().is_loopback() && !allow_remote {
@@ -176,6 +189,28 @@ pub fn bind(spec: &ListenSpec, allow_remote: bool) -> io::Result<BoundListener> 
             Ok(BoundListener::Tcp(mio::net::TcpListener::bind(*sa)?))
         }
     }
+}
+
+/// A new directory of mode 0700 in the directory of `path` (so the rename into place stays
+/// on one filesystem), with a name no other process uses.
+fn private_dir_beside(path: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = parent.join(format!(
+        ".{name}.{}.{}.bind",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
 }
 
 #[cfg(test)]

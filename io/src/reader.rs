@@ -42,16 +42,12 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use qmp_core::server::MonitorId;
+use qmp_driver::{ConnId, ReadFact};
 
-use crate::conn::Stream;
-use crate::shared::{Shared, ShutdownState};
+use crate::conn::{Chunk, Stream};
+use crate::shared::Shared;
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::writer::Flushed;
-
-/// Bytes the dispatcher reads at once: a batch of small requests fits many times over; larger
-/// input (a read that fills the buffer) is left to the IO thread.
-pub const DISPATCHER_READ_CHUNK: usize = 16 * 1024;
 
 /// A connection's read token (see the module docs), shared by its `Conn` and its [`Reader`].
 #[derive(Clone, Debug)]
@@ -113,21 +109,12 @@ pub struct Reader {
     pub stream: Arc<Stream>,
     /// The connection's read token.
     pub token: ReadToken,
-    /// Bytes the dispatcher read (added to the connection's summary at close).
-    pub bytes_in: u64,
-    /// Descriptors the dispatcher received.
-    pub fds_in: u64,
 }
 
 impl Reader {
     /// The read side of the socket `stream`, whose reads `token` orders.
     pub fn new(stream: Arc<Stream>, token: ReadToken) -> Self {
-        Reader {
-            stream,
-            token,
-            bytes_in: 0,
-            fds_in: 0,
-        }
+        Reader { stream, token }
     }
 }
 
@@ -138,8 +125,7 @@ pub(crate) enum DispatcherRead {
     /// Nothing to read yet.
     Nothing,
     /// The connection is the IO thread's again: the core does not want its input now, or
-    /// (`io_look`) the stream ended or failed, which the IO thread must read itself (and then
-    /// close the connection).
+    /// (`io_look`) the stream ended or failed, which the IO thread reads itself and reports.
     Leave {
         /// The IO thread must look at the connection.
         io_look: bool,
@@ -147,25 +133,24 @@ pub(crate) enum DispatcherRead {
 }
 
 impl Shared {
-    /// One read of monitor `m` by the dispatcher while it spins for work, holding `m`'s read
-    /// token (see the module docs; the caller takes it and gives it back).
+    /// One read of `conn` by the dispatcher while it spins for work, holding `conn`'s read
+    /// token (see the module docs; the caller takes it and gives it back). Only bytes are
+    /// reported from here; would-block is not (it is a spin's look, not the connection's
+    /// readiness, which only the IO thread's reads end), and the end of the stream or an error
+    /// is left to the IO thread, which reads it again and reports it.
     pub(crate) fn dispatcher_read(
         &self,
-        m: MonitorId,
+        conn: ConnId,
         reader: &Reader,
         buf: &mut [u8],
     ) -> DispatcherRead {
-        let wanted = {
-            let st = self.lock();
-            st.shutdown == ShutdownState::Running && st.server.wants_read(m)
-        };
-        if !wanted {
+        if !self.lock().driver.wants_input(conn) {
             return DispatcherRead::Leave { io_look: false };
         }
         let mut fds = Vec::new();
         match reader.stream.read_chunk(buf, &mut fds) {
             Ok(chunk) if chunk.n > 0 => {
-                self.dispatcher_apply(m, &buf[..chunk.n], fds, chunk.drained);
+                self.dispatcher_apply(conn, &buf[..chunk.n], fds, chunk, buf.len());
                 DispatcherRead::Applied
             }
             Err(e)
@@ -178,38 +163,38 @@ impl Shared {
         }
     }
 
-    /// Apply what the dispatcher read from `m`, as the IO thread applies its reads: one
-    /// `Receive`, then `m`'s output written unless out-of-band calls were queued (their replies
-    /// come first; the IO thread runs them). The IO thread is told to look when it has work:
-    /// those calls, or bytes the read may have left behind (`drained` false). Bytes of a
-    /// connection closed meanwhile are dropped.
+    /// Apply what the dispatcher read from `conn`, as the IO thread applies its reads. The IO
+    /// thread is told to look when it has work: out-of-band calls, or bytes a read that filled
+    /// its buffer left behind. Bytes of a connection closed meanwhile are dropped (the driver
+    /// ignores facts of closed connections and hands the descriptors back).
     pub(crate) fn dispatcher_apply(
         &self,
-        m: MonitorId,
+        conn: ConnId,
         bytes: &[u8],
         fds: Vec<OwnedFd>,
-        drained: bool,
+        chunk: Chunk,
+        capacity: usize,
     ) {
         let now = self.now();
         let (read, wake) = {
             let mut st = self.lock();
-            let Some(r) = st.readers.get_mut(&m) else {
-                // The IO thread closed the connection after this read began (a failed write,
-                // a yank): the bytes go nowhere, as they would have in the socket, and the
-                // descriptors are closed after the lock is released.
-                drop(st);
-                drop(fds);
-                return;
-            };
-            r.bytes_in += bytes.len() as u64;
-            r.fds_in += fds.len() as u64;
-            st.io_stats.dispatcher_reads += 1;
-            let read = st.apply_read(m, now, bytes, fds);
-            if let Flushed::Failed(e) = &read.flushed {
-                // The IO thread meets the same error when it writes again, and closes.
-                tracing::debug!(monitor = m.0, error = %e, "write from the dispatcher failed");
+            if st.readers.contains_key(&conn) {
+                st.dispatcher_reads += 1;
             }
-            let io_work = read.oob || !drained || st.io_work_pending();
+            let read = st.apply_read(
+                conn,
+                now,
+                ReadFact::Data {
+                    bytes,
+                    fds,
+                    fds_cut: chunk.cut,
+                    capacity,
+                },
+            );
+            if let Flushed::Failed(e) = &read.flushed {
+                tracing::debug!(conn = conn.0, error = %e, "write from the dispatcher failed");
+            }
+            let io_work = read.oob || chunk.filled || st.io_work_pending();
             (read, io_work && self.io_work_left(&mut st))
         };
         drop(read);

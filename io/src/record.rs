@@ -1,8 +1,8 @@
 //! Recording a live session as a core trace (`--record FILE`).
 //!
-//! Every input the shim applies goes through [`crate::shared::CoreState::apply_locked`], which
-//! hands it to the [`TraceSink`] with its `now`; because the core is deterministic, replaying
-//! those inputs (`qmp-sim replay FILE`) reproduces every output byte and the same digest.
+//! Every input goes through the driver, which hands it to the [`TraceSink`] with its `now`;
+//! because the core is deterministic, replaying those inputs (`qmp-sim replay FILE`) reproduces
+//! every output byte and the same digest.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,15 +11,7 @@ use std::path::Path;
 use qmp_core::server::trace::{Header, Line, TRACE_FORMAT, TRACE_VERSION};
 use qmp_core::server::{CommandSpec, Config, Input, Instant, Output, Server};
 
-/// Receives every input (and output) of the core, in order, under the server lock.
-pub trait TraceSink: Send {
-    /// An input applied at `now`.
-    fn input(&mut self, now: Instant, input: &Input);
-    /// An output the core produced (after the input that caused it).
-    fn output(&mut self, output: &Output);
-    /// The session is over: write the trailer (the server's digest) and flush.
-    fn finish(&mut self, server: &Server);
-}
+pub use qmp_driver::TraceSink;
 
 /// Writes the core's trace format (`qmp_core::server::trace`) to a file as the session goes:
 /// the header, one line per input, and the end line with the digest at shutdown. Outputs are

@@ -12,9 +12,8 @@ use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
 pub const MAX_FDS_PER_READ: usize = 16;
 
 /// Read into `buf` from a Unix stream socket, collecting passed descriptors into `fds`.
-/// Returns the bytes read (0 at end of stream) and whether descriptors came with them,
-/// received or cut (MSG_CTRUNC): a Unix stream read stops right after the bytes that carried
-/// descriptors, so a short read with them says nothing about what is left in the socket.
+/// Returns the bytes read (0 at end of stream) and whether the kernel cut descriptors
+/// (MSG_CTRUNC: more than [`MAX_FDS_PER_READ`] were passed; the kernel closed the rest).
 pub fn recv_with_fds(
     sock: impl AsFd,
     buf: &mut [u8],
@@ -30,14 +29,12 @@ pub fn recv_with_fds(
         RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
     )
     .map_err(io::Error::from)?;
-    let mut with_fds = msg.flags.contains(ReturnFlags::CTRUNC);
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = m {
-            with_fds = true;
             fds.extend(received);
         }
     }
-    Ok((msg.bytes, with_fds))
+    Ok((msg.bytes, msg.flags.contains(ReturnFlags::CTRUNC)))
 }
 
 /// Read from a stream that cannot carry descriptors (TCP).

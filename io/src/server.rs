@@ -8,17 +8,18 @@ use qmp_core::json::Object;
 use qmp_core::server::{
     CallResult, CommandSpec, Config, Dialect, MonitorOptions, RunState, Server, Timestamp,
 };
+use qmp_driver::{
+    CallContext, Driver, Handler, Limits, ListenerConfig, Registry, ShutdownCause, TraceSink,
+};
 
 use crate::clock::{Clock, SystemClock};
-use crate::io_thread::{IoLoop, ListenerSlot, WAKER_TOKEN};
+use crate::io_thread::{IoLoop, WAKER_TOKEN};
 use crate::listen::{bind, Address, ListenSpec};
-use crate::record::TraceSink;
-use crate::registry::{CallContext, Handler, Registry};
 use crate::shared::{Shared, Wake};
 use crate::sync::Arc;
+use crate::tuning::DISPATCHER_JOIN;
 
-/// Default global limit on connections open at once, across all listeners.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub use qmp_driver::DEFAULT_MAX_CONNECTIONS;
 
 /// Wakes the IO thread through mio.
 struct MioWake(mio::Waker);
@@ -37,7 +38,7 @@ pub struct QmpServerBuilder {
     registry: Registry,
     listeners: Vec<ListenSpec>,
     allow_remote: bool,
-    max_connections: usize,
+    limits: Limits,
     recorder: Option<Box<dyn TraceSink>>,
     signals: bool,
     dispatcher_reads: bool,
@@ -52,7 +53,7 @@ impl QmpServerBuilder {
             registry: Registry::new(),
             listeners: Vec::new(),
             allow_remote: false,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            limits: Limits::default(),
             recorder: None,
             signals: false,
             dispatcher_reads: true,
@@ -102,7 +103,21 @@ impl QmpServerBuilder {
     /// The global limit on connections open at once (default [`DEFAULT_MAX_CONNECTIONS`]).
     /// Clients beyond it wait in the kernel backlog.
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.max(1);
+        self.limits.max_connections = n.max(1);
+        self
+    }
+
+    /// The driver's limits at once (connections, the fd table and its per-client share, the
+    /// process-wide output budget).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Register commands (and session hooks) directly in the registry, e.g.
+    /// `.commands(|r| machine.register(r, false))` for `qmp_driver::demo::Machine`.
+    pub fn commands(mut self, f: impl FnOnce(&mut Registry)) -> Self {
+        f(&mut self.registry);
         self
     }
 
@@ -151,37 +166,33 @@ impl QmpServerBuilder {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let default_oob = self.config.dialect == Dialect::Qemu72;
-        let mut slots = Vec::with_capacity(self.listeners.len());
-        let mut chardevs = Vec::with_capacity(self.listeners.len());
+        let mut bound = Vec::with_capacity(self.listeners.len());
+        let mut configs = Vec::with_capacity(self.listeners.len());
         let mut addresses = Vec::with_capacity(self.listeners.len());
         for (i, spec) in self.listeners.into_iter().enumerate() {
-            let bound = bind(&spec, self.allow_remote)?;
-            addresses.push(bound.local_address()?);
-            // QEMU names the chardev of the i-th `-qmp` option `compat_monitor<i>`.
-            let chardev = spec
-                .id
-                .clone()
-                .unwrap_or_else(|| format!("compat_monitor{i}"));
-            chardevs.push(chardev.clone());
-            slots.push(ListenerSlot {
-                bound,
+            let l = bind(&spec, self.allow_remote)?;
+            addresses.push(l.local_address()?);
+            bound.push(l);
+            configs.push(ListenerConfig {
+                // QEMU names the chardev of the i-th `-qmp` option `compat_monitor<i>`.
+                chardev: spec
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("compat_monitor{i}")),
+                clients: spec.clients,
                 options: MonitorOptions {
                     oob_capable: spec.oob.unwrap_or(default_oob),
                     pretty: spec.pretty,
                 },
-                spec,
-                chardev,
-                active: 0,
-                backlog: true,
             });
         }
+        let mut driver = Driver::new(server, configs, self.limits);
+        driver.set_recorder(self.recorder);
         let shared = Arc::new(Shared::new(
-            server,
+            driver,
             Box::new(MioWake(waker)),
             Box::new(clock),
-            chardevs,
         ));
-        shared.lock().recorder = self.recorder;
         let (signals, sig_ids) = if self.signals {
             let (r, w) = std::os::unix::net::UnixStream::pair()?;
             r.set_nonblocking(true)?;
@@ -200,8 +211,7 @@ impl QmpServerBuilder {
             poll,
             shared.clone(),
             registry.clone(),
-            slots,
-            self.max_connections,
+            bound,
             signals,
             self.dispatcher_reads,
         )?;
@@ -293,7 +303,7 @@ fn wall_at_origin(clock: &SystemClock) -> Timestamp {
 /// Wait for the dispatcher, but not forever: a handler that never returns must not keep the
 /// process alive after shutdown.
 fn join_bounded(t: JoinHandle<()>) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + DISPATCHER_JOIN;
     while !t.is_finished() {
         if std::time::Instant::now() >= deadline {
             tracing::warn!("dispatcher still busy in a handler at shutdown; leaving it");
@@ -366,27 +376,33 @@ impl ServerHandle {
 
     /// Stop serving: pending output is flushed (bounded), then every connection is closed.
     pub fn shutdown(&self) {
-        self.0.request_shutdown();
+        self.0.request_shutdown(ShutdownCause::Request);
     }
 
     /// Look at the core under the lock (probes, queue lengths, memory estimate...). `f` must be
     /// quick: every thread of the server waits for it.
     pub fn inspect<R>(&self, f: impl FnOnce(&Server) -> R) -> R {
-        f(&self.0.lock().server)
+        f(self.0.lock().server())
     }
 
-    /// Counters of the IO thread's socket work.
+    /// Look at the driver under the lock (connection counters, the output held...). `f` must
+    /// be quick.
+    pub fn inspect_driver<R>(&self, f: impl FnOnce(&Driver<std::os::fd::OwnedFd>) -> R) -> R {
+        f(self.0.lock().driver())
+    }
+
+    /// Counters of the socket work.
     pub fn io_stats(&self) -> crate::shared::IoStats {
-        self.0.lock().io_stats
+        self.0.lock().io_stats()
     }
 
     /// Descriptors currently held on behalf of the core (for leak checks).
     pub fn fds_held(&self) -> usize {
-        self.0.lock().fds.len()
+        self.0.lock().driver().fds_held()
     }
 
     /// Descriptors closed so far because the core returned them.
     pub fn fds_closed(&self) -> u64 {
-        self.0.lock().fds.closed_count()
+        self.0.lock().driver().fds_closed()
     }
 }

@@ -1,7 +1,7 @@
 //! The synchronisation primitives the shim is built from, behind one facade.
 //!
 //! Normally these are the `std` types; under `cfg(loom)` they are loom's, so `loom-tests/` can
-//! model the real locking and wake-up code of [`crate::shared`] (the same source, not a copy).
+//! model the real locking and wake-up code of [`crate::shared`] and [`crate::dispatcher`] (the same source, not a copy).
 //! Only the primitives the shim actually uses are re-exported; code in this crate must import
 //! them from here, never from `std::sync` directly.
 //!
@@ -26,13 +26,14 @@ pub use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 /// `catch_unwind`), so a poisoned lock can only come from a bug in the shim itself; carrying on
 /// with the state as it is beats taking the whole daemon down on every later call.
 ///
-/// A lock held by the other shim thread is waited for by spinning for up to [`LOCK_SPIN`]
+/// A lock held by another thread is waited for by spinning for up to `tuning::LOCK_SPIN`
 /// before blocking: critical sections are a few microseconds (one input applied, one
 /// non-blocking write), and a blocked waiter costs a futex sleep and wake-up (an IPI to a
-/// halted vCPU on this VM) on both sides. The spin first keeps the CPU ([`LOCK_PAUSES`] turns
-/// of `spin_loop`), then gives it away each turn.
+/// halted vCPU on this VM) on both sides. The spin first keeps the CPU
+/// (`tuning::LOCK_PAUSES` turns of `spin_loop`), then gives it away each turn.
 #[cfg(not(loom))]
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    use crate::tuning::{LOCK_PAUSES, LOCK_SPIN};
     for _ in 0..LOCK_PAUSES {
         if let Some(g) = try_lock(m) {
             return g;
@@ -74,17 +75,6 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         },
     }
 }
-
-/// Turns of [`lock`]'s busy-wait that keep the CPU (a `try_lock` and a `spin_loop` hint each,
-/// a few microseconds in all) before it gives the CPU away each turn. The other thread's
-/// critical section is usually over by then, while a `sched_yield` hands the CPU to whatever
-/// else is runnable here, often the client (every read of its requests wakes it, see
-/// `reader`), for longer than the wait: measured +9 % pipelined (BENCHMARKS.md, session 5).
-pub const LOCK_PAUSES: usize = 256;
-
-/// How long [`lock`] spins on a held lock before it blocks: longer than the shim's critical
-/// sections (parsing one read's requests, one write), far shorter than a handler.
-pub const LOCK_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// Wait on `cv`, ignoring poisoning (see [`lock`]).
 pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {

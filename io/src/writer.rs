@@ -1,5 +1,6 @@
-//! The write side of every connection, kept with the core behind the one lock, and the one
-//! routine that writes a monitor's pending output ([`CoreState::flush_locked`]).
+//! The write side of every connection, kept with the driver behind the one lock, and the one
+//! routine that writes a connection's pending output ([`CoreState::flush_locked`]), reporting
+//! each write to the driver as a [`WriteFact`].
 //!
 //! Whoever holds the lock may write: the IO thread (after reads, out-of-band replies, events,
 //! writability), and the dispatcher at the end of a batch of in-band calls, as QEMU's
@@ -7,7 +8,8 @@
 //! hand-off per batch (dispatcher → IO thread → socket). Every write happens under the lock, so
 //! there is one writer at a time per socket, and `Written { n }` is reported in the same
 //! critical section as the write of the core's pending bytes it counts: bytes never interleave
-//! and the core's output offset always matches the socket's.
+//! and the core's output offset always matches the socket's. A failed write closes the connection
+//! in the driver at once (its writer is removed in the same critical section).
 //!
 //! # Whole batches
 //!
@@ -42,17 +44,13 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use qmp_core::server::{Input, Instant, MonitorId};
+use qmp_core::server::Instant;
+use qmp_driver::{ConnId, WriteFact};
 
 use crate::conn::Stream;
 use crate::shared::CoreState;
 use crate::sync::{Arc, AtomicBool, Ordering};
-
-/// Bytes handed to one `write` call.
-pub const WRITE_CHUNK: usize = 256 * 1024;
-/// Writes per connection per flush, so one client that keeps draining its socket cannot hold
-/// the lock (and the thread) for ever; the rest goes out on the IO thread's next pass.
-pub const WRITES_PER_FLUSH: usize = 16;
+use crate::tuning::{WRITES_PER_FLUSH, WRITE_CHUNK};
 
 /// A non-blocking byte sink: the connection's socket in production, a buffer in loom models.
 pub trait SocketWrite: Send {
@@ -74,69 +72,57 @@ impl SocketWrite for StreamWriter {
     }
 }
 
-/// The write side of one open connection (in [`CoreState::writers`]).
+/// The write side of one open connection (in `CoreState::writers`).
 pub struct Writer {
     sock: Box<dyn SocketWrite>,
     /// Set before each write attempt, left set when the socket refused it (see the module
     /// docs); shared with the IO thread, which clears it when the socket becomes writable.
     blocked: Arc<AtomicBool>,
-    /// Bytes written.
-    pub bytes_out: u64,
-    /// Messages written (counted by their `\n` terminators).
-    pub messages_out: u64,
 }
 
 impl Writer {
     /// A writer for `sock` whose blocked flag is `blocked` (the IO thread keeps a clone).
     pub fn new(sock: Box<dyn SocketWrite>, blocked: Arc<AtomicBool>) -> Self {
-        Writer {
-            sock,
-            blocked,
-            bytes_out: 0,
-            messages_out: 0,
-        }
+        Writer { sock, blocked }
     }
 }
 
-/// What writing a monitor's pending output came to.
+/// What writing a connection's pending output came to.
 #[derive(Debug)]
 pub enum Flushed {
-    /// All of it is written (or there was none, or the monitor has no writer).
+    /// All of it is written (or there was none, or the connection is gone).
     Drained,
-    /// The socket is full: the IO thread waits for writability (the monitor is not in
-    /// `transmit`; the writable edge puts it back).
+    /// The socket is full: the IO thread waits for writability.
     Blocked,
-    /// More than `WRITES_PER_FLUSH` chunks: the monitor stays in `transmit` for the IO
+    /// More than `WRITES_PER_FLUSH` chunks: the connection stays to be written on the IO
     /// thread's next pass.
     More,
-    /// The socket failed: the monitor stays in `transmit` and the IO thread, writing again,
-    /// meets the error and closes the connection.
+    /// The socket failed: the driver closed the connection.
     Failed(io::Error),
 }
 
 impl CoreState {
-    /// Write `m`'s pending output until it is empty, the socket is full or `WRITES_PER_FLUSH`
-    /// chunks went out, reporting `Written` after each write, and keep `transmit` in step (see
-    /// [`Flushed`]). The write happens under the lock (it is non-blocking), so the pending
-    /// slice need not be copied; descriptors the core gives back go to `close`, to be dropped
-    /// after the lock is released. A monitor without a writer is left as it is.
+    /// Write `conn`'s pending output until it is empty, the socket is full or
+    /// `WRITES_PER_FLUSH` chunks went out, reporting each write to the driver. The write
+    /// happens under the lock (it is non-blocking), so the pending slice need not be copied;
+    /// descriptors go to `close`, to be dropped after the lock is released.
     pub fn flush_locked(
         &mut self,
-        m: MonitorId,
+        conn: ConnId,
         now: Instant,
         close: &mut Vec<OwnedFd>,
     ) -> Flushed {
         for _ in 0..WRITES_PER_FLUSH {
-            let Some(w) = self.writers.get_mut(&m) else {
+            let Some(w) = self.writers.get_mut(&conn) else {
                 return Flushed::Drained;
             };
             if w.blocked.load(Ordering::SeqCst) {
-                self.transmit.remove(&m);
+                self.driver.take_transmit(conn);
                 return Flushed::Blocked;
             }
-            let out = self.server.pending_output(m);
+            let out = self.driver.pending_output(conn);
             if out.is_empty() {
-                self.transmit.remove(&m);
+                self.driver.take_transmit(conn);
                 return Flushed::Drained;
             }
             let chunk = &out[..out.len().min(WRITE_CHUNK)];
@@ -145,70 +131,38 @@ impl CoreState {
             match w.sock.write(chunk) {
                 Ok(n) => {
                     w.blocked.store(false, Ordering::SeqCst);
-                    w.bytes_out += n as u64;
-                    w.messages_out += count_newlines(&chunk[..n]);
-                    if n < chunk.len() {
-                        self.io_stats.partial_writes += 1;
-                    }
-                    close.extend(self.apply_locked(now, Input::Written { monitor: m, n }));
+                    self.driver.handle_written(now, conn, WriteFact::Wrote(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.io_stats.blocked_writes += 1;
-                    self.transmit.remove(&m);
+                    self.driver.handle_written(now, conn, WriteFact::WouldBlock);
                     return Flushed::Blocked;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    w.blocked.store(false, Ordering::SeqCst);
                 }
                 Err(e) => {
                     w.blocked.store(false, Ordering::SeqCst);
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        self.transmit.insert(m);
-                        return Flushed::Failed(e);
-                    }
+                    self.driver
+                        .handle_written(now, conn, WriteFact::Failed(e.kind()));
+                    close.extend(self.settle());
+                    return Flushed::Failed(e);
                 }
             }
         }
-        if self.server.pending_output(m).is_empty() {
-            self.transmit.remove(&m);
+        close.extend(self.settle());
+        if self.driver.pending_output(conn).is_empty() {
             Flushed::Drained
         } else {
-            self.transmit.insert(m);
             Flushed::More
         }
     }
 
-    /// The IO thread saw `m`'s socket become writable while its writer was blocked: clear the
-    /// flag and queue the monitor for a write (call under the lock).
-    pub fn writable_again(&mut self, m: MonitorId) {
-        if let Some(w) = self.writers.get_mut(&m) {
+    /// The IO thread saw `conn`'s socket become writable while its writer was blocked: clear the
+    /// flag and tell the driver (call under the lock).
+    pub fn writable_again(&mut self, conn: ConnId) {
+        if let Some(w) = self.writers.get_mut(&conn) {
             w.blocked.store(false, Ordering::SeqCst);
-            self.transmit.insert(m);
+            self.driver.handle_writable(conn);
         }
-    }
-}
-
-/// Messages in written bytes (each ends with a newline). Counted in byte lanes, 255 bytes at a
-/// time (so a lane cannot overflow), which the compiler vectorises; a filter-count costs a few
-/// instructions per byte, and this runs over every byte written.
-fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(255)
-        .map(|c| u64::from(c.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n'))))
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_newlines;
-
-    #[test]
-    fn counts_every_newline_across_lane_chunks() {
-        assert_eq!(count_newlines(b""), 0);
-        assert_eq!(count_newlines(b"{}\r\n"), 1);
-        // 300 newlines: more than one 255-byte lane chunk, all of it newlines.
-        assert_eq!(count_newlines(&[b'\n'; 300]), 300);
-        let mut mixed = Vec::new();
-        for i in 0..1000 {
-            mixed.extend_from_slice(if i % 3 == 0 { b"x\n" } else { b"yz" });
-        }
-        assert_eq!(count_newlines(&mixed), 334);
     }
 }

@@ -117,6 +117,101 @@ fn sigterm_shuts_down_cleanly() {
     assert!(!d.sock().exists());
 }
 
+/// QEMU 7.2 on SIGTERM (checked by hand: `-machine none -qmp unix:...`, negotiate, kill -TERM):
+/// `SHUTDOWN {guest: false, reason: "host-signal"}` to every negotiated client, then EOF; a
+/// client that has not negotiated gets no event.
+#[test]
+fn sigterm_sends_shutdown_host_signal_to_negotiated_clients_before_eof() {
+    let mut d = Daemon::spawn(&[]);
+    let mut c = Client::connect(&d.sock());
+    c.negotiate(false);
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    assert_eq!(
+        mask_ts(&c.read_msg()),
+        "{\"timestamp\": {\"seconds\": S, \"microseconds\": U}, \"event\": \"SHUTDOWN\", \
+         \"data\": {\"guest\": false, \"reason\": \"host-signal\"}}\r\n"
+    );
+    assert!(c.eof_within(TIMEOUT), "EOF after the event");
+    assert_eq!(d.wait_exit(), Some(0));
+}
+
+#[test]
+fn test_commands_only_with_the_flag() {
+    let requests = [
+        (
+            "x-oob-test",
+            "{\"execute\": \"x-oob-test\", \"arguments\": {\"lock\": false}}\n",
+        ),
+        (
+            "x-emit-event",
+            "{\"execute\": \"x-emit-event\", \"arguments\": {\"event\": \"X\"}}\n",
+        ),
+    ];
+    for (flag, offered) in [(&[][..], false), (&["--test-commands"][..], true)] {
+        let d = Daemon::spawn(flag);
+        let mut c = Client::connect(&d.sock());
+        c.negotiate(false);
+        for (name, request) in requests {
+            c.send(request);
+            let mut reply = c.read_msg();
+            if offered && name == "x-emit-event" {
+                assert!(reply.contains("\"event\": \"X\""), "{reply}");
+                reply = c.read_msg();
+            }
+            let want = if offered {
+                "{\"return\": {}}\r\n".to_string()
+            } else {
+                format!(
+                    "{{\"error\": {{\"class\": \"CommandNotFound\", \"desc\": \"The command \
+                     {name} has not been found\"}}}}\r\n"
+                )
+            };
+            assert_eq!(reply, want, "{flag:?}");
+        }
+    }
+}
+
+/// Under umask 000 the socket must still never be connectable by others: whenever the path
+/// exists, its mode is 0600 (it is bound in a private directory and renamed into place).
+#[test]
+fn the_socket_is_never_visible_with_wider_rights_than_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    for _ in 0..5 {
+        let dir = temp_dir();
+        let sock = dir.join("qmp.sock");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 000; exec {} --listen unix:{} --log warn",
+                env!("CARGO_BIN_EXE_qmpd"),
+                sock.display()
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = false;
+        while !seen && Instant::now() < deadline {
+            if let Ok(meta) = std::fs::symlink_metadata(&sock) {
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+                seen = true;
+            }
+        }
+        assert!(seen, "no socket");
+        let mut c = Client::connect(&sock);
+        assert!(c.read_msg().starts_with("{\"QMP\""));
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, [std::ffi::OsString::from("qmp.sock")]);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn version_object_flag_is_used_verbatim() {
     let d = Daemon::spawn(&[
@@ -149,6 +244,7 @@ fn help_explains_every_flag() {
         "--qemu-version",
         "--package",
         "--version-object",
+        "--test-commands",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }

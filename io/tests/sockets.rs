@@ -549,7 +549,12 @@ fn a_client_that_never_reads_is_dropped_at_the_output_limit_and_others_go_on() {
         qmp_io::ListenSpec::parse(&format!("unix:{},clients=2", dir.join("q.sock").display()))
             .unwrap(),
     );
-    let server = machine.register(b).build().unwrap().spawn().unwrap();
+    let server = b
+        .commands(|r| machine.register(r, true))
+        .build()
+        .unwrap()
+        .spawn()
+        .unwrap();
     let mut hog = Client::connect(&dir.join("q.sock"));
     hog.negotiate(true);
     let mut ok = Client::connect(&dir.join("q.sock"));

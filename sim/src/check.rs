@@ -19,10 +19,10 @@ use qmp_core::server::{
 };
 
 use crate::failure::{panic_text, Failure};
+use crate::invariants;
+pub use crate::invariants::{queue_limit, QUEUE_OVERSHOOT_MAX};
 use crate::model::{is_event, show};
 use crate::wire::{split_messages, validate_message};
-pub use crate::world::QUEUE_OVERSHOOT_MAX;
-use crate::world::{MEMORY_SLACK, QUEUE_MAX};
 
 /// What a checked run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,15 +46,6 @@ pub fn check_output_line(msg: &[u8]) -> Result<(), Failure> {
             format!("{} at byte {}: {}", e.what, e.at, show(msg)),
         )
     })
-}
-
-/// The queue length at which a monitor stops reading: 8 with OOB on, 1 with OOB off.
-pub fn queue_limit(oob_enabled: bool) -> usize {
-    if oob_enabled {
-        QUEUE_MAX
-    } else {
-        1
-    }
 }
 
 #[derive(Default)]
@@ -316,26 +307,14 @@ impl Checker {
             let q = self.server.queue_len(m);
             let oob = self.server.oob_enabled(m);
             let limit = queue_limit(oob);
-            let oracle = if oob {
-                "queue-limit"
-            } else {
-                "queue-without-oob"
-            };
+            let oracle = invariants::queue_oracle(oob);
             let prev = std::mem::replace(&mut mon.queued, q);
             let low = prev.saturating_sub(usize::from(dispatch));
             // Past the limit only with messages of the byte that filled the queue: at most
             // QUEUE_OVERSHOOT_MAX of them, and only in the input that lexed that byte (or the
             // completion of an OOB call that held the rest of its messages); once full, no
             // further byte is lexed until the queue drops below the limit.
-            if q > limit + QUEUE_OVERSHOOT_MAX {
-                return Err(at(Failure::correctness(
-                    oracle,
-                    format!(
-                        "monitor {} queue {q} > {limit} + {QUEUE_OVERSHOOT_MAX} from one byte",
-                        m.0
-                    ),
-                )));
-            }
+            invariants::queue_length(m, q, oob).map_err(at)?;
             if q > limit && q > prev && low >= limit && !held.contains(&m) {
                 return Err(at(Failure::correctness(
                     oracle,
@@ -368,30 +347,21 @@ impl Checker {
                 .calls
                 .values()
                 .any(|&(inband, cm)| !inband && cm == Some(m));
-            if oob_call && self.server.wants_read(m) {
-                return Err(at(Failure::correctness(
-                    "wants-read",
-                    format!("monitor {} wants_read while its OOB call runs", m.0),
-                )));
-            }
-            if self.server.wants_read(m) && self.server.suspend_count(m) != 0 {
-                return Err(at(Failure::correctness(
-                    "wants-read",
-                    format!("monitor {} wants_read while suspended", m.0),
-                )));
-            }
+            invariants::reading(
+                m,
+                self.server.wants_read(m),
+                u64::from(self.server.suspend_count(m)),
+                oob_call,
+            )
+            .map_err(at)?;
         }
-        let est = self.server.memory_estimate();
-        if est
-            > MEMORY_SLACK
-                + 2 * pending_total
-                + 2 * self.server.config().input_buffer_limit * self.mons.len()
-        {
-            return Err(at(Failure::correctness(
-                "memory",
-                format!("memory estimate {est} bytes"),
-            )));
-        }
+        invariants::memory(
+            self.server.memory_estimate(),
+            pending_total,
+            self.server.config().input_buffer_limit,
+            self.mons.len(),
+        )
+        .map_err(at)?;
         Ok(())
     }
 

@@ -233,6 +233,8 @@ impl ClientGen {
                     drop_id: None,
                     on_reply: None,
                     what: "garbage",
+                    overtakable: lane == ReplyLane::InBand && conn.projected.oob(),
+                    seq: 0,
                 });
             }
             return Some(p);
@@ -302,6 +304,8 @@ impl ClientGen {
                 drop_id: None,
                 on_reply: None,
                 what: "nesting limit",
+                overtakable: conn.projected.oob(),
+                seq: 0,
             })
         };
         push("JSON nesting depth limit exceeded");
@@ -328,7 +332,9 @@ impl ClientGen {
             req,
             Req::OobEcho | Req::OobNonOob | Req::OobUnknown | Req::OobBadArg | Req::Unlock
         );
-        let id = self.id(rng, opts, unique);
+        let mut id = self.id(rng, opts, unique);
+        // Read after every request sent before it, so with the session they leave.
+        let oob_when_read = conn.projected.oob();
         let tag = *next_tag;
         *next_tag += 1;
         let (command, args): (J, Option<J>) = match req {
@@ -397,6 +403,29 @@ impl ClientGen {
             Req::BothKeys => members.push(("exec-oob", J::s(OOB_ECHO))),
             _ => {}
         }
+        let cmd = command.as_str_opt().unwrap_or("");
+        let outcome = |id: Option<&J>, conn: &mut ConnModel| {
+            if d == Dialect::Qemu72 {
+                expect_72(req, cmd, tag, id, conn, pretty)
+            } else {
+                expect_212(req, cmd, tag, id, conn, pretty)
+            }
+        };
+        let (mut e, mut call) = outcome(id.as_ref(), conn);
+        let twin = |e: &Expect| {
+            e.lane == ReplyLane::Immediate
+                && (conn.twin_of_overtakable(&e.bytes)
+                    || p.expects
+                        .iter()
+                        .any(|x| x.overtakable && x.bytes == e.bytes))
+        };
+        if twin(&e) {
+            // Only immediate replies are recomputed, and their expectations leave `conn` as
+            // it was: a fresh id makes the bytes unique.
+            id = Some(self.fresh_id(rng));
+            (e, call) = outcome(id.as_ref(), conn);
+        }
+        e.overtakable = e.lane == ReplyLane::InBand && oob_when_read;
         if let Some(id) = &id {
             let at = rng.random_range(0..=members.len());
             members.insert(at, ("id", id.clone()));
@@ -408,14 +437,6 @@ impl ClientGen {
         };
         p.bytes
             .extend_from_slice(&encode_request(&J::obj(members), spelling));
-
-        let cmd = command.as_str_opt().unwrap_or("");
-        let e = if d == Dialect::Qemu72 {
-            expect_72(req, cmd, tag, id.as_ref(), conn, pretty)
-        } else {
-            expect_212(req, cmd, tag, id.as_ref(), conn, pretty)
-        };
-        let (e, call) = e;
         if let Some(call) = call {
             p.calls.push(call);
         }
@@ -466,6 +487,8 @@ fn expect(lane: ReplyLane, bytes: Vec<u8>, what: &'static str) -> Expect {
         drop_id: None,
         on_reply: None,
         what,
+        overtakable: false,
+        seq: 0,
     }
 }
 

@@ -35,6 +35,7 @@ pub mod check;
 pub mod client;
 pub mod events;
 pub mod failure;
+pub mod invariants;
 pub mod model;
 pub mod options;
 pub mod planted;

@@ -119,7 +119,10 @@ fn cmd_run(
     bug: Option<PlantedBug>,
 ) -> Result<u8> {
     let first = parse_seed(seed).context("--seed must be a u64 or a 40-hex commit hash")?;
-    println!("qmp-sim run: seed {first} (from {seed:?}), {runs} run(s)");
+    let last = first.wrapping_add(runs.saturating_sub(1));
+    println!(
+        "qmp-sim run: seeds {first} to {last} ({runs} run(s), the first from {seed:?}); one seed: qmp-sim run --seed N --runs 1"
+    );
     println!("{}", Options::from_seed(first));
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

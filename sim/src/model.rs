@@ -2,7 +2,12 @@
 //!
 //! Every request a client sends carries its expected reply bytes (exact, QEMU layout) and the
 //! lane it is answered on: in-band replies come in request order; "immediate" replies (7.2
-//! `exec-oob`, 2.12 checks made at once) keep their own order and may overtake in-band ones.
+//! `exec-oob`, 2.12 checks made at once) keep their own order. An immediate reply overtakes an
+//! earlier in-band one only when that in-band request was read with OOB enabled: with OOB off
+//! QEMU suspends the monitor after each queued request until its reply is out
+//! (`monitor_qmp_dispatcher_co`), so nothing after it is even read; and nothing overtakes an
+//! immediate reply (its request is handled, OOB handler included, before the next is read).
+//! So with OOB off every reply comes in request order.
 //! Events a connection must receive are pushed here by the world from the throttle model.
 
 use std::collections::VecDeque;
@@ -61,6 +66,11 @@ pub struct Expect {
     pub on_reply: Option<Session>,
     /// The request's kind, for failure reports.
     pub what: &'static str,
+    /// In-band only: OOB is enabled when the request is read, so later immediate replies may
+    /// overtake this one. Set from the projected session before the request is planned.
+    pub overtakable: bool,
+    /// Send order on the connection, set by [`ConnModel::push`].
+    pub seq: u64,
 }
 
 /// Expected reply bytes: success.
@@ -128,6 +138,8 @@ pub struct ConnModel {
     pub messages: u64,
     /// Named fds `fd0`..`fd2` held once every request sent so far has run.
     pub fd_names: [bool; 3],
+    /// Sequence number of the next expected reply.
+    next_seq: u64,
 }
 
 impl ConnModel {
@@ -146,6 +158,38 @@ impl ConnModel {
             rx: Vec::new(),
             messages: 0,
             fd_names: [false; 3],
+            next_seq: 0,
+        }
+    }
+
+    /// Adds a reply due, after every one already due.
+    pub fn push(&mut self, mut e: Expect) {
+        e.seq = self.next_seq;
+        self.next_seq += 1;
+        match e.lane {
+            ReplyLane::InBand => self.inband.push_back(e),
+            ReplyLane::Immediate => self.immediate.push_back(e),
+        }
+    }
+
+    /// An immediate reply with `bytes` could be confused with a pending in-band reply that it
+    /// may overtake (same bytes: same text and the same or no id). The client avoids planning
+    /// such twins, since no observer could tell which of the two came first.
+    pub fn twin_of_overtakable(&self, bytes: &[u8]) -> bool {
+        self.inband
+            .iter()
+            .any(|e| e.overtakable && e.bytes == bytes)
+    }
+
+    /// Whether the front of `lane` may be the next reply: nothing due before it may still
+    /// come (module doc).
+    fn may_come_next(&self, lane: ReplyLane) -> bool {
+        let (i, d) = (self.inband.front(), self.immediate.front());
+        match lane {
+            ReplyLane::InBand => i.is_some_and(|i| d.is_none_or(|d| d.seq > i.seq)),
+            ReplyLane::Immediate => {
+                d.is_some_and(|d| i.is_none_or(|i| i.seq > d.seq || i.overtakable))
+            }
         }
     }
 
@@ -217,16 +261,16 @@ impl ConnModel {
                     .unwrap_or_else(|| "no event".into())
             ));
         }
-        // In-band first: when both lanes expect identical bytes (same text, same or no id),
-        // the immediate request may not even have been read yet; if it was, its twin in-band
-        // reply will match the immediate entry later, so nothing is lost either way.
+        // Twins (identical bytes at both fronts, both free to come next) are never planned
+        // (`twin_of_overtakable`), so at most one lane can match.
         for lane in [ReplyLane::InBand, ReplyLane::Immediate] {
+            if !self.may_come_next(lane) {
+                continue;
+            }
             let q = match lane {
                 ReplyLane::Immediate => &mut self.immediate,
                 ReplyLane::InBand => &mut self.inband,
             };
-            // Each lane in strict order: an OOB handler runs before anything after its request
-            // is read (QEMU calls it from the parser callback), so nothing overtakes its reply.
             if q.front().is_some_and(|e| e.bytes == msg) {
                 if let Some(e) = q.pop_front() {
                     if let Some(s) = e.on_reply {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use qmp_core::server::Dialect;
+use qmp_core::server::{Config, Dialect};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -71,6 +71,10 @@ pub struct Options {
     pub p_wall_jump: f64,
     /// Chance a received chunk carries file descriptors.
     pub p_fds: f64,
+    /// The core's per-monitor input buffer limit (`Config::input_buffer_limit`).
+    pub input_buffer_limit: usize,
+    /// The core's per-monitor output limit (`Config::output_limit`).
+    pub output_limit: usize,
 }
 
 fn pick(rng: &mut ChaCha8Rng, on: f64, lo: f64, hi: f64) -> f64 {
@@ -128,6 +132,8 @@ impl Options {
             wall_drift_ppm: [0, 50, -200, 10_000][rng.random_range(0..4)],
             p_wall_jump: pick(&mut rng, 0.2, 0.05, 0.3),
             p_fds: pick(&mut rng, 0.3, 0.01, 0.2),
+            input_buffer_limit: Config::default().input_buffer_limit,
+            output_limit: Config::default().output_limit,
         }
     }
 }

@@ -13,6 +13,8 @@ pub fn config(opts: &Options, bug: Option<PlantedBug>) -> Config {
         dialect: opts.dialect,
         version: crate::world::to_value(&crate::world::version_j()),
         planted_bug: bug,
+        input_buffer_limit: opts.input_buffer_limit,
+        output_limit: opts.output_limit,
         ..Config::default()
     };
     c.wall_clock_base.seconds = WALL_BASE_NS / 1_000_000_000;

@@ -169,15 +169,20 @@ class Qemu(Target):
 
 
 class Qmpd(Target):
-    """qmpd with one `--listen unix:PATH[,pretty=on]` per monitor, QEMU 7.2 dialect."""
+    """qmpd with one `--listen unix:PATH[,pretty=on]` per monitor, QEMU 7.2 dialect; with
+    `--test-commands` (x-oob-test, x-emit-event) when `test_commands` is set (the client tests
+    use them; the differential suite does not, so qmpd offers exactly QEMU's commands there)."""
 
     name = "qmpd"
 
-    def __init__(self, binary):
+    def __init__(self, binary, test_commands=False):
         self.binary = binary
+        self.test_commands = test_commands
 
     def argv(self, paths, monitors):
         argv = [self.binary, "--dialect", "qemu-7.2", "--log", "warn"]
+        if self.test_commands:
+            argv.append("--test-commands")
         for path, mon in zip(paths, monitors):
             listen = spec(path)
             if mon.pretty:

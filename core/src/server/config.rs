@@ -74,6 +74,14 @@ impl ThrottleRule {
             ThrottleRule::new("MEMORY_DEVICE_SIZE_CHANGE", SECOND, Some("qom-path")),
         ]
     }
+
+    /// QEMU 2.12's table (`monitor.c` of 2018): 7.2's without `MEMORY_DEVICE_SIZE_CHANGE`,
+    /// which came with virtio-mem in QEMU 5.1.
+    pub fn qemu212_defaults() -> Vec<ThrottleRule> {
+        let mut t = ThrottleRule::qemu72_defaults();
+        t.retain(|r| r.event != "MEMORY_DEVICE_SIZE_CHANGE");
+        t
+    }
 }
 
 /// What `-compat deprecated-input=…,unstable-input=…` says about commands with those features.
@@ -96,8 +104,8 @@ pub enum PlantedBug {
     QueueLimitOffByOne,
     /// Throttle: the pending event of a burst is dropped when its period ends.
     LastThrottledEventDropped,
-    /// Close skips QEMU's queue cleanup and resume: queued requests of a closed monitor are
-    /// still dispatched.
+    /// A session's close drops the queue but not the suspension it held (QEMU before 4.1):
+    /// the monitor's next client is never read.
     NoResumeOnClose,
     /// An OOB reply waits until the monitor's in-band queue and in-band call are done.
     OobReplyHeldBehindInBand,
@@ -110,8 +118,12 @@ pub enum PlantedBug {
     IdNotEchoedOnError,
     /// 2.12: `COMMAND_DROPPED` leaves out the dropped request's `id`.
     CommandDroppedWithoutId,
-    /// Named fds are not closed when their monitor closes (a leak).
+    /// Descriptors a closing session never claimed (and named fds of a destroyed monitor) are
+    /// forgotten without `CloseFd` (a leak).
     FdLeakedOnClose,
+    /// Named fds are closed when the client disconnects (they belong to the monitor and must
+    /// survive until the next client's `closefd`).
+    NamedFdsDieWithConnection,
     /// The dispatcher always serves the lowest monitor id first instead of round robin.
     RoundRobinBroken,
 }
@@ -136,7 +148,8 @@ pub struct Config {
     /// Received bytes held unprocessed (while suspended) beyond which the core gives up on the
     /// client ([`super::DisconnectReason::InputLimit`]). Default [`DEFAULT_INPUT_BUFFER_LIMIT`].
     pub input_buffer_limit: usize,
-    /// Event throttle table. Default: QEMU 7.2's ([`ThrottleRule::qemu72_defaults`]).
+    /// Event throttle table. Default: QEMU 7.2's ([`ThrottleRule::qemu72_defaults`]); 2.12's
+    /// is [`ThrottleRule::qemu212_defaults`] (what [`Config::qemu212`] uses).
     pub throttle: Vec<ThrottleRule>,
     /// Run state at start. Default: running.
     pub run_state: RunState,
@@ -168,10 +181,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The 2.12 dialect with otherwise default settings.
+    /// The 2.12 dialect with its own throttle table ([`ThrottleRule::qemu212_defaults`]) and
+    /// otherwise default settings.
     pub fn qemu212() -> Config {
         Config {
             dialect: Dialect::Qemu212,
+            throttle: ThrottleRule::qemu212_defaults(),
             ..Config::default()
         }
     }

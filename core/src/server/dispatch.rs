@@ -376,18 +376,36 @@ impl Server {
             self.inband_call = None;
         }
         let mid = pc.info.monitor;
-        if self.monitors.get(&mid).map(|m| m.generation) != Some(pc.generation) {
+        // The monitor the call came from (not a later one of the same id) ...
+        let same_monitor = self
+            .monitors
+            .get(&mid)
+            .is_some_and(|m| pc.generation >= m.created);
+        // ... and the session that sent the request, still connected.
+        let same_session = self
+            .monitors
+            .get(&mid)
+            .is_some_and(|m| m.open && m.generation == pc.generation);
+        if same_session {
+            let oob = pc.info.lane == Lane::OutOfBand;
+            if pc.hmp_capture {
+                self.hmp_capture_result(mid, pc.request_id.clone(), result, oob);
+            } else if self.monitors.get(&mid).is_some_and(|m| m.hmp.is_some()) {
+                self.hmp_result(mid, result);
+            } else {
+                self.reply_result(mid, &pc, result, oob);
+            }
+        } else {
             self.probes.reply_to_closed_monitor += 1;
+        }
+        if !same_monitor {
             return;
         }
-        let oob = pc.info.lane == Lane::OutOfBand;
-        if pc.hmp_capture {
-            self.hmp_capture_result(mid, pc.request_id.clone(), result, oob);
-        } else if self.monitors.get(&mid).is_some_and(|m| m.hmp.is_some()) {
-            self.hmp_result(mid, result);
-        } else {
-            self.reply_result(mid, &pc, result, oob);
+        if !same_session {
+            self.probes.call_outlived_session += 1;
         }
+        // The suspension and the OOB hold belong to the monitor: released whoever is
+        // connected now.
         if pc.resume_on_complete {
             self.resume(mid);
         }

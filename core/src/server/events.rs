@@ -57,7 +57,7 @@ impl Server {
         let mut over_limit = Vec::new();
         for i in 0..self.monitors.len() {
             let m = self.monitors.at_mut(i);
-            if m.dead {
+            if !m.live() {
                 continue;
             }
             if !m.negotiated && !all {

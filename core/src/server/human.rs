@@ -97,22 +97,34 @@ impl Server {
             .map_or(&[], ReadLine::line)
     }
 
+    /// `monitor_event(CHR_EVENT_OPENED)` of a human monitor: created by its first `OpenHmp`
+    /// (the history then lives as long as the monitor), the banner, a restarted line and the
+    /// prompt.
     pub(super) fn open_hmp(&mut self, id: MonitorId) {
-        let streamer = JsonStreamer::new(self.config.json_limits);
-        let mut m = Monitor::new(id, Default::default(), streamer);
-        let mut rl = ReadLine::new();
+        self.opens += 1;
+        let generation = self.opens;
+        if !self.monitors.contains_key(&id) {
+            let streamer = JsonStreamer::new(self.config.json_limits);
+            let mut m = Monitor::new(id, Default::default(), streamer, generation);
+            m.hmp = Some(Box::default());
+            self.monitors.insert(m);
+            self.rr.insert(0, id);
+        } else {
+            self.probes.reopened += 1;
+        }
         let mut out = format!(
             "QEMU {} monitor - type 'help' for more information\r\n",
             self.qemu_version_text()
         )
         .into_bytes();
-        rl.restart();
-        rl.show_prompt(&mut out);
-        m.hmp = Some(Box::new(rl));
-        self.opens += 1;
-        m.generation = self.opens;
-        self.monitors.insert(m);
-        self.rr.insert(0, id);
+        if let Some(m) = self.monitors.get_mut(&id) {
+            m.open = true;
+            m.generation = generation;
+            if let Some(rl) = m.hmp.as_deref_mut() {
+                rl.restart();
+                rl.show_prompt(&mut out);
+            }
+        }
         self.open_monitors += 1;
         self.append_message(id, &out);
     }
@@ -139,7 +151,7 @@ impl Server {
             let Some(m) = self.monitors.get_mut(&id) else {
                 return;
             };
-            if m.dead || m.suspend_count > 0 || m.input.is_empty() {
+            if !m.live() || m.suspend_count > 0 || m.input.is_empty() {
                 break;
             }
             let fds = m.input.take_front_fds();

@@ -35,7 +35,7 @@ impl Server {
             let Some(m) = self.monitors.get_mut(&id) else {
                 return;
             };
-            if m.dead {
+            if !m.live() {
                 return;
             }
             if m.oob_call.is_some() {

@@ -11,10 +11,15 @@ use super::types::{CallId, Instant, MonitorId};
 /// The embedder called the server in a way the contract forbids. The call had no effect.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApiMisuse {
-    /// No open monitor has this id.
+    /// No monitor has this id (never opened, or destroyed).
     UnknownMonitor(MonitorId),
-    /// `Open` with an id that is already open.
+    /// `Open` of a monitor whose client is still connected.
     MonitorExists(MonitorId),
+    /// `Receive` or `Close` for a monitor with no client connected.
+    MonitorNotOpen(MonitorId),
+    /// `Open` of an existing monitor with other options than its first `Open` (they are the
+    /// chardev's, fixed for the monitor's life).
+    OptionsChanged(MonitorId),
     /// `Complete` for a call that is not outstanding (never issued, or completed already).
     UnknownCall(CallId),
     /// `now` was earlier than the previous input's.
@@ -58,6 +63,10 @@ impl fmt::Display for ApiMisuse {
         match self {
             ApiMisuse::UnknownMonitor(m) => write!(f, "unknown monitor {}", m.0),
             ApiMisuse::MonitorExists(m) => write!(f, "monitor {} is already open", m.0),
+            ApiMisuse::MonitorNotOpen(m) => write!(f, "monitor {} has no client connected", m.0),
+            ApiMisuse::OptionsChanged(m) => {
+                write!(f, "monitor {} was opened with other options", m.0)
+            }
             ApiMisuse::UnknownCall(c) => write!(f, "call {} is not outstanding", c.0),
             ApiMisuse::TimeWentBackwards { now, last } => {
                 write!(f, "time went backwards: {} < {}", now.0, last.0)
@@ -84,3 +93,42 @@ impl fmt::Display for ApiMisuse {
 }
 
 impl std::error::Error for ApiMisuse {}
+
+/// Why [`super::Server::take_named_fd`] gave no descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TakeFdError {
+    /// The monitor has no fd of that name (QEMU: `File descriptor named '<name>' has not been
+    /// found`, a `GenericError`; the text is this error's `Display`).
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// No monitor has this id (destroyed, or never opened): the embedder's mistake.
+    UnknownMonitor(MonitorId),
+    /// The call broke the API contract (time went backwards); nothing changed.
+    Misuse(ApiMisuse),
+}
+
+impl TakeFdError {
+    /// The error reply QEMU gives for a named fd that is not there, for a handler to return.
+    pub fn to_call_result(&self) -> super::CallResult {
+        super::CallResult::Error {
+            class: super::ErrorClass::GenericError,
+            desc: self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TakeFdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TakeFdError::NotFound { name } => {
+                write!(f, "File descriptor named '{name}' has not been found")
+            }
+            TakeFdError::UnknownMonitor(m) => write!(f, "unknown monitor {}", m.0),
+            TakeFdError::Misuse(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TakeFdError {}

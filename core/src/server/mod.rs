@@ -15,10 +15,15 @@
 //!
 //! # Where this differs from QEMU 7.2, on purpose or not yet
 //!
-//! * A [`MonitorId`] names one connection, not a chardev: `Close` destroys the monitor, so its
-//!   named fds (`getfd`) are closed then (QEMU keeps them for the next client of the same
-//!   chardev), and a reconnect is a new `Open`. Fd-set cleanup at close follows QEMU
-//!   (`mon_refcount`, run state).
+//! * A [`MonitorId`] names a monitor (QEMU's `MonitorQMP`, one per listener slot), reused by
+//!   the clients that come and go on it: `Open` starts a session, `Close` ends it, and what
+//!   QEMU keeps on the monitor survives (named fds, the suspend count, an outstanding OOB
+//!   call, the options); [`Input::Destroy`] removes it for good. Where QEMU 7.2 is racy this
+//!   core picks one of its outcomes: the reply of a call issued by an earlier session is
+//!   dropped (QEMU writes it to whichever client is connected when the handler returns, the
+//!   next client included), and a close resumes the suspension a queued request held in both
+//!   dialects (2.12 left it suspended, so its next client hung, when the close came between
+//!   queueing and dispatch; fixed in QEMU 4.1).
 //! * Bytes are lexed as soon as they are received and the monitor is not suspended; QEMU's
 //!   I/O thread does the same one byte at a time, so which of two racing things comes first
 //!   (an OOB request read after a resume vs. the in-band reply of the request that caused the
@@ -34,8 +39,8 @@
 //! * The 2.12 dialect answers lexical and limit errors with `Invalid JSON syntax`, but the JSON
 //!   layer keeps 7.2's lexer recovery, streamer limit order and parser (first error wins,
 //!   duplicate keys refused, UTF-8 checked), where 2.12 differed (spec §13.2.2).
-//! * Commands with an fd parameter other than the built-ins cannot claim passed fds (the
-//!   `Call` carries none).
+//! * Commands with an fd parameter other than the built-ins cannot claim pending passed fds
+//!   (the `Call` carries none); they can take a named one ([`Server::take_named_fd`]).
 
 /// True when the given planted bug is configured (always false without `planted-bugs`).
 macro_rules! planted {
@@ -76,7 +81,7 @@ pub use config::{
     DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
 };
 pub use digest::Digest;
-pub use misuse::ApiMisuse;
+pub use misuse::{ApiMisuse, TakeFdError};
 pub use probes::Probes;
 pub use schema::{ArgType, CommandSpec, FlatUnion, Member, Variant};
 pub use types::*;
@@ -109,7 +114,7 @@ struct PendingCall {
     success_response: bool,
     /// OOB was off when the dispatcher took the request: resume the monitor once answered.
     resume_on_complete: bool,
-    /// The monitor's generation when the call was issued.
+    /// The generation of the session that issued the call (see `Monitor::generation`).
     generation: u64,
     /// An HMP command run by `human-monitor-command`: its output is the QMP reply.
     hmp_capture: bool,
@@ -174,7 +179,7 @@ pub struct Server {
     run_state: RunState,
     throttle: Throttle,
     fdsets: FdSets,
-    /// QEMU's `mon_refcount`: open connections.
+    /// QEMU's `mon_refcount`: open sessions.
     open_monitors: usize,
     probes: Probes,
     digest: Digest,
@@ -185,7 +190,7 @@ pub struct Server {
     pumping: Vec<MonitorId>,
     /// Reused buffer for replies written from their parts (one message at most).
     scratch: Vec<u8>,
-    /// `Open` inputs applied so far (monitor generations).
+    /// `Open` inputs applied so far (session generations).
     opens: u64,
     /// The human monitor's command table (built-ins and the embedder's).
     hmp_table: crate::hmp::Table,
@@ -257,7 +262,12 @@ impl Server {
                     m.out.written(n);
                 }
             }
-            Input::Close { monitor } => self.close(monitor),
+            Input::Close { monitor } => self.close(monitor, false),
+            Input::Destroy { monitor } => self.destroy(monitor),
+            Input::TakeNamedFd { monitor, name } => {
+                // The result went to the handler that asked; replay only needs the effect.
+                let _ = self.take_named_fd_now(monitor, name.as_bytes());
+            }
             Input::Tick => {}
             Input::NextInBand => self.dispatch_next(),
             Input::Complete { call, result } => self.complete(call, result),
@@ -291,12 +301,32 @@ impl Server {
     fn check_misuse(&self, input: &Input) -> Result<(), ApiMisuse> {
         let known = |m: &MonitorId| self.monitors.get(m).ok_or(ApiMisuse::UnknownMonitor(*m));
         match input {
-            Input::Open { monitor, .. } | Input::OpenHmp { monitor, .. } => {
-                if self.monitors.contains_key(monitor) {
-                    return Err(ApiMisuse::MonitorExists(*monitor));
+            Input::Open { monitor, options } => {
+                if let Some(m) = self.monitors.get(monitor) {
+                    if m.open {
+                        return Err(ApiMisuse::MonitorExists(*monitor));
+                    }
+                    if m.options != *options || m.hmp.is_some() {
+                        return Err(ApiMisuse::OptionsChanged(*monitor));
+                    }
+                }
+            }
+            Input::OpenHmp { monitor, .. } => {
+                if let Some(m) = self.monitors.get(monitor) {
+                    if m.open {
+                        return Err(ApiMisuse::MonitorExists(*monitor));
+                    }
+                    if m.hmp.is_none() {
+                        return Err(ApiMisuse::OptionsChanged(*monitor));
+                    }
                 }
             }
             Input::Receive { monitor, .. } | Input::Close { monitor } => {
+                if !known(monitor)?.open {
+                    return Err(ApiMisuse::MonitorNotOpen(*monitor));
+                }
+            }
+            Input::Destroy { monitor } | Input::TakeNamedFd { monitor, .. } => {
                 known(monitor)?;
             }
             Input::Written { monitor, n } => {
@@ -359,7 +389,7 @@ impl Server {
         self.monitors.get(&m).map_or(&[], |m| m.out.pending())
     }
 
-    /// Whether the driver should read from this connection: it is open, the core has not given
+    /// Whether the driver should read from this monitor's client: it is open, the core has not given
     /// up on it, its suspend count is 0 (no full queue, no outstanding request without OOB,
     /// no external suspend), and no out-of-band call issued from its input is outstanding
     /// (QEMU's I/O thread runs that handler before reading on). Reading while this is false
@@ -367,7 +397,7 @@ impl Server {
     pub fn wants_read(&self, m: MonitorId) -> bool {
         self.monitors
             .get(&m)
-            .is_some_and(|m| !m.dead && m.suspend_count == 0 && m.oob_call.is_none())
+            .is_some_and(|m| m.live() && m.suspend_count == 0 && m.oob_call.is_none())
     }
 
     /// The out-of-band call issued from this monitor's input and not completed yet, if any:
@@ -392,9 +422,25 @@ impl Server {
         self.monitors.get(&m).map_or(0, |m| m.suspend_count)
     }
 
-    /// Open monitors, by id.
+    /// Monitors, by id: those with a client connected and those waiting for the next one
+    /// (opened once, not destroyed).
     pub fn monitors(&self) -> impl Iterator<Item = MonitorId> + '_ {
         self.monitors.keys().copied()
+    }
+
+    /// A client is connected to this monitor (between `Open` and `Close`).
+    pub fn is_open(&self, m: MonitorId) -> bool {
+        self.monitors.get(&m).is_some_and(|m| m.open)
+    }
+
+    /// The monitor's named fds (`getfd`), by name, newest first.
+    pub fn named_fds(&self, m: MonitorId) -> Vec<(String, FdId)> {
+        self.monitors.get(&m).map_or_else(Vec::new, |m| {
+            m.named_fds
+                .iter()
+                .map(|(n, fd)| (String::from_utf8_lossy(n.as_bytes()).into_owned(), *fd))
+                .collect()
+        })
     }
 
     /// Capability negotiation is complete (command mode).
@@ -483,13 +529,13 @@ impl Server {
         self.run_state
     }
 
-    /// Process exit: drop every monitor (queued requests get no reply, spec §5.5) and return
+    /// Process exit: destroy every monitor (queued requests get no reply, spec §5.5) and return
     /// every descriptor the core holds as [`Output::CloseFd`]. Outstanding calls may still be
     /// completed; their replies go nowhere.
     pub fn shutdown(&mut self) {
         let ids: Vec<MonitorId> = self.monitors.keys().copied().collect();
         for id in ids {
-            self.close(id);
+            self.destroy(id);
         }
         for fd in self.fdsets.clear() {
             self.outputs.push_back(Output::CloseFd(fd));
@@ -500,13 +546,28 @@ impl Server {
 
     // ---- inputs ----
 
+    /// QEMU's CHR_EVENT_OPENED: a session starts on the monitor (created by its first `Open`,
+    /// at the head of the dispatcher's list like QEMU's `monitor_list_append`). The session
+    /// state is fresh (reset at the previous close, `monitor_qmp_caps_reset`); the greeting
+    /// is queued.
     fn open(&mut self, id: MonitorId, options: MonitorOptions) {
-        let streamer = JsonStreamer::new(self.config.json_limits);
-        let mut m = Monitor::new(id, options, streamer);
         self.opens += 1;
-        m.generation = self.opens;
-        self.monitors.insert(m);
-        self.rr.insert(0, id);
+        let generation = self.opens;
+        if !self.monitors.contains_key(&id) {
+            let streamer = JsonStreamer::new(self.config.json_limits);
+            self.monitors
+                .insert(Monitor::new(id, options, streamer, generation));
+            self.rr.insert(0, id);
+        } else {
+            self.probes.reopened += 1;
+        }
+        if let Some(m) = self.monitors.get_mut(&id) {
+            if m.generation != generation && !m.named_fds.is_empty() {
+                self.probes.named_fds_survived += 1;
+            }
+            m.open = true;
+            m.generation = generation;
+        }
         self.open_monitors += 1;
         let greeting = self.greeting(options);
         self.emit(id, &greeting, false);
@@ -530,7 +591,7 @@ impl Server {
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
         };
-        if m.dead {
+        if !m.live() {
             for fd in fds {
                 self.close_fd(fd);
             }
@@ -541,46 +602,63 @@ impl Server {
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
         };
-        if !m.dead && m.input.held() > self.config.input_buffer_limit {
+        if m.live() && m.input.held() > self.config.input_buffer_limit {
             self.probes.input_limit_disconnect += 1;
             let limit = self.config.input_buffer_limit;
             self.give_up(id, DisconnectReason::InputLimit { limit });
         }
     }
 
-    /// QEMU's CHR_EVENT_CLOSED for a per-connection monitor: drop the queue unanswered (with
-    /// the resume QEMU does), drop the parser, close pending and named fds (a monitor here is
-    /// one connection, so its named fds cannot outlive it), then clean fd sets up.
-    fn close(&mut self, id: MonitorId) {
-        if planted!(self, NoResumeOnClose) {
-            if let Some(m) = self.monitors.get_mut(&id) {
-                if !m.queue.is_empty() {
-                    m.dead = true;
-                    m.out.clear();
-                    return;
-                }
-            }
-        }
-        let Some(mut m) = self.monitors.remove(&id) else {
+    /// QEMU's CHR_EVENT_CLOSED (`destroy` false): the session ends. The queue is dropped
+    /// unanswered and the suspensions it held are undone (`monitor_qmp_cleanup_queue_and_resume`;
+    /// with OOB off every queued request holds one, with OOB on in 7.2 a full queue holds one);
+    /// the parser, unprocessed input, pending fds and output go; fd sets are cleaned up
+    /// (`mon_refcount`). Named fds, external suspends, an in-band call still running and an
+    /// outstanding OOB call stay with the monitor.
+    ///
+    /// With `destroy`, the monitor goes too (QEMU's `monitor_data_destroy`): its named fds are
+    /// closed with the pending ones, before the fd-set cleanup.
+    fn close(&mut self, id: MonitorId, destroy: bool) {
+        let limit = self.queue_limit();
+        let dialect = self.config.dialect;
+        let streamer = JsonStreamer::new(self.config.json_limits);
+        let Some(m) = self.monitors.get_mut(&id) else {
             return;
         };
-        self.rr.retain(|x| *x != id);
-        if !m.queue.is_empty() {
-            self.probes.queued_dropped_on_close += 1;
-            if !m.oob_enabled || m.queue.len() >= QMP_REQ_QUEUE_LEN_MAX {
-                self.probes.resume_on_close += 1;
-            }
-            self.queued_total -= m.queue.len();
+        if !m.open {
+            return;
         }
-        let mut fds = std::mem::take(&mut m.pending_fds);
-        fds.extend(m.input.clear());
-        if !planted!(self, FdLeakedOnClose) {
+        let queued = m.queue.len();
+        let held = if !m.oob_enabled {
+            queued
+        } else if dialect == Dialect::Qemu72 && queued >= limit {
+            1
+        } else {
+            0
+        };
+        if queued > 0 {
+            self.probes.queued_dropped_on_close += 1;
+            self.queued_total -= queued;
+        }
+        if held > 0 && !planted!(self, NoResumeOnClose) {
+            self.probes.resume_on_close += 1;
+            m.suspend_count = m.suspend_count.saturating_sub(held as u32);
+        }
+        m.open = false;
+        let mut fds = m.reset_session(streamer);
+        if destroy || planted!(self, NamedFdsDieWithConnection) {
             fds.extend(m.named_fds.drain(..).map(|(_, fd)| fd));
+        }
+        if planted!(self, FdLeakedOnClose) {
+            fds.clear();
         }
         for fd in fds {
             self.close_fd(fd);
         }
         self.open_monitors -= 1;
+        if destroy {
+            self.remove_monitor(id);
+        }
         let mut closed = Vec::new();
         self.fdsets.cleanup_all(self.cleanup_state(), &mut closed);
         if !closed.is_empty() {
@@ -589,6 +667,87 @@ impl Server {
         for fd in closed {
             self.close_fd(fd);
         }
+    }
+
+    /// [`Input::Destroy`]: the monitor goes for good. An open session is closed first; the
+    /// named fds are closed. Calls it issued complete into nothing.
+    fn destroy(&mut self, id: MonitorId) {
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        if m.open {
+            self.close(id, true);
+            return;
+        }
+        let mut fds: Vec<FdId> = m.named_fds.drain(..).map(|(_, fd)| fd).collect();
+        if planted!(self, FdLeakedOnClose) {
+            fds.clear();
+        }
+        for fd in fds {
+            self.close_fd(fd);
+        }
+        self.remove_monitor(id);
+    }
+
+    fn remove_monitor(&mut self, id: MonitorId) {
+        self.monitors.remove(&id);
+        self.rr.retain(|x| *x != id);
+    }
+
+    /// QEMU's `monitor_get_fd`: take the named fd out of the monitor's list; the caller owns
+    /// it from then on.
+    fn take_named_fd_now(&mut self, id: MonitorId, name: &[u8]) -> Result<FdId, TakeFdError> {
+        let Some(m) = self.monitors.get_mut(&id) else {
+            return Err(TakeFdError::UnknownMonitor(id));
+        };
+        let Some(i) = m.named_fds.iter().position(|(n, _)| n.as_bytes() == name) else {
+            return Err(TakeFdError::NotFound {
+                name: String::from_utf8_lossy(name).into_owned(),
+            });
+        };
+        let (_, fd) = m.named_fds.remove(i);
+        self.probes.named_fd_taken += 1;
+        self.digest.word(5);
+        self.digest.word(id.0);
+        self.digest.word(fd.0);
+        Ok(fd)
+    }
+
+    /// A handler takes the monitor's fd named `name` (QEMU's `monitor_get_fd`), at `now`: on
+    /// success the core forgets it and the caller (the driver, on the handler's behalf) owns
+    /// the descriptor and must close it when done. The monitor may have no client connected
+    /// (named fds outlive sessions). Record it as [`Input::TakeNamedFd`] so a trace replays
+    /// it; `handle` of that input does the same and drops the result.
+    ///
+    /// ```
+    /// use qmp_core::server::*;
+    ///
+    /// let mut s = Server::new(Config::default());
+    /// let m = MonitorId(1);
+    /// s.handle(Instant(0), Input::Open { monitor: m, options: MonitorOptions::default() }).unwrap();
+    /// let err = s.take_named_fd(Instant(0), m, "disk0").unwrap_err();
+    /// assert_eq!(err.to_string(), "File descriptor named 'disk0' has not been found");
+    /// ```
+    pub fn take_named_fd(
+        &mut self,
+        now: Instant,
+        monitor: MonitorId,
+        name: &str,
+    ) -> Result<FdId, TakeFdError> {
+        if now < self.now {
+            return Err(TakeFdError::Misuse(ApiMisuse::TimeWentBackwards {
+                now,
+                last: self.now,
+            }));
+        }
+        if !self.monitors.contains_key(&monitor) {
+            return Err(TakeFdError::UnknownMonitor(monitor));
+        }
+        self.now = now;
+        self.fire_timers();
+        let r = self.take_named_fd_now(monitor, name.as_bytes());
+        self.pump_all();
+        r
     }
 
     fn cleanup_state(&self) -> Cleanup {
@@ -672,7 +831,7 @@ impl Server {
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
         };
-        if m.dead {
+        if !m.live() {
             return;
         }
         if oob_reply && planted!(self, OobReplyHeldBehindInBand) && (!m.queue.is_empty() || hold) {
@@ -702,7 +861,7 @@ impl Server {
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
         };
-        if m.dead {
+        if !m.live() {
             return;
         }
         m.out.buf.extend_from_slice(bytes);

@@ -1,5 +1,7 @@
-//! One connection's state: session mode, suspend counter, the out-of-band call holding its
-//! input, unprocessed input, the in-band queue, pending and named fds, and pending output.
+//! One monitor's state, as QEMU splits it: what belongs to the monitor (options, suspend
+//! counter, named fds, the out-of-band call holding its input) and outlives its clients, and
+//! what belongs to the session of the client connected now (negotiation, parser, unprocessed
+//! input, the in-band queue, pending fds, pending output), reset by `reset_session`.
 //!
 //! Pure data with small helpers; the rules that move a monitor between states live in the
 //! intake (`intake.rs`), the dispatcher (`dispatch.rs`) and the server (`mod.rs`).
@@ -188,24 +190,50 @@ pub(crate) fn value_heap_bytes(v: &Value) -> usize {
     }
 }
 
-/// One QMP connection.
+/// One QMP monitor (QEMU's `MonitorQMP`): created by the first `Open` of its id, kept across
+/// its clients' sessions until `Destroy` (or shutdown).
 #[derive(Debug)]
 pub(crate) struct Monitor {
+    // ---- the monitor's own state: survives `Close` ----
     pub(crate) id: MonitorId,
+    /// The chardev's properties (OOB capability, pretty): the same for every session.
     pub(crate) options: MonitorOptions,
-    /// Command mode (negotiation done).
-    pub(crate) negotiated: bool,
-    pub(crate) oob_enabled: bool,
-    /// QEMU's suspend counter: queue suspensions plus external ones.
+    /// QEMU's suspend counter: queue suspensions plus external ones. A session's close undoes
+    /// the queue's share as QEMU's `monitor_qmp_cleanup_queue_and_resume` does; an in-band
+    /// call still running keeps its share until it completes.
     pub(crate) suspend_count: u32,
     /// The external share of `suspend_count` (for misuse checks).
     pub(crate) ext_suspends: u32,
+    /// `getfd` names, newest first (QEMU inserts at the head). They belong to the monitor, not
+    /// the connection (spec §10.2).
+    pub(crate) named_fds: Vec<(JsonString, FdId)>,
+    /// The out-of-band call issued from this monitor's input and not completed yet. QEMU runs
+    /// an OOB handler in the I/O thread from the parser callback, so nothing more of this
+    /// monitor is lexed or handled until it returns: input stops here like at a suspension
+    /// point (the rest stays buffered) and goes on when the call completes. At most one. It
+    /// survives `Close` (QEMU cannot see the close before the handler returns), so the next
+    /// session's input waits for it too.
+    pub(crate) oob_call: Option<CallId>,
+    /// The generation of the `Open` that created this monitor: a call issued before it (by an
+    /// earlier monitor of the same id, destroyed since) does not belong to this monitor.
+    pub(crate) created: u64,
+    /// The generation of the current (or last) session: the `Open` that started it. A call of
+    /// an earlier session must not answer the later one.
+    pub(crate) generation: u64,
+    /// A client is connected (between `Open` and `Close`).
+    pub(crate) open: bool,
+    /// The line editor of a human monitor (`None` for QMP monitors): its history survives
+    /// sessions, the line is restarted at each `OpenHmp`.
+    pub(crate) hmp: Option<Box<crate::hmp::ReadLine>>,
+
+    // ---- the session: reset by `reset_session` ----
+    /// Command mode (negotiation done).
+    pub(crate) negotiated: bool,
+    pub(crate) oob_enabled: bool,
     pub(crate) streamer: JsonStreamer,
     pub(crate) input: InputBuffer,
     /// Descriptors received and not claimed yet (QEMU's `read_msgfds`).
     pub(crate) pending_fds: Vec<FdId>,
-    /// `getfd` names, newest first (QEMU inserts at the head).
-    pub(crate) named_fds: Vec<(JsonString, FdId)>,
     /// The in-band queue; at most `QMP_REQ_QUEUE_LEN_MAX` entries.
     pub(crate) queue: VecDeque<Queued>,
     pub(crate) out: OutBuf,
@@ -214,42 +242,63 @@ pub(crate) struct Monitor {
     /// The core gave up on this client (disconnect reported): input is ignored, output
     /// discarded, until the driver closes it.
     pub(crate) dead: bool,
-    /// The out-of-band call issued from this monitor's input and not completed yet. QEMU runs
-    /// an OOB handler in the I/O thread from the parser callback, so nothing more of this
-    /// monitor is lexed or handled until it returns: input stops here like at a suspension
-    /// point (the rest stays buffered) and goes on when the call completes. At most one.
-    pub(crate) oob_call: Option<CallId>,
     /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
     pub(crate) held_replies: Vec<Vec<u8>>,
-    /// Which `Open` created this monitor: an id may be reused after `Close`, and a call of
-    /// the earlier connection must not answer the later one.
-    pub(crate) generation: u64,
-    /// The line editor of a human monitor (`None` for QMP monitors).
-    pub(crate) hmp: Option<Box<crate::hmp::ReadLine>>,
 }
 
 impl Monitor {
-    pub(crate) fn new(id: MonitorId, options: MonitorOptions, streamer: JsonStreamer) -> Monitor {
+    /// A monitor without a session yet.
+    pub(crate) fn new(
+        id: MonitorId,
+        options: MonitorOptions,
+        streamer: JsonStreamer,
+        created: u64,
+    ) -> Monitor {
         Monitor {
             id,
             options,
-            negotiated: false,
-            oob_enabled: false,
             suspend_count: 0,
             ext_suspends: 0,
+            named_fds: Vec::new(),
+            oob_call: None,
+            created,
+            generation: created,
+            open: false,
+            negotiated: false,
+            oob_enabled: false,
             streamer,
             input: InputBuffer::default(),
             pending_fds: Vec::new(),
-            named_fds: Vec::new(),
             queue: VecDeque::new(),
             out: OutBuf::default(),
             transmit_queued: false,
             dead: false,
-            oob_call: None,
             held_replies: Vec::new(),
-            generation: 0,
             hmp: None,
         }
+    }
+
+    /// QEMU's `monitor_qmp_caps_reset` plus the parser and queue reset of a session's end:
+    /// negotiation mode, capabilities off, a fresh parser, no input, queue, pending fds or
+    /// output. Returns the descriptors it dropped (pending or not delivered yet), to be
+    /// closed. The queue must have been accounted for by the caller.
+    pub(crate) fn reset_session(&mut self, streamer: JsonStreamer) -> Vec<FdId> {
+        self.negotiated = false;
+        self.oob_enabled = false;
+        self.streamer = streamer;
+        self.queue = VecDeque::new();
+        self.out.clear();
+        self.dead = false;
+        self.held_replies = Vec::new();
+        let mut fds = std::mem::take(&mut self.pending_fds);
+        fds.extend(self.input.clear());
+        fds
+    }
+
+    /// A client is connected and the core has not given up on it: input is handled and
+    /// output kept.
+    pub(crate) fn live(&self) -> bool {
+        self.open && !self.dead
     }
 
     /// Bytes of core memory this monitor holds (see `Server::memory_estimate`).

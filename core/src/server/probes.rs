@@ -64,7 +64,7 @@ probes! {
     negotiation_desc_replaced,
     /// An event skipped a monitor still in negotiation mode.
     event_skipped_unnegotiated,
-    /// A call completed after its monitor had closed (reply dropped).
+    /// A call completed after its session had closed (reply dropped).
     reply_to_closed_monitor,
     /// A monitor was suspended more than once at the same time (nesting).
     nested_suspend,
@@ -74,4 +74,13 @@ probes! {
     no_success_response,
     /// Fd-set cleanup closed descriptors.
     fdset_cleanup_closed,
+    /// A session opened on a monitor that had a client before (a reconnect).
+    reopened,
+    /// A reconnect found named fds left by an earlier session.
+    named_fds_survived,
+    /// A call completed after its session had closed, and the monitor it came from was
+    /// still there (its suspension or OOB hold was released).
+    call_outlived_session,
+    /// A handler took a named fd (`Server::take_named_fd`).
+    named_fd_taken,
 }

@@ -1,9 +1,9 @@
 //! Traces: the JSON-lines record of a session, and its replay (ARCHITECTURE.md "Traces").
 //!
-//! Format `qmp-core-trace` version 1, one JSON object per line:
+//! Format `qmp-core-trace` version 2, one JSON object per line:
 //!
 //! ```text
-//! {"header":{"format":"qmp-core-trace","version":1,"seed":null,"config":{…},"commands":[…]}}
+//! {"header":{"format":"qmp-core-trace","version":2,"seed":null,"config":{…},"commands":[…]}}
 //! {"register":{"now":0,"spec":{…}}}          a command registered after the start
 //! {"input":{"now":1000,"input":{"Open":{…}}}}   one line per input, with its `now`
 //! {"output":{…}}                              optional, for readers; ignored by replay
@@ -12,6 +12,11 @@
 //!
 //! `Input::Receive` bytes are a string with one char per byte (see `types.rs`). The digest is
 //! [`Digest`]: replaying the inputs must reproduce it exactly.
+//!
+//! Version 1 traces (written before monitors outlived their clients) still replay: there a
+//! monitor was one connection, so each of their `Close` inputs is replayed as
+//! [`Input::Destroy`], which closes the session and the monitor's named fds in the order
+//! version 1's `Close` did, and reproduces their digests.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,15 +24,18 @@ use super::{ApiMisuse, CommandSpec, Config, Digest, Input, Instant, Output, Serv
 
 /// The format name in the header.
 pub const TRACE_FORMAT: &str = "qmp-core-trace";
-/// The format version in the header.
-pub const TRACE_VERSION: u32 = 1;
+/// The format version in the header (written by [`Recorder`]).
+pub const TRACE_VERSION: u32 = 2;
+
+/// The oldest version [`replay`] reads.
+pub const TRACE_VERSION_MIN: u32 = 1;
 
 /// The first line of a trace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     /// Always [`TRACE_FORMAT`].
     pub format: String,
-    /// Always [`TRACE_VERSION`].
+    /// [`TRACE_VERSION`] when written; [`TRACE_VERSION_MIN`]..=[`TRACE_VERSION`] are read.
     pub version: u32,
     /// The simulator seed that produced the trace, if any.
     pub seed: Option<u64>,
@@ -213,7 +221,10 @@ impl std::fmt::Display for TraceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TraceError::Syntax { line, message } => write!(f, "line {line}: {message}"),
-            TraceError::BadHeader => write!(f, "not a {TRACE_FORMAT} v{TRACE_VERSION} trace"),
+            TraceError::BadHeader => write!(
+                f,
+                "not a {TRACE_FORMAT} v{TRACE_VERSION_MIN}..v{TRACE_VERSION} trace"
+            ),
             TraceError::Register { line, misuse } => write!(f, "line {line}: {misuse}"),
         }
     }
@@ -240,9 +251,10 @@ pub fn replay(text: &str) -> Result<ReplayReport, TraceError> {
     let Line::Header(h) = parse(n, first)? else {
         return Err(TraceError::BadHeader);
     };
-    if h.format != TRACE_FORMAT || h.version != TRACE_VERSION {
+    if h.format != TRACE_FORMAT || !(TRACE_VERSION_MIN..=TRACE_VERSION).contains(&h.version) {
         return Err(TraceError::BadHeader);
     }
+    let v1 = h.version == 1;
     let mut server = Server::new(h.config);
     for spec in h.commands {
         server
@@ -272,6 +284,10 @@ pub fn replay(text: &str) -> Result<ReplayReport, TraceError> {
             }
             Line::Input { now, input } => {
                 report.inputs += 1;
+                let input = match input {
+                    Input::Close { monitor } if v1 => Input::Destroy { monitor },
+                    other => other,
+                };
                 if let Err(e) = server.handle(Instant(now), input) {
                     report.misuse.push((n + 1, e));
                 }

@@ -30,7 +30,8 @@ pub struct Timestamp {
     pub microseconds: i64,
 }
 
-/// A connection ("monitor"), named by the driver when it opens it.
+/// A monitor, named by the driver when it first opens it: one per listener slot (a listener
+/// that lets N clients in at once has N), reused by the successive clients of that slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MonitorId(pub u64);
 
@@ -145,11 +146,13 @@ pub enum RunState {
 /// Everything that can happen to the server. One enum, serialisable: a trace is a list of these.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    /// A client connected; the greeting is queued (QEMU: CHR_EVENT_OPENED).
+    /// A client connected to the monitor (created by its first `Open`): a session starts in
+    /// negotiation mode and the greeting is queued (QEMU: CHR_EVENT_OPENED). The monitor must
+    /// have no client connected now.
     Open {
-        /// The driver's name for the connection; must not be in use.
+        /// The monitor (the listener slot).
         monitor: MonitorId,
-        /// Options fixed for this monitor.
+        /// Options fixed for this monitor: a later `Open` of it must give the same.
         options: MonitorOptions,
     },
     /// A client connected to a human monitor (QEMU `-monitor`, `mode=readline`): the banner and
@@ -178,10 +181,27 @@ pub enum Input {
         /// Bytes written from the front of the pending output.
         n: usize,
     },
-    /// The peer went away or the driver closed it (QEMU: CHR_EVENT_CLOSED).
+    /// The client went away or the driver closed it (QEMU: CHR_EVENT_CLOSED): the session
+    /// ends (queue dropped unanswered, parser, input, pending fds and output reset); the
+    /// monitor and what QEMU keeps on it (named fds, suspend count) wait for the next `Open`.
     Close {
-        /// The connection.
+        /// The monitor.
         monitor: MonitorId,
+    },
+    /// The monitor goes for good (a listener removed, or process exit; QEMU's
+    /// `monitor_data_destroy`): a session still open is closed first, the named fds are
+    /// closed. The id may be opened again later as a new monitor.
+    Destroy {
+        /// The monitor.
+        monitor: MonitorId,
+    },
+    /// A handler took the monitor's fd named `name` (QEMU's `monitor_get_fd`): the trace form
+    /// of `Server::take_named_fd`, whose result went to the handler.
+    TakeNamedFd {
+        /// The monitor the handler's request came from.
+        monitor: MonitorId,
+        /// The fd's `getfd` name.
+        name: String,
     },
     /// Time advanced: fire due timers. Early ticks are harmless.
     Tick,

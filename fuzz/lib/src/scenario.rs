@@ -1,6 +1,6 @@
 //! Target `scenario`: an arbitrary sequence of core `Input`s (several monitors, requests,
-//! partial writes, completions, ticks, events, suspends, fds, closes) through the simulator's
-//! checkers.
+//! partial writes, completions, ticks, events, suspends, fds, closes and reopens, destroys,
+//! named fds taken by handlers) through the simulator's checkers.
 //!
 //! Input format (read front to back, see [`Scenario::decode`]): a configuration byte, then
 //! operations, each a tag byte and its operands. While decoding, a shadow [`Server`] runs the
@@ -247,7 +247,7 @@ impl Scenario {
         let mut ops = 0;
         while !c.is_empty() && ops < MAX_OPS {
             ops += 1;
-            let tag = c.u8() % 14;
+            let tag = c.u8() % 16;
             let monitor = MonitorId(u64::from(c.u8()) % MONITORS);
             match tag {
                 0 => {
@@ -337,6 +337,15 @@ impl Scenario {
                             b.push(Input::Written { monitor: m, n });
                         }
                     }
+                }
+                14 => b.push(Input::Destroy { monitor }),
+                15 => {
+                    // A handler takes a named fd: "f" is the canned getfd's name.
+                    let name = if c.u8() & 1 == 0 { "f" } else { "g" };
+                    b.push(Input::TakeNamedFd {
+                        monitor,
+                        name: name.to_owned(),
+                    });
                 }
                 _ => {
                     // A dispatcher pass: run queued requests, completing each at once.

@@ -97,7 +97,7 @@ pub fn start_with(
         };
         b = b.listen(ListenSpec::parse(&s).expect("spec"));
     }
-    b = machine.register(b);
+    b = b.commands(|r| machine.register(r, true));
     let m = machine.clone();
     b = b.on_shutdown(move || m.release());
     b = extra(b);

@@ -54,6 +54,12 @@ struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     dispatcher_reads: bool,
 
+    /// Offer the test commands `x-oob-test` (an in-band lock released out of band) and
+    /// `x-emit-event` (emit any event). Off by default: they are for test suites, not for
+    /// management tools.
+    #[arg(long)]
+    test_commands: bool,
+
     /// Report this QEMU version (MAJOR.MINOR.MICRO) in the greeting, query-version and
     /// `info version` instead of qmpd's own (for byte-for-byte comparisons with QEMU).
     #[arg(long, value_name = "X.Y.Z", value_parser = parse_version)]
@@ -142,10 +148,14 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let version = version_value(&args)?;
+    // Each dialect with its own tables (2.12: its throttle table).
+    let base = match args.dialect {
+        Dialect::Qemu212 => Config::qemu212(),
+        Dialect::Qemu72 => Config::default(),
+    };
     let config = Config {
-        dialect: args.dialect,
         version: version.clone(),
-        ..Config::default()
+        ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
     let mut builder = QmpServerBuilder::new(config)
@@ -156,7 +166,8 @@ fn run(args: Args) -> Result<(), String> {
     for l in &args.listen {
         builder = builder.listen(l.clone());
     }
-    builder = machine.register(builder);
+    let test_commands = args.test_commands;
+    builder = builder.commands(|r| machine.register(r, test_commands));
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {

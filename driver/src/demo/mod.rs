@@ -1,21 +1,26 @@
 //! qmpd's demo machine: the commands of QEMU 7.2 `-machine none` that qmpd implements, with
-//! QEMU's reply shapes, events and error texts, plus two test-only commands:
+//! QEMU's reply shapes, events and error texts, plus two test-only commands, registered only
+//! when asked for (`qmpd --test-commands`):
 //!
 //! * `x-oob-test {lock: bool}` (QEMU 2.12's test command, allow-oob): in-band `lock: true`
-//!   blocks the dispatcher until an out-of-band `lock: false` arrives (a semaphore: an unlock
-//!   sent first lets the next lock through at once).
+//!   blocks the in-band lane until an out-of-band `lock: false` arrives (a semaphore: an unlock
+//!   sent first lets the next lock through at once), or until the client that asked for the
+//!   lock disconnects, so that a client that dies holding it does not stop every later client
+//!   from negotiating.
 //! * `x-emit-event {event: str, data?: object}`: emits that event as if the machine had, so
 //!   throttling (e.g. `RTC_CHANGE`) can be observed from outside.
 //!
-//! The library ships it so that tests and embedders can run the same machine as `qmpd`.
+//! It is written against the driver's [`crate::Control`] interface only, so every adapter (and
+//! the simulator) runs the same machine as `qmpd`.
 //!
 //! The fd commands (`getfd`, `closefd`, `add-fd`, `remove-fd`, `query-fdsets`), `qmp_capabilities`,
 //! `query-version` and `query-commands` are built into qmp-core and need nothing here.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::{CallContext, QmpServerBuilder};
+use crate::{CallContext, ConnId, Registry};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
     ArgType, CallResult, CommandSpec, ErrorClass, FlatUnion, Member, RunState, Variant,
@@ -29,11 +34,25 @@ pub struct Machine {
     running: Mutex<bool>,
     /// `x-oob-test`'s semaphore: in-band `lock: true` waits for it, out-of-band `lock: false`
     /// posts it (QEMU 2.12's `qemu_sem_wait`/`qemu_sem_post`).
-    oob_test: (Mutex<u64>, Condvar),
+    oob_test: (Mutex<OobTest>, Condvar),
+    /// Planted bug (simulator only): a lock outlives its holder's connection.
+    #[cfg(feature = "planted")]
+    lock_outlives_holder: AtomicBool,
     /// Set at shutdown so a blocked `x-oob-test` lets the dispatcher go.
     stopping: AtomicBool,
     /// `info version` text: `<major>.<minor>.<micro><package>`.
     version_text: String,
+}
+
+/// `x-oob-test`'s state.
+#[derive(Default)]
+struct OobTest {
+    /// Posts not yet consumed.
+    count: u64,
+    /// Sessions whose `lock: true` waits now (bounded by the in-band lanes: one).
+    waiting: BTreeSet<ConnId>,
+    /// Of those, the ones whose connection closed: their wait ends.
+    gone: BTreeSet<ConnId>,
 }
 
 fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Member>) -> CommandSpec {
@@ -103,7 +122,9 @@ impl Machine {
     pub fn new(version: &Value) -> Arc<Self> {
         Arc::new(Machine {
             running: Mutex::new(true),
-            oob_test: (Mutex::new(0), Condvar::new()),
+            oob_test: (Mutex::new(OobTest::default()), Condvar::new()),
+            #[cfg(feature = "planted")]
+            lock_outlives_holder: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             version_text: version_text(version),
         })
@@ -164,22 +185,58 @@ impl Machine {
         self.oob_test.1.notify_all();
     }
 
-    fn oob_test(&self, lock: bool) {
+    /// Planted bug (simulator only): `x-oob-test`'s lock is not let go when its holder
+    /// disconnects, so the in-band lane stays blocked for every later client.
+    #[cfg(feature = "planted")]
+    pub fn plant_lock_outlives_holder(&self) {
+        self.lock_outlives_holder.store(true, Ordering::SeqCst);
+    }
+
+    fn oob_test(&self, ctx: &CallContext<'_>, lock: bool) {
         let (m, cv) = &self.oob_test;
-        let mut count = m.lock().unwrap_or_else(|p| p.into_inner());
-        if lock {
-            while *count == 0 && !self.stopping.load(Ordering::SeqCst) {
-                count = cv.wait(count).unwrap_or_else(|p| p.into_inner());
-            }
-            *count = count.saturating_sub(1);
-        } else {
-            *count = count.saturating_add(1);
+        let mut st = m.lock().unwrap_or_else(|p| p.into_inner());
+        if !lock {
+            st.count = st.count.saturating_add(1);
+            cv.notify_all();
+            return;
+        }
+        let session = ctx.session();
+        st.waiting.insert(session);
+        // Registered first, then checked: a close before this look is seen here, one after it
+        // is seen by `session_closed` (which finds the session waiting).
+        if !ctx.session_open() {
+            st.gone.insert(session);
+        }
+        while st.count == 0 && !st.gone.contains(&session) && !self.stopping.load(Ordering::SeqCst)
+        {
+            st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if !st.gone.remove(&session) {
+            st.count = st.count.saturating_sub(1);
+        }
+        st.waiting.remove(&session);
+    }
+
+    /// A connection closed: a lock it waits for is let go.
+    fn session_closed(&self, session: ConnId) {
+        #[cfg(feature = "planted")]
+        if self.lock_outlives_holder.load(Ordering::SeqCst) {
+            return;
+        }
+        let (m, cv) = &self.oob_test;
+        let mut st = m.lock().unwrap_or_else(|p| p.into_inner());
+        if st.waiting.contains(&session) {
+            st.gone.insert(session);
             cv.notify_all();
         }
     }
 
-    /// Register every command of the demo machine.
-    pub fn register(self: &Arc<Self>, b: QmpServerBuilder) -> QmpServerBuilder {
+    /// Register every command of the demo machine in `r`; the test commands `x-oob-test` and
+    /// `x-emit-event` only when `test_commands` is set.
+    pub fn register(self: &Arc<Self>, r: &mut Registry, test_commands: bool) {
+        let m = self.clone();
+        r.on_session_closed(Arc::new(move |s| m.session_closed(s)));
+        let b = Builder(r);
         let m = self.clone();
         let b = b.command_with_context(spec("query-status", false, true, vec![]), move |_, _| {
             let running = m.is_running();
@@ -214,8 +271,8 @@ impl Machine {
             empty()
         });
         let b = b.command_with_context(spec("query-yank", true, false, vec![]), |ctx, _| {
-            let list: Vec<_> = ctx
-                .chardevs()
+            let chardevs = ctx.chardevs();
+            let list: Vec<_> = chardevs
                 .iter()
                 .map(|id| YankInstance {
                     kind: "chardev",
@@ -268,15 +325,19 @@ impl Machine {
             generic("migrate-pause is currently only supported during postcopy-active state")
         });
         let m = self.clone();
-        let b = b.command(
+        let b = b.test_command(
+            test_commands,
             spec(
                 "x-oob-test",
                 true,
                 false,
                 vec![member("lock", ArgType::Bool, false)],
             ),
-            move |args| {
-                m.oob_test(args.get("lock").and_then(Value::as_bool).unwrap_or(false));
+            move |ctx, args| {
+                m.oob_test(
+                    ctx,
+                    args.get("lock").and_then(Value::as_bool).unwrap_or(false),
+                );
                 empty()
             },
         );
@@ -305,7 +366,8 @@ impl Machine {
                 CallResult::Return(Value::string(hmp::run(&m, ctx, &line)))
             },
         );
-        b.command_with_context(
+        b.test_command(
+            test_commands,
             spec(
                 "x-emit-event",
                 false,
@@ -331,7 +393,39 @@ impl Machine {
                 ctx.emit_event(&name, data);
                 empty()
             },
-        )
+        );
+    }
+}
+
+/// Chained registration into a [`Registry`], as the demo reads best.
+struct Builder<'a>(&'a mut Registry);
+
+impl Builder<'_> {
+    fn command_with_context<F>(self, spec: CommandSpec, handler: F) -> Self
+    where
+        F: Fn(&CallContext<'_>, &Object) -> CallResult + Send + Sync + 'static,
+    {
+        self.0.insert(spec, Arc::new(handler));
+        self
+    }
+
+    fn command<F>(self, spec: CommandSpec, handler: F) -> Self
+    where
+        F: Fn(&Object) -> CallResult + Send + Sync + 'static,
+    {
+        self.command_with_context(spec, move |_, args| handler(args))
+    }
+
+    /// A test command: registered only when `on`.
+    fn test_command<F>(self, on: bool, spec: CommandSpec, handler: F) -> Self
+    where
+        F: Fn(&CallContext<'_>, &Object) -> CallResult + Send + Sync + 'static,
+    {
+        if on {
+            self.command_with_context(spec, handler)
+        } else {
+            self
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The simulated world around one server: clients and their network, the main loop's
-//! dispatcher and handlers, event sources, clocks, descriptors, and the oracles that run after
-//! every input.
+//! dispatcher and handlers, event sources, clocks and descriptors. This module drives it; the
+//! oracles that run after every input are in `oracles.rs` (intent-free invariants, shared with
+//! the checker, in [`crate::invariants`]).
 //!
 //! Everything is driven from one seeded ChaCha generator and an agenda of timed actions; the
 //! loop always jumps to the earliest pending action (no busy stepping). The world never looks at
@@ -11,7 +12,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use qmp_core::json::{Object, Value};
-use qmp_core::server::Dialect;
 use qmp_core::server::{
     CallId, DisconnectReason, FdId, Input, Instant, Lane, MonitorId, MonitorOptions, Output,
     Timestamp,
@@ -22,21 +22,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::ClientGen;
 use crate::events::{SimEvent, ThrottleModel};
 use crate::failure::{panic_text, Failure};
-use crate::model::{show, ConnModel, ExpectCall, ReplyLane, Seen, Session};
+use crate::model::{ConnModel, ExpectCall};
 use crate::options::Options;
 use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST};
 use crate::sut::Core;
 use crate::wire::{server_message, J};
 
-/// QEMU's in-band queue limit (`QMP_REQ_QUEUE_LEN_MAX`).
-pub const QUEUE_MAX: usize = 8;
+mod oracles;
 
-/// Most requests one byte can queue beyond a monitor's limit: the byte that completes the
-/// request filling the queue may complete further messages (`1}`: the `}` ends the number and is
-/// a message of its own; `qmp_core::json::stream::MAX_ITEMS_PER_BYTE` counts them), and QEMU's
-/// `handle_qmp_command` queues each of them before it looks at `can_read` again (checked live
-/// against QEMU 7.2: `1}` with OOB off is answered twice).
-pub const QUEUE_OVERSHOOT_MAX: usize = qmp_core::json::stream::MAX_ITEMS_PER_BYTE - 1;
 /// Virtual time the liveness phase may take to reach quiescence (two throttle periods and more).
 pub const LIVENESS_NS: u64 = 10_000_000_000;
 /// Inputs one world may apply in total before it is cut off (a runaway loop is a liveness bug).
@@ -301,6 +294,13 @@ impl<C: Core> World<C> {
         self.agenda.insert((at, class, self.seq), action);
     }
 
+    /// A client that waited for replies acts again now (ahead of later actions at this time).
+    fn wake(&mut self, i: usize) {
+        self.seq += 1;
+        self.agenda
+            .insert((self.now, 1, self.seq), Action::ClientAct(i));
+    }
+
     fn fail(&self, f: Failure) -> Failure {
         f.at(self.step, self.now)
     }
@@ -538,10 +538,7 @@ impl<C: Core> World<C> {
                     conn.unlock_due = true;
                 }
                 for e in p.expects {
-                    match e.lane {
-                        ReplyLane::InBand => conn.model.inband.push_back(e),
-                        ReplyLane::Immediate => conn.model.immediate.push_back(e),
-                    }
+                    conn.model.push(e);
                 }
                 for call in p.calls {
                     if let Some(tag) = call.tag {
@@ -1089,347 +1086,6 @@ impl<C: Core> World<C> {
         Ok(())
     }
 
-    /// New output bytes of every open monitor, split into messages and checked against the
-    /// model.
-    fn check_output(&mut self) -> Result<(), Failure> {
-        // Completed calls are forgotten once their Complete has been applied.
-        let step = self.step;
-        for i in 0..self.clients.len() {
-            let m = self.clients[i].monitor;
-            let pending = self.core.pending_output(m);
-            let Some(conn) = self.clients[i].conn.as_mut() else {
-                if !pending.is_empty() {
-                    return Err(Failure::correctness(
-                        "output-after-close",
-                        format!(
-                            "closed monitor {} has {} bytes pending: {}",
-                            m.0,
-                            pending.len(),
-                            show(pending)
-                        ),
-                    )
-                    .at(self.step, self.now));
-                }
-                continue;
-            };
-            let unwritten = (conn.produced - conn.written) as usize;
-            if pending.len() < unwritten {
-                return Err(Failure::correctness(
-                    "pending-shrank",
-                    format!(
-                        "monitor {}: {} bytes pending, but {} were produced and not yet written",
-                        m.0,
-                        pending.len(),
-                        unwritten
-                    ),
-                )
-                .at(self.step, self.now));
-            }
-            let fresh = &pending[unwritten..];
-            if fresh.is_empty() {
-                continue;
-            }
-            self.digest.num(m.0);
-            self.digest.bytes(fresh);
-            conn.produced += fresh.len() as u64;
-            conn.model.rx.extend_from_slice(fresh);
-            let pretty = conn.model.pretty;
-            let msgs = crate::wire::split_messages(&mut conn.model.rx, pretty);
-            if conn.model.rx.len() > crate::model::MAX_PARTIAL_MESSAGE {
-                return Err(Failure::correctness(
-                    "runaway-message",
-                    format!(
-                        "monitor {}: {} bytes without a message end",
-                        m.0,
-                        conn.model.rx.len()
-                    ),
-                )
-                .at(self.step, self.now));
-            }
-            for msg in msgs {
-                self.messages += 1;
-                match conn.model.check(&msg, step) {
-                    Err(e) => {
-                        return Err(Failure::correctness(
-                            "reference-model",
-                            format!("monitor {}: {e}", m.0),
-                        )
-                        .at(self.step, self.now))
-                    }
-                    Ok(Seen::Dropped(v)) => self.drops.push((i, v)),
-                    Ok(Seen::Reply(_)) => {
-                        // During NextInBand every reply is the served monitor's: the request's
-                        // own, or one for input the resume let it read (identical replies of
-                        // the two lanes may be matched crosswise, so the lane is not used).
-                        self.served = Some(m);
-                        if conn.waiting {
-                            conn.waiting = false;
-                            self.seq += 1;
-                            self.agenda
-                                .insert((self.now, 1, self.seq), Action::ClientAct(i));
-                        }
-                    }
-                    Ok(_) => {}
-                }
-            }
-        }
-        if !self.drops.is_empty() {
-            self.check_drops()?;
-        }
-        Ok(())
-    }
-
-    /// 2.12: every `COMMAND_DROPPED` names a request that was droppable, reaches every
-    /// negotiated monitor, and replaces that request's reply.
-    fn check_drops(&mut self) -> Result<(), Failure> {
-        let drops = std::mem::take(&mut self.drops);
-        let mut per_conn: BTreeMap<usize, Vec<serde_json::Value>> = BTreeMap::new();
-        for (i, v) in drops {
-            per_conn.entry(i).or_default().push(v);
-        }
-        let canon = per_conn.values().next().cloned().unwrap_or_default();
-        for (i, c) in self.clients.iter().enumerate() {
-            let Some(conn) = c.conn.as_ref() else {
-                continue;
-            };
-            let negotiated = conn.model.negotiated_at.is_some_and(|s| s < self.step);
-            let got = per_conn.get(&i).cloned().unwrap_or_default();
-            if negotiated && got != canon {
-                return Err(self.fail(Failure::correctness(
-                    "command-dropped-broadcast",
-                    format!(
-                        "monitor {} got COMMAND_DROPPED {:?}, another got {:?}",
-                        c.monitor.0, got, canon
-                    ),
-                )));
-            }
-        }
-        for v in canon {
-            let data = v.get("data");
-            let reason = data.and_then(|d| d.get("reason")).and_then(|r| r.as_str());
-            let id = data.and_then(|d| d.get("id"));
-            let (Some("queue-full"), Some(id)) = (reason, id) else {
-                return Err(self.fail(Failure::correctness(
-                    "command-dropped-shape",
-                    format!("COMMAND_DROPPED without reason queue-full and id: {v}"),
-                )));
-            };
-            let mut owner = None;
-            for (i, c) in self.clients.iter_mut().enumerate() {
-                if let Some(conn) = c.conn.as_mut() {
-                    if conn.model.drop_request(id) {
-                        owner = Some(i);
-                        break;
-                    }
-                }
-            }
-            let Some(owner) = owner else {
-                return Err(self.fail(Failure::correctness(
-                    "command-dropped-id",
-                    format!("COMMAND_DROPPED for id {id} that no droppable request carries"),
-                )));
-            };
-            let m = self.clients[owner].monitor;
-            let q = self.core.queue_len(m);
-            if q != QUEUE_MAX {
-                return Err(self.fail(Failure::correctness(
-                    "command-dropped-early",
-                    format!(
-                        "monitor {} dropped a request with {q} queued (limit {QUEUE_MAX})",
-                        m.0
-                    ),
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Per-monitor invariants after every input.
-    fn check_invariants(&mut self) -> Result<(), Failure> {
-        let busy_monitor = self
-            .inband_busy
-            .and_then(|c| self.calls.get(&c))
-            .map(|c| c.monitor);
-        for c in &self.clients {
-            let Some(conn) = c.conn.as_ref() else {
-                continue;
-            };
-            let m = c.monitor;
-            let q = self.core.queue_len(m);
-            let s = conn.model.confirmed;
-            if q > QUEUE_MAX + QUEUE_OVERSHOOT_MAX {
-                return Err(self.fail(Failure::correctness(
-                    "queue-limit",
-                    format!(
-                        "monitor {} queue length {q} > {QUEUE_MAX} + {QUEUE_OVERSHOOT_MAX} from one byte",
-                        m.0
-                    ),
-                )));
-            }
-            if !s.oob() && q > 1 + QUEUE_OVERSHOOT_MAX {
-                return Err(self.fail(Failure::correctness(
-                    "queue-without-oob",
-                    format!(
-                        "monitor {} has {q} queued requests with OOB off (bytes after a suspension point were processed)",
-                        m.0
-                    ),
-                )));
-            }
-            let sc = self.core.suspend_count(m);
-            let ext = conn.ext_suspends as i64;
-            let inflight = busy_monitor == Some(m);
-            let protocol = match (self.opts.dialect, s) {
-                // Every request queued with OOB off suspends; each is resumed when its
-                // dispatch is done (several when one byte completed several messages).
-                (_, Session::Negotiating) | (_, Session::Command { oob: false }) => {
-                    q as i64 + inflight as i64
-                }
-                // Suspended when the 8th is queued, resumed when a dispatch leaves 7 (a 9th
-                // from the same byte does not suspend again).
-                (Dialect::Qemu72, Session::Command { oob: true }) => (q >= QUEUE_MAX) as i64,
-                (_, Session::Command { oob: true }) => 0,
-            };
-            if sc != ext + protocol {
-                return Err(self.fail(Failure::correctness(
-                    "suspend-count",
-                    format!(
-                        "monitor {} suspend count {sc}, expected {ext} external + {protocol} from the queue (queue {q}, in-band call running: {inflight}, session {s:?})",
-                        m.0
-                    ),
-                )));
-            }
-            let wants = self.core.wants_read(m);
-            // QEMU runs an OOB handler from the parser callback: no byte of that monitor is
-            // read until it returns.
-            let oob_call = self
-                .calls
-                .values()
-                .any(|k| k.oob && k.monitor == m && k.epoch == c.epoch);
-            if wants && oob_call {
-                return Err(self.fail(Failure::correctness(
-                    "wants-read",
-                    format!("monitor {} wants_read while its OOB call runs", m.0),
-                )));
-            }
-            if !wants && sc == 0 && !conn.closing && !oob_call {
-                return Err(self.fail(Failure::correctness(
-                    "wants-read",
-                    format!(
-                        "monitor {} refuses input with suspend count 0 and no OOB call",
-                        m.0
-                    ),
-                )));
-            }
-            if wants && sc != 0 {
-                return Err(self.fail(Failure::correctness(
-                    "wants-read",
-                    format!("monitor {} wants_read with suspend count {sc}", m.0),
-                )));
-            }
-        }
-        if self.step.is_multiple_of(64) {
-            let pending: usize = self
-                .clients
-                .iter()
-                .map(|c| self.core.pending_output(c.monitor).len())
-                .sum();
-            let est = self.core.memory_estimate();
-            if est > MEMORY_SLACK + 2 * pending {
-                return Err(self.fail(Failure::correctness(
-                    "memory",
-                    format!("memory estimate {est} bytes > {MEMORY_SLACK} + 2 x {pending} pending"),
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Liveness: after the faults stopped and the agenda ran dry (or the bounded virtual time
-    /// passed), nothing may be pending. Names what is.
-    fn check_quiescent(&mut self) -> Result<(), Failure> {
-        let mut pending = Vec::new();
-        for c in &self.clients {
-            let m = c.monitor;
-            let Some(conn) = c.conn.as_ref() else {
-                continue;
-            };
-            if !conn.tx.is_empty() {
-                pending.push(format!(
-                    "monitor {}: {} request bytes never read (wants_read={}, suspend count {})",
-                    m.0,
-                    conn.tx.len(),
-                    self.core.wants_read(m),
-                    self.core.suspend_count(m)
-                ));
-            }
-            if let Some(e) = conn.model.inband.front() {
-                pending.push(format!(
-                    "monitor {}: {} in-band replies missing, first {} ({})",
-                    m.0,
-                    conn.model.inband.len(),
-                    show(&e.bytes),
-                    e.what
-                ));
-            }
-            if let Some(e) = conn.model.immediate.front() {
-                pending.push(format!(
-                    "monitor {}: {} immediate replies missing, first {} ({})",
-                    m.0,
-                    conn.model.immediate.len(),
-                    show(&e.bytes),
-                    e.what
-                ));
-            }
-            if let Some((_, e)) = conn.model.events.front() {
-                pending.push(format!(
-                    "monitor {}: {} events never delivered, first {}",
-                    m.0,
-                    conn.model.events.len(),
-                    show(e)
-                ));
-            }
-            if conn.model.greeting.is_some() {
-                pending.push(format!("monitor {}: no greeting", m.0));
-            }
-            if !conn.model.rx.is_empty() {
-                pending.push(format!(
-                    "monitor {}: incomplete message {}",
-                    m.0,
-                    show(&conn.model.rx)
-                ));
-            }
-            let out = self.core.pending_output(m).len();
-            if out > 0 {
-                pending.push(format!("monitor {}: {out} output bytes never written", m.0));
-            }
-            let q = self.core.queue_len(m);
-            if q > 0 {
-                pending.push(format!("monitor {}: {q} requests still queued", m.0));
-            }
-        }
-        if let Some(call) = self.calls.keys().next() {
-            pending.push(format!(
-                "{} handler calls unfinished, first {}",
-                self.calls.len(),
-                call.0
-            ));
-        }
-        if self.core.dispatcher_ready() {
-            pending.push("dispatcher still has work".to_string());
-        }
-        if let Some(t) = self.core.poll_timeout() {
-            pending.push(format!("a timer is still armed for t={}", t.0));
-        }
-        if self.throttle.next_deadline().is_some() {
-            pending.push("the reference throttle still holds state".to_string());
-        }
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            Err(self.fail(Failure::liveness("not-quiescent", pending.join("\n  "))))
-        }
-    }
-
     /// Closes every connection (the final accounting needs every descriptor released).
     fn close_all(&mut self) -> Result<(), Failure> {
         for i in 0..self.clients.len() {
@@ -1438,28 +1094,5 @@ impl<C: Core> World<C> {
             }
         }
         Ok(())
-    }
-
-    /// Every descriptor handed to the core came back as `CloseFd` exactly once (the sim never
-    /// asks the core to keep one).
-    fn check_fds(&mut self) -> Result<(), Failure> {
-        let open: Vec<u64> = self
-            .fds
-            .iter()
-            .filter(|(_, closed)| !**closed)
-            .map(|(fd, _)| *fd)
-            .collect();
-        if open.is_empty() {
-            Ok(())
-        } else {
-            Err(self.fail(Failure::correctness(
-                "fd-leak",
-                format!(
-                    "{} fds never closed after every connection closed: {:?}",
-                    open.len(),
-                    open
-                ),
-            )))
-        }
     }
 }

@@ -1,0 +1,99 @@
+//! What a handler may do besides computing its result: the small control interface every
+//! adapter implements ([`Control`]) and the per-call view of it ([`CallContext`]).
+//!
+//! Handlers are written once against this interface, so the demo machine and an embedder's
+//! commands run unchanged on every adapter (std threads, a plain `poll` loop, the simulator).
+//! Every method may be called from a handler's thread with no lock held; the adapter turns it
+//! into a driver input.
+
+use qmp_core::json::Object;
+use qmp_core::server::{Call, Lane, MonitorId, RunState};
+
+use crate::conn::ConnId;
+
+/// The runtime side of a handler's actions.
+pub trait Control: Send + Sync {
+    /// Emit an event now (stamped with the wall clock, throttled and broadcast by the core).
+    fn emit_event(&self, name: &str, data: Object);
+    /// Tell the core the VM run state changed.
+    fn set_run_state(&self, state: RunState);
+    /// Stop serving once the current replies are out (QEMU's `quit`).
+    fn request_shutdown(&self);
+    /// The chardev ids of the listeners, in order (what `query-yank` lists).
+    fn chardevs(&self) -> Vec<String>;
+    /// Drop the clients of chardev `id` (QEMU's chardev yank); false when there is none.
+    fn yank_chardev(&self, id: &str) -> bool;
+    /// Whether the connection `session` is still open (a handler that blocks on behalf of its
+    /// client uses it with [`crate::Registry::on_session_closed`]).
+    fn session_open(&self, session: ConnId) -> bool;
+}
+
+/// One handler call as its handler sees it.
+pub struct CallContext<'a> {
+    control: &'a dyn Control,
+    call: &'a Call,
+    session: ConnId,
+}
+
+impl<'a> CallContext<'a> {
+    /// The context of `call`, made by `session`, acting through `control`.
+    pub fn new(control: &'a dyn Control, call: &'a Call, session: ConnId) -> Self {
+        CallContext {
+            control,
+            call,
+            session,
+        }
+    }
+
+    /// The monitor the request came from.
+    pub fn monitor(&self) -> MonitorId {
+        self.call.monitor
+    }
+
+    /// The connection the request came on (distinct for every connection, unlike monitors,
+    /// which successive connections of one listener slot share).
+    pub fn session(&self) -> ConnId {
+        self.session
+    }
+
+    /// The lane the call runs on.
+    pub fn lane(&self) -> Lane {
+        self.call.lane
+    }
+
+    /// The command name.
+    pub fn command(&self) -> &str {
+        &self.call.command
+    }
+
+    /// Emit an event now. Events emitted by an in-band handler reach the wire before its reply,
+    /// as in QEMU (`stop` → STOP, then the return).
+    pub fn emit_event(&self, name: &str, data: Object) {
+        self.control.emit_event(name, data);
+    }
+
+    /// Tell the core the VM run state changed (fd-set cleanup and preconfig depend on it).
+    pub fn set_run_state(&self, state: RunState) {
+        self.control.set_run_state(state);
+    }
+
+    /// Stop the server once this call's reply has been produced.
+    pub fn request_shutdown(&self) {
+        self.control.request_shutdown();
+    }
+
+    /// The chardev ids of the listeners (what `query-yank` lists).
+    pub fn chardevs(&self) -> Vec<String> {
+        self.control.chardevs()
+    }
+
+    /// Drop the clients of chardev `id`; false when there is no such chardev.
+    pub fn yank_chardev(&self, id: &str) -> bool {
+        self.control.yank_chardev(id)
+    }
+
+    /// Whether this call's connection is still open.
+    pub fn session_open(&self) -> bool {
+        self.control.session_open(self.session)
+    }
+}
