@@ -15,6 +15,10 @@
 //!
 //! # Where this differs from QEMU 7.2, on purpose or not yet
 //!
+//! * Human monitors: a finished line waits in the in-band queue for the dispatcher (QEMU runs
+//!   it at once in the main loop, which the dispatcher shares), so a line still queued when
+//!   its client leaves is dropped unrun; completion lists no files or block devices; `help
+//!   log`'s log item list, `O`-typed arguments and `$register` expressions are not known.
 //! * A [`MonitorId`] names a monitor (QEMU's `MonitorQMP`, one per listener slot), reused by
 //!   the clients that come and go on it: `Open` starts a session, `Close` ends it, and what
 //!   QEMU keeps on the monitor survives (named fds, the suspend count, an outstanding OOB
