@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
-    Call, CallId, CallResult, Input, Instant, Lane, MonitorId, Output, RunState, Server, Timestamp,
+    Call, CallId, CallResult, HmpOptions, Input, Instant, Lane, MonitorId, Output, RunState,
+    Server, Timestamp,
 };
 
 use crate::conn::{CloseReason, Conn, ConnId, ConnStats, ReadFact, WriteFact};
@@ -405,6 +406,7 @@ impl<F: Descriptor> Driver<F> {
         let slot = listener.free_slot()?;
         let monitor = listener.monitor(slot);
         let options = listener.config.options;
+        let readline = listener.config.readline;
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         listener.slots[slot] = Some(conn);
@@ -419,7 +421,15 @@ impl<F: Descriptor> Driver<F> {
             chardev = %self.listeners[l].config.chardev,
             "client connected"
         );
-        self.apply(now, Input::Open { monitor, options });
+        let open = if readline {
+            Input::OpenHmp {
+                monitor,
+                options: HmpOptions::default(),
+            }
+        } else {
+            Input::Open { monitor, options }
+        };
+        self.apply(now, open);
         Some(conn)
     }
 

@@ -1,4 +1,4 @@
-//! Listener specifications (`unix:PATH[,oob=off][,pretty=on][,clients=N][,id=NAME]`,
+//! Listener specifications (`unix:PATH[,mode=readline][,oob=off][,pretty=on][,clients=N][,id=NAME]`,
 //! `tcp:HOST:PORT[,...]`) and binding them.
 //!
 //! A listener behaves like a QEMU socket chardev: by default it serves one client at a time and
@@ -47,6 +47,8 @@ pub struct ListenSpec {
     /// The chardev id (`query-yank`, `yank`); `None`: `compat_monitor<i>` for the i-th
     /// listener, as QEMU names the chardev of its i-th `-qmp` option.
     pub id: Option<String>,
+    /// `mode=readline`: a human monitor (HMP) instead of QMP (`mode=control`, the default).
+    pub readline: bool,
 }
 
 impl ListenSpec {
@@ -58,6 +60,7 @@ impl ListenSpec {
             pretty: false,
             clients: 1,
             id: None,
+            readline: false,
         }
     }
 
@@ -69,6 +72,7 @@ impl ListenSpec {
             pretty: false,
             clients: 1,
             id: None,
+            readline: false,
         }
     }
 
@@ -115,8 +119,19 @@ impl ListenSpec {
                     spec.clients = n;
                 }
                 "id" if !v.is_empty() => spec.id = Some(v.to_owned()),
+                "mode" => {
+                    spec.readline = match v {
+                        "readline" => true,
+                        "control" => false,
+                        _ => return Err(format!("mode={v}: expected readline or control")),
+                    }
+                }
                 _ => return Err(format!("unknown listen option '{k}'")),
             }
+        }
+        if spec.readline && spec.pretty {
+            // QEMU's monitor_init: "'pretty' is not compatible with HMP monitors".
+            return Err("'pretty' is not compatible with HMP monitors".into());
         }
         Ok(spec)
     }

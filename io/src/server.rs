@@ -158,11 +158,9 @@ impl QmpServerBuilder {
             self.config.wall_clock_base = wall_at_origin(&clock);
         }
         let mut server = Server::new(self.config.clone());
-        for spec in self.registry.specs() {
-            server
-                .register(spec.clone())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
-        }
+        self.registry
+            .register_with(&mut server)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let default_oob = self.config.dialect == Dialect::Qemu72;
@@ -184,6 +182,7 @@ impl QmpServerBuilder {
                     oob_capable: spec.oob.unwrap_or(default_oob),
                     pretty: spec.pretty,
                 },
+                readline: spec.readline,
             });
         }
         let mut driver = Driver::new(server, configs, self.limits);

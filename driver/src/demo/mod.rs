@@ -27,7 +27,7 @@ use qmp_core::server::{
 };
 use serde::Serialize;
 
-pub mod hmp;
+use qmp_core::hmp::HmpCommand;
 
 /// The machine's state, shared by every handler.
 pub struct Machine {
@@ -341,31 +341,7 @@ impl Machine {
                 empty()
             },
         );
-        let m = self.clone();
-        let b = b.command_with_context(
-            spec(
-                "human-monitor-command",
-                false,
-                false,
-                vec![
-                    member("command-line", ArgType::String, false),
-                    member("cpu-index", ArgType::Int, true),
-                ],
-            ),
-            move |ctx, args| {
-                if let Some(i) = args.get("cpu-index").and_then(Value::as_i64) {
-                    // `-machine none` has no CPU at all, so every index is bad.
-                    let _ = i;
-                    return generic("Parameter 'cpu-index' expects a CPU number");
-                }
-                let line = args
-                    .get("command-line")
-                    .and_then(Value::as_json_string)
-                    .map(|s| s.to_string_lossy())
-                    .unwrap_or_default();
-                CallResult::Return(Value::string(hmp::run(&m, ctx, &line)))
-            },
-        );
+        let b = self.register_hmp(b);
         b.test_command(
             test_commands,
             spec(
@@ -397,10 +373,87 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// The human monitor's commands (QEMU 7.2's names, parameters, help texts and flags), and
+    /// QMP `human-monitor-command` running them (the core's).
+    fn register_hmp<'a>(self: &Arc<Self>, b: Builder<'a>) -> Builder<'a> {
+        b.0.use_core_human_monitor_command();
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("cont|c", "", "", "resume emulation"),
+            move |ctx| {
+                m.cont(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("stop|s", "", "", "stop emulation"),
+            move |ctx| {
+                m.stop(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("quit|q", "", "", "quit the emulator").flags("p"),
+            move |ctx| {
+                m.quit(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("system_powerdown", "", "", "send system power down event"),
+            move |ctx| {
+                m.powerdown(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::info(
+                "status",
+                "",
+                "",
+                "show the current VM status (running|paused)",
+            )
+            .flags("p"),
+            move |_| {
+                let state = if m.is_running() { "running" } else { "paused" };
+                format!("VM status: {state}\n")
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::info("version", "", "", "show the version of QEMU").flags("p"),
+            move |_| format!("{}\n", m.version_text()),
+        );
+        // `info name` prints nothing when the VM has no name (qmpd has none, like QEMU
+        // without -name).
+        b.hmp(
+            HmpCommand::info("name", "", "", "show the current VM name").flags("p"),
+            |_| String::new(),
+        )
+    }
+}
+
 /// Chained registration into a [`Registry`], as the demo reads best.
 struct Builder<'a>(&'a mut Registry);
 
 impl Builder<'_> {
+    /// A human monitor command whose handler returns the text to print.
+    fn hmp<F>(self, cmd: HmpCommand, handler: F) -> Self
+    where
+        F: Fn(&CallContext<'_>) -> String + Send + Sync + 'static,
+    {
+        self.0.insert_hmp(
+            cmd,
+            Arc::new(move |ctx, _| CallResult::Return(Value::string(handler(ctx)))),
+        );
+        self
+    }
+
     fn command_with_context<F>(self, spec: CommandSpec, handler: F) -> Self
     where
         F: Fn(&CallContext<'_>, &Object) -> CallResult + Send + Sync + 'static,

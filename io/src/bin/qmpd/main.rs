@@ -22,6 +22,7 @@ struct Args {
     /// greeting; `,clients=N` serve N clients at once (default 1: like a QEMU socket chardev,
     /// the next client waits unanswered in the backlog until the current one leaves);
     /// `,id=NAME` the chardev id shown by query-yank (default compat_monitorI for the I-th listener, as QEMU names -qmp chardevs).
+    /// `,mode=readline` a human monitor (HMP, QEMU's -monitor) instead of QMP (`mode=control`).
     /// Unix sockets are created with mode 0600; TCP must be loopback unless --allow-remote.
     #[arg(long = "listen", value_name = "SPEC", required = true, value_parser = ListenSpec::parse)]
     listen: Vec<ListenSpec>,
