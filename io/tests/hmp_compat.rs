@@ -152,24 +152,52 @@ const STEPS: &[&[u8]] = &[
     b"cont\n",
 ];
 
+/// Steps in the preconfig state (`-preconfig` / `--preconfig`), then after `exit_preconfig`.
+const PRECONFIG_STEPS: &[&[u8]] = &[
+    b"info status\n",
+    b"stop\n",
+    b"cont\n",
+    b"help stop\n",
+    b"help quit\n",
+    b"help exit_preconfig\n",
+    b"help info status\n",
+    b"info version\n",
+    b"qu\t",
+    b"\x17\x17",
+    b"exit_preconfig\n",
+    b"info status\n",
+    b"stop\n",
+    b"info status\n",
+    b"exit_preconfig\n",
+    b"help stop\n",
+    b"cont\n",
+];
+
 #[test]
 fn hmp_sessions_match_qemu_byte_for_byte() {
+    compare(&[], STEPS);
+}
+
+#[test]
+fn hmp_preconfig_matches_qemu_byte_for_byte() {
+    compare(&["-preconfig"], PRECONFIG_STEPS);
+}
+
+/// Run QEMU (with `qemu_args`) and qmpd (with the matching flags) side by side and compare
+/// every step's bytes.
+fn compare(qemu_args: &[&str], steps: &[&[u8]]) {
     let Some((version, package)) = qemu_version() else {
         eprintln!("{QEMU} not installed: HMP differential test skipped");
         return;
     };
+    let preconfig = qemu_args.contains(&"-preconfig");
     let dir = temp_dir();
     let (q_path, d_path) = (dir.join("qemu.sock"), dir.join("qmpd.sock"));
     let _qemu = Proc(
         Command::new(QEMU)
-            .args([
-                "-machine",
-                "none",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-monitor",
-            ])
+            .args(["-machine", "none", "-nodefaults", "-display", "none"])
+            .args(qemu_args)
+            .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", q_path.display()))
             .stdin(Stdio::null())
             .spawn()
@@ -187,6 +215,7 @@ fn hmp_sessions_match_qemu_byte_for_byte() {
                 "--log",
                 "warn",
             ])
+            .args(if preconfig { &["--preconfig"][..] } else { &[] })
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn qmpd"),
@@ -199,7 +228,7 @@ fn hmp_sessions_match_qemu_byte_for_byte() {
         String::from_utf8_lossy(&read_step(&mut d, true)),
         String::from_utf8_lossy(&banner)
     );
-    for step in STEPS {
+    for step in steps {
         q.write_all(step).unwrap();
         d.write_all(step).unwrap();
         let ends_line = step.ends_with(b"\n") || step.ends_with(b"\r");

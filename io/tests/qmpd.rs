@@ -308,3 +308,41 @@ fn recorded_session_replays_to_the_same_digest() {
     let r2 = qmp_core::server::trace::replay(&tampered).expect("replay");
     assert!(!r2.matches());
 }
+
+/// `--preconfig` as QEMU 7.2's `-preconfig` (spec appendix A group L, checked live): only
+/// `allow-preconfig` commands run until `x-exit-preconfig`, which starts the machine (RESUME)
+/// and is refused after.
+#[test]
+fn preconfig_until_x_exit_preconfig() {
+    let d = Daemon::spawn(&["--preconfig"]);
+    let mut c = Client::connect(&d.sock());
+    c.read_msg();
+    c.send("{\"execute\": \"qmp_capabilities\"}\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    c.send("{\"execute\": \"cont\", \"id\": 1}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"The command 'cont' is permitted only after machine initialization has completed\"}}\r\n"
+    );
+    c.send("{\"execute\": \"query-status\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n"
+    );
+    c.send("{\"execute\": \"x-exit-preconfig\"}\n");
+    assert_eq!(
+        mask_ts(&c.read_msg()),
+        "{\"timestamp\": {\"seconds\": S, \"microseconds\": U}, \"event\": \"RESUME\"}\r\n"
+    );
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    c.send("{\"execute\": \"query-status\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n"
+    );
+    c.send("{\"execute\": \"x-exit-preconfig\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"The command is permitted only before machine initialization\"}}\r\n"
+    );
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qmp_core::json::{Object, Value};
-use qmp_core::server::{Config, Dialect};
+use qmp_core::server::{Config, Dialect, RunState};
 use qmp_io::{ListenSpec, QmpServerBuilder};
 
 /// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
@@ -26,6 +26,12 @@ struct Args {
     /// Unix sockets are created with mode 0600; TCP must be loopback unless --allow-remote.
     #[arg(long = "listen", value_name = "SPEC", required = true, value_parser = ListenSpec::parse)]
     listen: Vec<ListenSpec>,
+
+    /// Start in QEMU's preconfig state (`qemu -preconfig`): only commands allowed there run
+    /// (QMP `allow-preconfig`, HMP flag `p`), until QMP `x-exit-preconfig` or HMP
+    /// `exit_preconfig` starts the machine (RESUME).
+    #[arg(long)]
+    preconfig: bool,
 
     /// Which QEMU to behave like: qemu-7.2 (exec-oob, suspend on a full queue) or qemu-2.12
     /// (control.run-oob, id required with OOB, COMMAND_DROPPED on a full queue).
@@ -156,9 +162,17 @@ fn run(args: Args) -> Result<(), String> {
     };
     let config = Config {
         version: version.clone(),
+        run_state: if args.preconfig {
+            RunState::Preconfig
+        } else {
+            base.run_state
+        },
         ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
+    if args.preconfig {
+        machine.start_in_preconfig();
+    }
     let mut builder = QmpServerBuilder::new(config)
         .allow_remote(args.allow_remote)
         .max_connections(args.max_connections)
