@@ -457,3 +457,47 @@ fn open_hmp_is_part_of_the_trace_format() {
     let short: Input = serde_json::from_str("{\"OpenHmp\": {\"monitor\": 3}}").unwrap();
     assert_eq!(short, i);
 }
+
+/// A session with human monitors, recorded with `Recorder::for_server`, replays to the same
+/// digest: the header carries the HMP commands and `human-monitor-command`.
+#[test]
+fn hmp_sessions_record_and_replay() {
+    use qmp_core::server::trace::{replay, Recorder};
+    let mut w = W::new();
+    w.s.register_human_monitor_command().unwrap();
+    let mut rec = Recorder::for_server(&w.s, None);
+    assert!(rec.text().contains("\"hmp_commands\""));
+    let mut inputs = vec![
+        Input::OpenHmp {
+            monitor: MonitorId(1),
+            options: HmpOptions::default(),
+        },
+        Input::Receive {
+            monitor: MonitorId(1),
+            bytes: b"cpu 1+1\ninfo st\t\n".to_vec(),
+            fds: vec![],
+        },
+        Input::NextInBand,
+    ];
+    let mut now = 0;
+    while let Some(i) = (!inputs.is_empty()).then(|| inputs.remove(0)) {
+        now += 10;
+        rec.handle(&mut w.s, Instant(now), i).unwrap();
+        while let Some(o) = w.s.poll_output() {
+            if let Output::Call(c) = o {
+                inputs.push(Input::Complete {
+                    call: c.id,
+                    result: text("done\n"),
+                });
+                inputs.push(Input::NextInBand);
+            }
+        }
+    }
+    let before = w.s.pending_output(MonitorId(1)).to_vec();
+    assert!(String::from_utf8_lossy(&before).contains("done\r\n(qemu) "));
+    let trace = rec.finish(&w.s);
+    let report = replay(&trace).expect("replays");
+    assert_eq!(Some(report.digest.hex()), report.expected);
+    assert_eq!(report.digest, w.s.digest());
+    assert!(report.misuse.is_empty());
+}

@@ -64,6 +64,12 @@ impl Registry {
         self.human_monitor_command = true;
     }
 
+    /// Whether QMP `human-monitor-command` is the core's
+    /// ([`Registry::use_core_human_monitor_command`]).
+    pub fn uses_core_human_monitor_command(&self) -> bool {
+        self.human_monitor_command
+    }
+
     /// The human monitor commands, in registration order.
     pub fn hmp_specs(&self) -> &[HmpCommand] {
         &self.hmp

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use qmp_core::hmp::HmpCommand;
 use qmp_core::server::trace::{Header, Line, TRACE_FORMAT, TRACE_VERSION};
 use qmp_core::server::{CommandSpec, Config, Input, Instant, Output, Server};
 
@@ -26,6 +27,18 @@ impl FileSink {
     /// Create `path` and write the header for a server built from `config` with `specs`
     /// registered in this order.
     pub fn create(path: &Path, config: &Config, specs: &[CommandSpec]) -> std::io::Result<Self> {
+        Self::create_with_hmp(path, config, specs, &[], false)
+    }
+
+    /// [`FileSink::create`] for a server with human monitor commands (`hmp`) and, when
+    /// `human_monitor_command`, the core's QMP `human-monitor-command`.
+    pub fn create_with_hmp(
+        path: &Path,
+        config: &Config,
+        specs: &[CommandSpec],
+        hmp: &[HmpCommand],
+        human_monitor_command: bool,
+    ) -> std::io::Result<Self> {
         let mut sink = FileSink {
             out: BufWriter::new(File::create(path)?),
             inputs: 0,
@@ -37,6 +50,8 @@ impl FileSink {
             seed: None,
             config: config.clone(),
             commands: specs.to_vec(),
+            hmp_commands: hmp.to_vec(),
+            human_monitor_command,
         }));
         if sink.failed {
             return Err(std::io::Error::other("cannot write the trace header"));
@@ -88,4 +103,21 @@ pub fn file_sink(
     specs: &[CommandSpec],
 ) -> std::io::Result<Box<dyn TraceSink>> {
     Ok(Box::new(FileSink::create(path, config, specs)?))
+}
+
+/// A [`FileSink`] for `path` recording everything `builder` registers (QMP commands, human
+/// monitor commands, the core's `human-monitor-command`), boxed for
+/// [`crate::QmpServerBuilder::record`].
+pub fn file_sink_for(
+    path: &Path,
+    builder: &crate::QmpServerBuilder,
+) -> std::io::Result<Box<dyn TraceSink>> {
+    let r = builder.registry();
+    Ok(Box::new(FileSink::create_with_hmp(
+        path,
+        builder.config(),
+        r.specs(),
+        r.hmp_specs(),
+        r.uses_core_human_monitor_command(),
+    )?))
 }

@@ -145,6 +145,11 @@ impl QmpServerBuilder {
         self.registry.specs()
     }
 
+    /// Everything registered so far (QMP and human monitor commands).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

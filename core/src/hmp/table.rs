@@ -7,6 +7,8 @@
 //! commands are answered by the core itself ([`Builtin`]); the embedder registers the rest
 //! and runs them as in-band calls.
 
+use serde::{Deserialize, Serialize};
+
 use super::args::check_args_type;
 use crate::server::{ApiMisuse, CommandName};
 
@@ -39,7 +41,7 @@ pub(crate) enum Builtin {
 ///     .flags("p");
 /// assert_eq!(status.call_name(), "hmp info status");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HmpCommand {
     /// Names separated by `|`, the first one canonical (`cont|c`).
     pub name: String,
@@ -52,9 +54,11 @@ pub struct HmpCommand {
     /// QEMU's flags; `p` makes the command available in the preconfig phase.
     pub flags: String,
     /// A subcommand of `info`.
+    #[serde(default)]
     pub is_info: bool,
     /// QEMU has the command but no handler for it here: running it prints
     /// `Command "<name>" is not available.` (it is still listed by `help`).
+    #[serde(default)]
     pub unavailable: bool,
 }
 
@@ -243,6 +247,15 @@ impl Table {
         } else {
             &self.top
         }
+    }
+
+    /// The embedder's commands (both tables, by name).
+    pub(crate) fn embedder_commands(&self) -> impl Iterator<Item = &HmpCommand> {
+        self.top
+            .iter()
+            .chain(self.info.iter())
+            .filter(|e| e.builtin.is_none())
+            .map(|e| &e.cmd)
     }
 
     /// The entry of a call name (for tests and the embedder's lookups).

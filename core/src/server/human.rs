@@ -79,6 +79,19 @@ impl Server {
         self.hmp_table.register(cmd)
     }
 
+    /// The embedder's HMP commands (sorted by name, top-level table first).
+    pub fn registered_hmp_commands(&self) -> impl Iterator<Item = &HmpCommand> {
+        self.hmp_table.embedder_commands()
+    }
+
+    /// Whether QMP `human-monitor-command` is the core's
+    /// ([`Server::register_human_monitor_command`]).
+    pub fn has_human_monitor_command(&self) -> bool {
+        self.registry
+            .get(b"human-monitor-command")
+            .is_some_and(|e| e.builtin == Some(QmpBuiltin::HumanMonitorCommand))
+    }
+
     /// The HMP command a call of this name runs, if it is one of the embedder's.
     pub fn hmp_command_of_call(&self, call: &str) -> Option<&HmpCommand> {
         self.hmp_table.by_call(call).map(|e| &e.cmd)

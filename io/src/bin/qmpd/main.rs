@@ -186,7 +186,7 @@ fn run(args: Args) -> Result<(), String> {
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {
-        let sink = qmp_io::record::file_sink(path, builder.config(), builder.specs())
+        let sink = qmp_io::record::file_sink_for(path, &builder)
             .map_err(|e| format!("--record {}: {e}", path.display()))?;
         builder = builder.record(sink);
     }
