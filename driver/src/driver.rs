@@ -583,6 +583,25 @@ impl<F: Descriptor> Driver<F> {
         self.apply(now, input);
     }
 
+    /// QEMU's `monitor_suspend` from the HMP command of `call` (see
+    /// [`crate::Control::suspend_hmp_caller`]): the call's human monitor is suspended unless the
+    /// call runs non-interactively; returns whether it was.
+    pub fn suspend_hmp_caller(&mut self, now: Instant, call: CallId) -> bool {
+        if !self.server.hmp_call_can_suspend(call) {
+            return false;
+        }
+        let Some(monitor) = self
+            .server
+            .outstanding_calls()
+            .find(|c| c.id == call)
+            .map(|c| c.monitor)
+        else {
+            return false;
+        };
+        self.suspend(now, monitor, true);
+        true
+    }
+
     /// The next out-of-band call to run at once (before reading anything more).
     pub fn take_oob_call(&mut self) -> Option<SessionCall> {
         self.oob_calls.pop_front()

@@ -495,4 +495,10 @@ impl Control for Shared {
     fn session_open(&self, session: ConnId) -> bool {
         self.lock().driver.is_open(session)
     }
+
+    fn suspend_hmp_caller(&self, call: CallId) -> bool {
+        let mut done = false;
+        self.apply(false, |d, now| done = d.suspend_hmp_caller(now, call));
+        done
+    }
 }

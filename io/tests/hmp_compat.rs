@@ -4,9 +4,8 @@
 //! completion, history, errors, help texts, prompts, typed-ahead lines), for every HMP command
 //! qmpd implements. Skipped (with a message) when QEMU is not installed.
 //!
-//! Not compared: `quit` (QEMU suspends the monitor before it exits, so no prompt follows; qmpd
-//! prints one before its EOF) and listings of every command (`help`, `info`, tab on an empty
-//! line), since QEMU has ~150 commands and qmpd implements a few.
+//! Not compared: listings of every command (`help`, `info`, tab on an empty line), since QEMU
+//! has ~150 commands and qmpd implements a few. The last step is `quit` (no prompt, then EOF).
 
 mod common;
 
@@ -150,6 +149,7 @@ const STEPS: &[&[u8]] = &[
     b"stop\r\n\r\n",
     b"info status\n",
     b"cont\n",
+    b"quit\n",
 ];
 
 /// Steps in the preconfig state (`-preconfig` / `--preconfig`), then after `exit_preconfig`.

@@ -468,6 +468,8 @@ impl Machine {
         let b = b.hmp(
             HmpCommand::new("quit|q", "", "", "quit the emulator").flags("p"),
             move |ctx| {
+                // `hmp_quit`: no prompt after it (refused through human-monitor-command).
+                ctx.suspend_hmp_monitor();
                 m.quit(ctx);
                 String::new()
             },
