@@ -3,6 +3,7 @@
 #   make test     everything CI runs (installs what it needs when missing)
 #   make sim      10,000 simulation seeds in release
 #   make sim-ci   20,000 seeds in release from a seed derived from the commit (part of make test)
+#   make planted-free  the qmpd of make run has no planted-bug code (part of make test)
 #   make fuzz T=target S=seconds   one fuzz target;  make fuzz-smoke: all targets briefly
 #   make loom     loom models of the io/ shim
 #   make bench    qmpd side by side with QEMU 7.2
@@ -14,7 +15,7 @@ SIM_CI_SEEDS ?= 20000
 T ?= json_stream
 S ?= 60
 
-.PHONY: all build run test test-rust lint sim sim-ci sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps
+.PHONY: all build run test test-rust lint sim sim-ci planted-free sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps
 
 all: build
 
@@ -24,16 +25,18 @@ build:
 run:
 	$(CARGO) run --release -p qmp-io --bin qmpd -- --listen unix:./qmp.sock
 
-test: lint test-rust sim-ci test-clients compat fuzz-smoke loom
+test: lint test-rust sim-ci planted-free test-clients compat fuzz-smoke loom
 	@echo "make test: all stages passed"
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p qmp-driver --all-targets --features planted -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 test-rust:
 	$(CARGO) test --workspace
+	$(CARGO) test -p qmp-driver --features planted
 
 # --- areas (each script is owned by its area; see README) ---
 deps:
@@ -53,6 +56,9 @@ sim:
 sim-ci:
 	$(CARGO) build --release -p qmp-sim
 	$(CARGO) run --release -p qmp-sim -- run --seed $$(git rev-parse HEAD 2>/dev/null || echo 0) --runs $(SIM_CI_SEEDS)
+
+planted-free:
+	bash scripts/planted-free.sh
 
 fuzz:
 	bash fuzz/run.sh $(T) $(S)

@@ -50,6 +50,7 @@ source "$ROOT/bench/lib.sh"
 # start_qmpd NAME CLIENTS: one listener serving CLIENTS clients at once; sets PID.
 start_qmpd() {
     "${PREFIX[@]}" "$BIN/qmpd" --listen "unix:$WORK/$1.sock,clients=$2" --max-connections $(($2 + 8)) \
+        --test-commands \
         --log warn >"$OUT/$1.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")

@@ -136,7 +136,7 @@ fn every_mode_runs_against_qmpd_when_built() {
         Command::new(&bin)
             .arg("--listen")
             .arg(format!("unix:{},clients=64", sock.display()))
-            .args(["--max-connections", "80", "--log", "warn"])
+            .args(["--max-connections", "80", "--log", "warn", "--test-commands"])
             .spawn()
             .expect("start qmpd"),
     );

@@ -146,6 +146,7 @@ fn call_outlives_its_session() {
     );
     assert!(w.server.wants_read(m));
     assert_eq!(w.server.probes().call_outlived_session, 1);
+    assert_eq!(w.server.probes().reopened_while_call_runs, 1);
 }
 
 /// An external suspend belongs to the monitor.

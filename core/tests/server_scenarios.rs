@@ -486,6 +486,43 @@ fn throttle_keyed_by_data_member() {
     assert_eq!(w.take(m), "{\"timestamp\": {\"seconds\": 2, \"microseconds\": 0}, \"event\": \"VSERPORT_CHANGE\", \"data\": {\"open\": false, \"id\": \"a\"}}\r\n{\"timestamp\": {\"seconds\": 3, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n");
 }
 
+#[test]
+fn many_throttle_keys_fire_in_deadline_order_then_key_order() {
+    let mut w = World::qemu72();
+    let m = w.negotiated(1, true);
+    let t0 = w.now;
+    let vs = |id: &str| obj(vec![("id", Value::string(id)), ("open", Value::Bool(true))]);
+    // Periods opened in the order c, b at t0 and a 1 ms later; each gets a pending event.
+    w.event("VSERPORT_CHANGE", vs("c"), ts(1));
+    w.event("VSERPORT_CHANGE", vs("b"), ts(1));
+    w.advance(1_000_000);
+    w.event("VSERPORT_CHANGE", vs("a"), ts(1));
+    for id in ["c", "b", "a"] {
+        w.event("VSERPORT_CHANGE", vs(id), ts(2));
+    }
+    w.take(m);
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(1_000_000_000)));
+    // One input after every period ended: b and c (same deadline, key order), then a.
+    w.now = t0.plus_nanos(1_001_000_000);
+    w.input(Input::Tick);
+    let out = w.take(m);
+    let order: Vec<&str> = ["\"id\": \"a\"", "\"id\": \"b\"", "\"id\": \"c\""]
+        .into_iter()
+        .filter(|k| out.contains(k))
+        .collect();
+    assert_eq!(order.len(), 3, "{out}");
+    let pos = |k: &str| out.find(k).unwrap_or(usize::MAX);
+    assert!(pos("\"id\": \"b\"") < pos("\"id\": \"c\""), "{out}");
+    assert!(pos("\"id\": \"c\"") < pos("\"id\": \"a\""), "{out}");
+    // Each restarted its period from now; then all end quietly together.
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(2_001_000_000)));
+    w.now = t0.plus_nanos(2_001_000_000);
+    w.input(Input::Tick);
+    assert_eq!(w.take(m), "");
+    assert_eq!(w.server.throttle_states(), 0);
+    assert_eq!(w.server.poll_timeout(), None);
+}
+
 // ---- 9. output ----
 
 #[test]
@@ -648,7 +685,10 @@ fn world212() -> World {
 fn dialect_212_negotiation_and_run_oob() {
     let mut w = world212();
     let plain = w.open(1, false, false);
-    assert!(w.take(plain).ends_with("\"capabilities\": []}}\r\n"));
+    assert_eq!(
+        w.take(plain),
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 12, \"major\": 2}, \"package\": \"\"}, \"capabilities\": []}}\r\n"
+    );
     w.send(
         plain,
         b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
@@ -688,6 +728,28 @@ fn dialect_212_negotiation_and_run_oob() {
     );
     w.send(m, b"{\"execute\": \"human-monitor-command\", \"id\": 5}");
     assert_eq!(w.take(m), "{\"id\": 5, \"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'command-line' is missing\"}}\r\n", "argument errors are dispatched, with id");
+}
+
+/// 2.12's `input_type_enum` said `Invalid parameter '<value>'` (7.2 names the parameter).
+#[test]
+fn dialect_212_enum_value_text() {
+    let bogus = b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"bogus\"]}}";
+    let mut w = world212();
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, bogus);
+    assert_eq!(
+        w.take(m),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid parameter 'bogus'\"}}\r\n"
+    );
+    let mut w = World::qemu72();
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, bogus);
+    assert_eq!(
+        w.take(m),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'null' does not accept value 'bogus'\"}}\r\n"
+    );
 }
 
 #[test]

@@ -31,6 +31,17 @@
 //!
 //! `examples/poll_loop.rs` (qmp-io) is a complete single-threaded embedding on `poll(2)`.
 //!
+//! # Simulating it
+//!
+//! `Driver<F>` is generic over the descriptor type ([`Descriptor`]): a simulator passes its own
+//! descriptors and checks that each comes back exactly once ([`Action::CloseFd`], or
+//! [`Driver::finish`]). Every fault is a fact: [`ReadFact`] (short reads, data then EOF, EOF
+//! alone, reset, would-block, EINTR, `fds_cut` for MSG_CTRUNC), [`WriteFact`] (partial writes,
+//! would-block, errors), [`AcceptFact`] (EMFILE is `OutOfResources`). With the feature
+//! `planted` (never enabled by qmpd): `Driver::plant` with `Planted::LostEof` (a short read
+//! taken for "drained") and `demo::Machine::plant_lock_outlives_holder` (`x-oob-test`'s lock
+//! not let go when its holder disconnects).
+//!
 //! # Handlers
 //!
 //! Handlers see a [`CallContext`] over the adapter's [`Control`] (emit an event, set the run

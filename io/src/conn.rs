@@ -1,16 +1,13 @@
-//! One accepted connection's socket as the IO thread holds it, and the one read routine both
-//! threads that read use. No lifecycle decision is made here: what a read returned goes to the
+//! A connection's socket and the one read routine both threads that read use. No lifecycle decision is made here: what a read returned goes to the
 //! driver as a `ReadFact` (see `qmp_driver::conn`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use mio::net::{TcpStream, UnixStream};
-use qmp_driver::{ConnId, ReadFact};
+use qmp_driver::ReadFact;
 
-use crate::reader::ReadToken;
 use crate::scm;
-use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// The socket of a connection.
 #[derive(Debug)]
@@ -87,40 +84,6 @@ pub fn read_fact<'a>(
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadFact::WouldBlock,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadFact::Interrupted,
         Err(e) => ReadFact::Failed(e.kind()),
-    }
-}
-
-/// An open connection as the IO thread holds it.
-#[derive(Debug)]
-pub struct Conn {
-    /// The driver's name for it.
-    pub id: ConnId,
-    /// The socket, shared with its writer and reader (in the locked state); closed when the
-    /// last holder drops it: this `Conn` (the driver removes the other two under the lock
-    /// first and the IO thread drops it outside), or the dispatcher's copy of the reader at
-    /// the end of a spin (also outside the lock).
-    pub stream: Arc<Stream>,
-    /// The writer's blocked flag (see `writer`): a writable event matters only while it is set.
-    pub write_blocked: Arc<AtomicBool>,
-    /// Taken around each read and its report (see [`crate::reader`]).
-    pub read_token: ReadToken,
-}
-
-impl Conn {
-    /// A fresh connection.
-    pub fn new(id: ConnId, stream: Stream) -> Self {
-        Conn {
-            id,
-            stream: Arc::new(stream),
-            write_blocked: Arc::new(AtomicBool::new(false)),
-            read_token: ReadToken::default(),
-        }
-    }
-
-    /// Whether the writer's last attempt was refused and no writable event was handled since
-    /// (read without the lock; see `writer`).
-    pub fn write_blocked(&self) -> bool {
-        self.write_blocked.load(Ordering::SeqCst)
     }
 }
 

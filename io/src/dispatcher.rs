@@ -6,12 +6,14 @@
 //! (`tuning::DISPATCHER_SPIN`), reading meanwhile the connection it just answered (see
 //! [`crate::reader`]), then sleeps on the condition variable (see `shared`).
 
+use std::io;
 use std::os::fd::OwnedFd;
 
 use qmp_core::server::{CallResult, Instant};
-use qmp_driver::{ConnId, HandlerCache, Registry, SessionCall};
+use qmp_driver::{ConnId, HandlerCache, ReadFact, Registry, SessionCall};
 
-use crate::reader::DispatcherRead;
+use crate::conn::Chunk;
+use crate::reader::Reader;
 use crate::shared::{CoreState, Shared};
 use crate::sync::{self, Arc, Ordering};
 use crate::tuning::{DISPATCHER_READ_CHUNK, DISPATCHER_SPIN};
@@ -183,12 +185,113 @@ fn complete_locked(
 /// it waits.
 fn end_run_locked(st: &mut CoreState, now: Instant, conn: ConnId, close: &mut Vec<OwnedFd>) {
     st.inband_run = None;
-    if st.writers.contains_key(&conn) {
+    if st.driver.is_open(conn) {
         st.follow_up = Some(conn);
     }
     if st.driver.wants_transmit(conn) && !st.driver.has_oob_calls() {
         if let Flushed::Failed(e) = st.flush_locked(conn, now, close) {
             tracing::debug!(conn = conn.0, error = %e, "write from the dispatcher failed");
+        }
+    }
+}
+
+/// What one read by the dispatcher came to.
+pub(crate) enum DispatcherRead {
+    /// Bytes were applied: the dispatcher looks at the state again.
+    Applied,
+    /// Nothing to read yet.
+    Nothing,
+    /// The connection is the IO thread's again: the core does not want its input now, or
+    /// (`io_look`) the stream ended or failed, which the IO thread reads itself and reports.
+    Leave {
+        /// The IO thread must look at the connection.
+        io_look: bool,
+    },
+}
+
+impl Shared {
+    /// One read of `conn` by the dispatcher while it spins for work, holding `conn`'s read
+    /// token (see the module docs; the caller takes it and gives it back). Only bytes are
+    /// reported from here; would-block is not (it is a spin's look, not the connection's
+    /// readiness, which only the IO thread's reads end), and the end of the stream or an error
+    /// is left to the IO thread, which reads it again and reports it.
+    pub(crate) fn dispatcher_read(
+        &self,
+        conn: ConnId,
+        reader: &Reader,
+        buf: &mut [u8],
+    ) -> DispatcherRead {
+        if !self.lock().driver.wants_input(conn) {
+            return DispatcherRead::Leave { io_look: false };
+        }
+        let mut fds = Vec::new();
+        match reader.stream.read_chunk(buf, &mut fds) {
+            Ok(chunk) if chunk.n > 0 => {
+                self.dispatcher_apply(conn, &buf[..chunk.n], fds, chunk, buf.len());
+                DispatcherRead::Applied
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                DispatcherRead::Nothing
+            }
+            _ => DispatcherRead::Leave { io_look: true },
+        }
+    }
+
+    /// Apply what the dispatcher read from `conn`, as the IO thread applies its reads. The IO
+    /// thread is told to look when it has work: out-of-band calls, or bytes a read that filled
+    /// its buffer left behind. Bytes of a connection closed meanwhile are dropped (the driver
+    /// ignores facts of closed connections and hands the descriptors back).
+    pub(crate) fn dispatcher_apply(
+        &self,
+        conn: ConnId,
+        bytes: &[u8],
+        fds: Vec<OwnedFd>,
+        chunk: Chunk,
+        capacity: usize,
+    ) {
+        let now = self.now();
+        let (read, wake) = {
+            let mut st = self.lock();
+            if st.readers.contains_key(&conn) {
+                st.dispatcher_reads += 1;
+            }
+            let read = st.apply_read(
+                conn,
+                now,
+                ReadFact::Data {
+                    bytes,
+                    fds,
+                    fds_cut: chunk.cut,
+                    capacity,
+                },
+            );
+            if let Flushed::Failed(e) = &read.flushed {
+                tracing::debug!(conn = conn.0, error = %e, "write from the dispatcher failed");
+            }
+            let io_work = read.oob || chunk.filled || st.io_work_pending();
+            (read, io_work && self.io_work_left(&mut st))
+        };
+        drop(read);
+        if wake {
+            self.wake_io();
+        }
+    }
+
+    /// The dispatcher gives `reader`'s token back, and has the IO thread look at the
+    /// connection again when it skipped a read meanwhile or when `io_look` says so.
+    pub(crate) fn give_back_read(&self, reader: &Reader, io_look: bool) {
+        let skipped = reader.token.give_back();
+        if skipped || io_look {
+            let wake = {
+                let mut st = self.lock();
+                self.io_work_left(&mut st)
+            };
+            if wake {
+                self.wake_io();
+            }
         }
     }
 }

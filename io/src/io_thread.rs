@@ -19,11 +19,11 @@ use mio::{Events, Interest, Poll, Token};
 use qmp_core::server::Instant;
 use qmp_driver::{AcceptFact, CloseReason, ConnId, ReadFact, Registry, ShutdownCause};
 
-use crate::conn::{read_fact, Conn, Stream};
+use crate::conn::{read_fact, Stream};
 use crate::listen::BoundListener;
-use crate::reader::Reader;
+use crate::reader::{ReadToken, Reader};
 use crate::shared::{CoreState, Shared};
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tuning::{EVENTS_CAPACITY, IO_SPIN, READS_PER_PASS, READ_CHUNK, SHUTDOWN_FLUSH};
 use crate::writer::{Flushed, StreamWriter, Writer};
 
@@ -277,7 +277,7 @@ impl IoLoop {
             .collect();
         PassStart {
             close,
-            closed: std::mem::take(&mut st.closed),
+            closed: st.take_closed(),
             oob: st.driver.has_oob_calls(),
             accept,
             readable,
@@ -293,7 +293,7 @@ impl IoLoop {
         let (closed, dirty, running) = {
             let mut st = self.shared.lock();
             (
-                std::mem::take(&mut st.closed),
+                st.take_closed(),
                 take_dirty(&mut st, now, !ran_oob),
                 st.driver.running(),
             )
@@ -352,11 +352,10 @@ impl IoLoop {
                 Box::new(StreamWriter(Arc::clone(&conn.stream))),
                 Arc::clone(&conn.write_blocked),
             );
-            st.writers.insert(id, writer);
-            if self.dispatcher_reads {
-                let reader = Reader::new(Arc::clone(&conn.stream), conn.read_token.clone());
-                st.readers.insert(id, reader);
-            }
+            let reader = self
+                .dispatcher_reads
+                .then(|| Reader::new(Arc::clone(&conn.stream), conn.read_token.clone()));
+            st.attach(id, writer, reader);
             conn_slot = Some(conn);
             (st.settle(), st.driver.should_accept(l, now))
         };
@@ -496,7 +495,7 @@ impl IoLoop {
                 shared.io_last_look(&mut st);
                 let dirty: Vec<ConnId> = st.driver.transmits().collect();
                 let done = st.inband_running.is_none() && st.driver.shutdown_flushed();
-                (dirty, std::mem::take(&mut st.closed), done)
+                (dirty, st.take_closed(), done)
             };
             for c in dirty {
                 self.flush(c);
@@ -522,11 +521,45 @@ impl IoLoop {
         let (close, closed) = {
             let mut st = self.shared.lock();
             st.driver.finish(self.shared.now());
-            (st.settle(), std::mem::take(&mut st.closed))
+            (st.settle(), st.take_closed())
         };
         drop(close);
         self.drop_closed(closed);
         self.shared.stop();
+    }
+}
+
+/// An open connection as the IO thread holds it.
+#[derive(Debug)]
+pub struct Conn {
+    /// The driver's name for it.
+    pub id: ConnId,
+    /// The socket, shared with its writer and reader (in the locked state); closed when the
+    /// last holder drops it: this `Conn` (the driver removes the other two under the lock
+    /// first and the IO thread drops it outside), or the dispatcher's copy of the reader at
+    /// the end of a spin (also outside the lock).
+    pub stream: Arc<Stream>,
+    /// The writer's blocked flag (see `writer`): a writable event matters only while it is set.
+    pub write_blocked: Arc<AtomicBool>,
+    /// Taken around each read and its report (see [`crate::reader`]).
+    pub read_token: ReadToken,
+}
+
+impl Conn {
+    /// A fresh connection.
+    pub fn new(id: ConnId, stream: Stream) -> Self {
+        Conn {
+            id,
+            stream: Arc::new(stream),
+            write_blocked: Arc::new(AtomicBool::new(false)),
+            read_token: ReadToken::default(),
+        }
+    }
+
+    /// Whether the writer's last attempt was refused and no writable event was handled since
+    /// (read without the lock; see `writer`).
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked.load(Ordering::SeqCst)
     }
 }
 

@@ -77,6 +77,9 @@ pub mod sync;
 pub mod tuning;
 pub mod writer;
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 pub use listen::{Address, ListenSpec};
 pub use qmp_driver::demo;
 pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};

@@ -45,7 +45,7 @@ use crate::clock::Clock;
 use crate::reader::Reader;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::tuning::{RUN_WRITE_CALLS, WRITE_LEFT_TO_DISPATCHER};
-use crate::writer::{Flushed, Writer};
+use crate::writer::{Flushed, Writer, Writers};
 
 /// A run of in-band calls of one connection on the dispatcher: consecutive calls whose replies
 /// the dispatcher writes in one go when the run ends (the next call is another connection's,
@@ -103,7 +103,7 @@ pub struct CoreState {
     io_idle: bool,
     /// The write side of each open connection (added by the IO thread at accept, removed here
     /// when the driver closes the connection; whoever holds the lock may write).
-    pub(crate) writers: BTreeMap<ConnId, Writer>,
+    pub(crate) writers: Writers,
     /// The read side of each open connection, for the dispatcher (absent when the dispatcher
     /// does not read).
     pub(crate) readers: BTreeMap<ConnId, Reader>,
@@ -131,7 +131,7 @@ impl CoreState {
             driver,
             dispatcher_waiting: false,
             io_idle: false,
-            writers: BTreeMap::new(),
+            writers: Writers::default(),
             readers: BTreeMap::new(),
             closed: Vec::new(),
             follow_up: None,
@@ -148,9 +148,31 @@ impl CoreState {
         &self.driver
     }
 
+    /// The driver, to feed it a fact or an input (the IO thread's and the dispatcher's paths
+    /// do; so do loom models). Whoever does must [`CoreState::settle`] in the same critical
+    /// section and wake whoever has work after unlocking.
+    pub fn driver_mut(&mut self) -> &mut Driver<OwnedFd> {
+        &mut self.driver
+    }
+
     /// The core (read only).
     pub fn server(&self) -> &Server {
         self.driver.server()
+    }
+
+    /// Give the open connection `conn` its write side (and its read side for the dispatcher):
+    /// from here on whoever holds the lock may write to it (the IO thread does this at accept).
+    pub fn attach(&mut self, conn: ConnId, writer: Writer, reader: Option<Reader>) {
+        self.writers.insert(conn, writer);
+        if let Some(r) = reader {
+            self.readers.insert(conn, r);
+        }
+    }
+
+    /// Connections the driver closed since the last call, whose sockets the IO thread must
+    /// drop (outside the lock).
+    pub fn take_closed(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Carry out the driver's actions that must happen in this critical section: a closed
@@ -158,13 +180,13 @@ impl CoreState {
     /// this) and is queued for the IO thread to drop; descriptors are returned, to be dropped
     /// after the lock is released.
     #[must_use = "the returned descriptors must be dropped outside the lock"]
-    pub(crate) fn settle(&mut self) -> Vec<OwnedFd> {
+    pub fn settle(&mut self) -> Vec<OwnedFd> {
         let mut close = Vec::new();
         while let Some(action) = self.driver.poll_action() {
             match action {
                 Action::CloseFd(fd) => close.push(fd),
                 Action::CloseConn { conn, .. } => {
-                    self.writers.remove(&conn);
+                    self.writers.remove(conn);
                     self.readers.remove(&conn);
                     if self.follow_up == Some(conn) {
                         self.follow_up = None;
@@ -180,7 +202,7 @@ impl CoreState {
     /// out-of-band calls were queued (their replies come first: the IO thread runs them, then
     /// writes) or the output is the dispatcher's to write at the end of its run.
     #[must_use = "the descriptors in it must be dropped outside the lock"]
-    pub(crate) fn apply_read(
+    pub fn apply_read(
         &mut self,
         conn: ConnId,
         now: Instant,
@@ -263,6 +285,24 @@ impl CoreState {
             (Some(c), Some(run)) => c.session == run.conn && run.calls < RUN_WRITE_CALLS,
             _ => false,
         }
+    }
+
+    /// Write `conn`'s pending output (see [`Writers::flush`]); descriptors go to `close`, to be
+    /// dropped after the lock is released. A failed write closes the connection in the driver.
+    pub fn flush_locked(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        close: &mut Vec<OwnedFd>,
+    ) -> Flushed {
+        let flushed = self.writers.flush(&mut self.driver, conn, now);
+        close.extend(self.settle());
+        flushed
+    }
+
+    /// The IO thread saw `conn`'s socket become writable while its writer was blocked.
+    pub fn writable_again(&mut self, conn: ConnId) {
+        self.writers.writable_again(&mut self.driver, conn);
     }
 
     /// Counters of the socket work.

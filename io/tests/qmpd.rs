@@ -212,6 +212,76 @@ fn the_socket_is_never_visible_with_wider_rights_than_0600() {
     }
 }
 
+/// CPU time (user + system, clock ticks) of process `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Out of descriptors, `accept` fails with EMFILE while clients wait: qmpd backs off instead of
+/// retrying in a tight loop, and serves a waiting client once a descriptor is free again.
+#[test]
+fn accept_out_of_descriptors_backs_off_and_recovers() {
+    let dir = temp_dir();
+    let sock = dir.join("qmp.sock");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 16; exec {} --listen unix:{},clients=32 --log error",
+            env!("CARGO_BIN_EXE_qmpd"),
+            sock.display()
+        ))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + TIMEOUT;
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // More clients than descriptors: the first few are served, the rest wait in the backlog.
+    let mut served = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..16 {
+        let mut c = Client::connect(&sock);
+        match c.read_msg_within(Duration::from_millis(300)) {
+            Some(g) => {
+                assert!(g.starts_with("{\"QMP\""));
+                served.push(c);
+            }
+            None => waiting.push(c),
+        }
+    }
+    assert!(
+        !served.is_empty() && !waiting.is_empty(),
+        "{} served",
+        served.len()
+    );
+    // While accept keeps failing, qmpd must not spin: well under half a CPU over a second.
+    let before = cpu_ticks(child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(child.id()) - before;
+    assert!(
+        used < 50,
+        "{used} ticks of CPU in one second while out of descriptors"
+    );
+    // A served client leaves: a waiting one gets its greeting.
+    drop(served.pop());
+    let got = waiting
+        .iter_mut()
+        .any(|c| c.read_msg_within(Duration::from_secs(2)).is_some());
+    assert!(
+        got,
+        "no waiting client was served after a descriptor was freed"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn version_object_flag_is_used_verbatim() {
     let d = Daemon::spawn(&[

@@ -8,15 +8,17 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
-    CallResult, CommandSpec, Config, FdId, Input, Instant, MonitorId, MonitorOptions, Server,
-    Timestamp,
+    CallResult, CommandSpec, Config, Instant, MonitorId, MonitorOptions, Server, Timestamp,
 };
+use qmp_driver::{ConnId, Driver, Limits, ListenerConfig, ReadFact, WriteFact};
 use qmp_io::clock::Clock;
 use qmp_io::shared::{Shared, Wake};
 use qmp_io::writer::{SocketWrite, Writer};
 
-/// The monitor every model talks to.
-pub const MON: MonitorId = MonitorId(1);
+/// The connection every model talks to (the driver's first).
+pub const CONN: ConnId = ConnId(0);
+/// Its monitor (slot 0 of the one listener).
+pub const MON: MonitorId = MonitorId(0);
 
 /// Upper bound on IO-thread passes in a model: each pass either makes progress or sleeps until
 /// woken, so a model needing more passes than this has a livelock, not a slow schedule.
@@ -93,23 +95,33 @@ fn server() -> Server {
     s
 }
 
-/// A shim around a fresh server with monitor [`MON`] open (OOB-capable) and negotiated, with or
-/// without OOB, its greeting and negotiation reply already written. No wake is pending.
+/// The adapter around a fresh driver with one connection ([`CONN`], OOB-capable) accepted and
+/// negotiated, with or without OOB, its greeting and negotiation reply already written. No
+/// wake is pending.
 pub fn setup(oob: bool) -> (Arc<Shared>, Arc<ModelWaker>) {
     let waker = Arc::new(ModelWaker::default());
+    let options = MonitorOptions {
+        oob_capable: true,
+        pretty: false,
+    };
+    let listener = ListenerConfig {
+        chardev: "mon0".into(),
+        clients: 1,
+        options,
+        readline: false,
+    };
+    let driver = Driver::new(server(), vec![listener], Limits::default());
     let shared = Arc::new(Shared::new(
-        server(),
+        driver,
         Box::new(WakeHandle(waker.clone())),
         Box::new(FixedClock),
-        Vec::new(),
     ));
-    shared.apply(Input::Open {
-        monitor: MON,
-        options: MonitorOptions {
-            oob_capable: true,
-            pretty: false,
-        },
-    });
+    {
+        let mut st = shared.lock();
+        let now = shared.now();
+        assert_eq!(st.driver_mut().handle_accepted(now, 0), Some(CONN));
+        assert!(st.settle().is_empty());
+    }
     let negotiate: &[u8] = if oob {
         b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}"
     } else {
@@ -118,8 +130,10 @@ pub fn setup(oob: bool) -> (Arc<Shared>, Arc<ModelWaker>) {
     receive(&shared, negotiate, Vec::new());
     // The dispatcher is not running yet: let the core answer the negotiation, as the
     // dispatcher's `next_in_band` would (it runs inside the core).
-    if shared.lock().server.dispatcher_ready() {
-        shared.apply(Input::NextInBand);
+    {
+        let mut st = shared.lock();
+        let now = shared.now();
+        assert_eq!(st.driver_mut().next_in_band(now), None);
     }
     let greeting_and_reply = write_pending(&shared, usize::MAX);
     assert!(greeting_and_reply.ends_with(b"{\"return\": {}}\r\n"));
@@ -127,40 +141,43 @@ pub fn setup(oob: bool) -> (Arc<Shared>, Arc<ModelWaker>) {
     (shared, waker)
 }
 
-/// What the IO thread does with bytes it read: adopt the descriptors and apply `Receive`
-/// (the same calls as `io_thread::read_some`, without the socket).
+/// What the IO thread does with bytes it read (`io_thread::read_some` without the socket):
+/// report them to the driver in one critical section (`CoreState::apply_read`, which also
+/// writes the output when the connection has a writer), then signal the dispatcher if the
+/// section said so.
 pub fn receive(shared: &Shared, bytes: &[u8], fds: Vec<OwnedFd>) {
-    let ids: Vec<FdId> = {
+    let (read, dispatch) = {
         let mut st = shared.lock();
-        let (ids, refused) = st.adopt_fds(fds);
-        assert!(refused.is_empty());
-        ids
+        let fact = ReadFact::Data {
+            bytes,
+            fds,
+            fds_cut: false,
+            capacity: 4096,
+        };
+        let read = st.apply_read(CONN, shared.now(), fact);
+        (read, shared.dispatcher_wanted(&st))
     };
-    shared.apply(Input::Receive {
-        monitor: MON,
-        bytes: bytes.to_vec(),
-        fds: ids,
-    });
+    drop(read);
+    if dispatch {
+        shared.notify_dispatcher();
+    }
 }
 
-/// The IO thread's flush for [`MON`]: under the lock, take at most `max` bytes of pending
-/// output, "write" them (return them) and report `Written`; descriptors the core returns are
-/// closed after the lock is released.
+/// The IO thread's flush for [`CONN`] with a socket that takes at most `max` bytes: under the
+/// lock, take them from the pending output, "write" them (return them) and report them;
+/// descriptors are closed after the lock is released.
 pub fn write_pending(shared: &Shared, max: usize) -> Vec<u8> {
     let (bytes, close) = {
         let mut st = shared.lock();
-        let out = st.server.pending_output(MON);
+        let out = st.driver().pending_output(CONN);
         let n = out.len().min(max);
         let bytes = out[..n].to_vec();
-        let close = if n > 0 {
-            st.apply_locked(shared.now(), Input::Written { monitor: MON, n })
-        } else {
-            Vec::new()
-        };
-        if st.server.pending_output(MON).is_empty() {
-            st.transmit.remove(&MON);
+        if n > 0 {
+            let now = shared.now();
+            st.driver_mut()
+                .handle_written(now, CONN, WriteFact::Wrote(n));
         }
-        (bytes, close)
+        (bytes, st.settle())
     };
     drop(close);
     bytes
@@ -196,6 +213,7 @@ struct SocketState {
     unread: Vec<u8>,
     cap: usize,
     edge: bool,
+    closed: bool,
 }
 
 impl ModelSocket {
@@ -206,6 +224,7 @@ impl ModelSocket {
                 unread: Vec::new(),
                 cap,
                 edge: false,
+                closed: false,
             }),
             readable: Condvar::new(),
         })
@@ -223,6 +242,17 @@ impl ModelSocket {
         drop(st);
         wake.wake();
         bytes
+    }
+
+    /// The IO thread drops the socket (closes the descriptor): a later write through a writer
+    /// still attached would go to a closed (or reused) descriptor.
+    pub fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+    }
+
+    /// Everything written so far and not read.
+    pub fn unread(&self) -> Vec<u8> {
+        self.state.lock().unwrap().unread.clone()
     }
 
     /// The IO thread's poll: whether a writable edge came since it last looked.
@@ -244,6 +274,7 @@ pub struct ModelSocketWriter {
 impl SocketWrite for ModelSocketWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut st = self.socket.state.lock().unwrap();
+        assert!(!st.closed, "a write to a closed socket");
         let room = st.cap.saturating_sub(st.unread.len());
         if room == 0 {
             drop(st);
@@ -261,7 +292,7 @@ impl SocketWrite for ModelSocketWriter {
     }
 }
 
-/// Give [`MON`] a writer over `socket` (as `io_thread::open` does for a real connection);
+/// Give [`CONN`] a writer over `socket` (as `io_thread::open` does for a real connection);
 /// returns the blocked flag the IO thread keeps.
 pub fn attach_writer(shared: &Shared, socket: &Arc<ModelSocket>, planted: bool) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
@@ -271,7 +302,6 @@ pub fn attach_writer(shared: &Shared, socket: &Arc<ModelSocket>, planted: bool) 
     };
     shared
         .lock()
-        .writers
-        .insert(MON, Writer::new(Box::new(writer), Arc::clone(&flag)));
+        .attach(CONN, Writer::new(Box::new(writer), Arc::clone(&flag)), None);
     flag
 }

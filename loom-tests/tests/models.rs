@@ -12,14 +12,28 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use qmp_core::json::Object;
-use qmp_core::server::{Call, CallResult, Input};
+use qmp_core::server::CallResult;
+use qmp_driver::{CloseReason, SessionCall};
 use qmp_io::reader::ReadToken;
 use qmp_io::shared::Shared;
 use qmp_io::shared::Wake;
 use qmp_loom::harness::{
     attach_writer, devnull, empty_return, lines, receive, setup, write_pending, ModelSocket,
-    WakeHandle, FAST_OOB, MAX_PASSES, MON,
+    WakeHandle, CONN, FAST_OOB, MAX_PASSES, MON,
 };
+
+/// The IO thread's last look before it sleeps (`io_thread::last_look`: the real call, under
+/// the lock).
+fn last_look(shared: &Shared) {
+    let mut st = shared.lock();
+    shared.io_last_look(&mut st);
+}
+
+/// The IO thread starts a pass (`io_thread::begin_pass`: the real call, under the lock).
+fn pass_started(shared: &Shared) {
+    let mut st = shared.lock();
+    shared.io_pass_started(&mut st);
+}
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -35,30 +49,33 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 //    off) reads again.
 
 /// How the dispatcher reports a result in model 1.
-type Complete = fn(&Shared, &Call, CallResult);
+type Complete = fn(&Shared, &SessionCall, CallResult);
 
-fn real_complete(shared: &Shared, call: &Call, result: CallResult) {
+fn real_complete(shared: &Shared, call: &SessionCall, result: CallResult) {
     shared.complete_in_band(call, result);
 }
 
-/// Planted: the result is applied but the IO thread is never woken.
-fn complete_without_wake(shared: &Shared, call: &Call, result: CallResult) {
-    let call = call.id;
-    let close = shared
-        .lock()
-        .apply_locked(shared.now(), Input::Complete { call, result });
+/// The completion alone, in one critical section, with nobody told.
+fn complete_silently(shared: &Shared, call: &SessionCall, result: CallResult) {
+    let close = {
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.driver_mut().complete(now, call.call.id, result);
+        st.settle()
+    };
     drop(close);
+}
+
+/// Planted: the result is applied but the IO thread is never woken.
+fn complete_without_wake(shared: &Shared, call: &SessionCall, result: CallResult) {
+    complete_silently(shared, call, result);
 }
 
 /// Planted: the IO thread is woken *before* the result is in the state, so it can look, find
 /// nothing, and go back to sleep for good.
-fn wake_before_complete(shared: &Shared, call: &Call, result: CallResult) {
-    let call = call.id;
+fn wake_before_complete(shared: &Shared, call: &SessionCall, result: CallResult) {
     shared.wake_io();
-    let close = shared
-        .lock()
-        .apply_locked(shared.now(), Input::Complete { call, result });
-    drop(close);
+    complete_silently(shared, call, result);
 }
 
 /// `idle_first`: the IO thread marks itself idle before its last look at the state (the real
@@ -71,7 +88,7 @@ fn completion_wakes_io(complete: Complete, idle_first: bool) {
         let (shared, waker) = (ManuallyDrop::new(shared), ManuallyDrop::new(waker));
         receive(&shared, b"{\"execute\": \"slow\", \"id\": 1}", Vec::new());
         assert!(
-            !shared.lock().server.wants_read(MON),
+            !shared.lock().server().wants_read(MON),
             "OOB off: suspended while in flight"
         );
         waker.clear();
@@ -90,17 +107,17 @@ fn completion_wakes_io(complete: Complete, idle_first: bool) {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
             if idle_first {
-                shared.io_going_to_sleep();
+                last_look(&shared);
             }
             wire.extend(write_pending(&shared, usize::MAX));
-            if !wire.is_empty() && shared.lock().server.wants_read(MON) {
+            if !wire.is_empty() && shared.lock().driver().should_read(CONN) {
                 break;
             }
             if !idle_first {
-                shared.io_going_to_sleep();
+                last_look(&shared);
             }
             waker.sleep();
-            shared.io_woke();
+            pass_started(&shared);
         }
         dispatcher.join().unwrap();
         assert_eq!(lines(&wire), ["{\"return\": {}, \"id\": 1}\r\n"]);
@@ -133,72 +150,81 @@ fn m1_planted_io_thread_idle_after_its_last_look() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. A completion races with the monitor's close: no reply (and no pending transmit) after the
-//    close, no panic, no misuse, the descriptor passed with the request closed exactly once.
+// 2. A completion races with the connection's close: the dispatcher's write of the reply
+//    never reaches the closed socket, nothing is misused, the descriptor passed with the
+//    request is closed exactly once.
 
 /// How the IO thread closes the connection in model 2.
-type Close = fn(&Shared);
+type Close = fn(&Shared, &ModelSocket);
 
-/// What `io_thread::close` does with the state, in one critical section: apply `Close`, forget
-/// the monitor's pending transmit; descriptors are closed after the lock is released.
-fn real_close(shared: &Shared) {
+/// The real order (`io_thread`: the driver closes the connection and `settle` removes its
+/// writer in one critical section; the socket is dropped after, outside the lock).
+fn real_close(shared: &Shared, socket: &ModelSocket) {
     let close = {
         let mut st = shared.lock();
-        let close = st.apply_locked(shared.now(), Input::Close { monitor: MON });
-        st.transmit.remove(&MON);
+        let now = shared.now();
+        st.driver_mut().close(now, CONN, CloseReason::PeerClosed);
+        let close = st.settle();
+        assert_eq!(st.take_closed(), [CONN]);
         close
     };
     drop(close);
+    socket.close();
 }
 
-/// Planted: the transmit entry is dropped in one critical section and `Close` applied in
-/// another, so a reply completed in between leaves a transmit for a closed monitor.
-fn close_in_two_steps(shared: &Shared) {
-    shared.lock().transmit.remove(&MON);
-    let close = shared
-        .lock()
-        .apply_locked(shared.now(), Input::Close { monitor: MON });
+/// Planted: the socket is dropped before the driver is told (its writer still attached), so a
+/// reply completed in between is written to a closed descriptor.
+fn socket_closed_first(shared: &Shared, socket: &ModelSocket) {
+    socket.close();
+    let close = {
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.driver_mut().close(now, CONN, CloseReason::PeerClosed);
+        st.settle()
+    };
     drop(close);
 }
 
 fn completion_races_close(close: Close) {
     model(move || {
         let (shared, _waker) = setup(false);
+        let socket = ModelSocket::new(4096);
+        let _blocked = attach_writer(&shared, &socket, false);
         receive(
             &shared,
             b"{\"execute\": \"slow\", \"id\": 2}",
             vec![devnull()],
         );
-        assert_eq!(shared.lock().fds.len(), 1);
+        assert_eq!(shared.lock().driver().fds_held(), 1);
 
         let d = shared.clone();
         let dispatcher = thread::spawn(move || {
             // The request may be dropped by the close before the dispatcher sees it; then it
-            // waits until the shim stops.
+            // waits until the adapter stops.
             while let Some(call) = d.next_in_band() {
                 d.complete_in_band(&call, empty_return());
             }
         });
 
-        close(&shared);
+        close(&shared, &socket);
         shared.stop();
         dispatcher.join().unwrap();
 
         let st = shared.lock();
-        assert!(
-            st.server.pending_output(MON).is_empty(),
-            "output after close"
-        );
-        assert!(!st.transmit.contains(&MON), "transmit for a closed monitor");
-        assert_eq!(st.misuse_count, 0, "the shim misused the core");
-        assert!(st.fds.is_empty(), "descriptor still held");
+        assert!(!st.driver().is_open(CONN));
         assert_eq!(
-            st.fds.closed_count(),
+            st.driver().stats().misuse,
+            0,
+            "the adapter misused the core"
+        );
+        assert_eq!(st.driver().fds_held(), 0, "descriptor still held");
+        assert_eq!(
+            st.driver().fds_closed(),
             1,
             "descriptor not closed exactly once"
         );
-        assert!(st.server.held_fds().is_empty());
-        assert_eq!(st.server.outstanding_calls().count(), 0);
+        assert!(st.server().held_fds().is_empty());
+        assert_eq!(st.server().outstanding_calls().count(), 0);
     });
 }
 
@@ -209,8 +235,8 @@ fn m2_completion_races_close() {
 
 #[test]
 #[should_panic]
-fn m2_planted_close_in_two_critical_sections() {
-    completion_races_close(close_in_two_steps);
+fn m2_planted_socket_closed_before_its_writer_is_removed() {
+    completion_races_close(socket_closed_first);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,12 +269,9 @@ fn event_during_partial_write(emit: Emit) {
             b"{\"exec-oob\": \"fast-oob\", \"id\": \"o\"}",
             Vec::new(),
         );
-        let call = shared.lock().oob_calls.pop_front().expect("an OOB call");
-        assert_eq!(call.command, FAST_OOB);
-        shared.apply(Input::Complete {
-            call: call.id,
-            result: empty_return(),
-        });
+        let call = shared.take_oob_call().expect("an OOB call");
+        assert_eq!(call.call.command, FAST_OOB);
+        shared.complete_oob(call.call.id, empty_return());
         waker.clear();
 
         let socket = Arc::new(Mutex::new(Vec::new()));
@@ -268,18 +291,18 @@ fn event_during_partial_write(emit: Emit) {
         loop {
             passes += 1;
             assert!(passes <= 4 * MAX_PASSES, "IO thread livelock");
-            shared.io_going_to_sleep();
+            last_look(&shared);
             let chunk = write_pending(&shared, PARTIAL);
             let idle = chunk.is_empty();
             socket.lock().unwrap().extend(chunk);
             if idle {
                 if done.load(Ordering::SeqCst)
-                    && shared.lock().server.pending_output(MON).is_empty()
+                    && shared.lock().driver().pending_output(CONN).is_empty()
                 {
                     break;
                 }
                 waker.sleep();
-                shared.io_woke();
+                pass_started(&shared);
             }
         }
         emitter.join().unwrap();
@@ -313,14 +336,17 @@ fn m3_planted_event_written_by_its_own_thread() {
 type Resume = fn(&Shared);
 
 fn real_resume(shared: &Shared) {
-    shared.apply(Input::Resume { monitor: MON });
+    shared.suspend(MON, false);
 }
 
 /// Planted: the resume is applied under the lock but nobody tells the IO thread.
 fn resume_without_wake(shared: &Shared) {
-    let close = shared
-        .lock()
-        .apply_locked(shared.now(), Input::Resume { monitor: MON });
+    let close = {
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.driver_mut().suspend(now, MON, false);
+        st.settle()
+    };
     drop(close);
 }
 
@@ -332,7 +358,7 @@ fn suspend_resume_balanced(resume: Resume) {
         for _ in 0..2 {
             let s = shared.clone();
             others.push(thread::spawn(move || {
-                s.apply(Input::Suspend { monitor: MON });
+                s.suspend(MON, true);
                 resume(&s);
             }));
         }
@@ -353,8 +379,8 @@ fn suspend_resume_balanced(resume: Resume) {
         while !read || wire.is_empty() {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
-            shared.io_going_to_sleep();
-            let wants = shared.lock().server.wants_read(MON);
+            last_look(&shared);
+            let wants = shared.lock().driver().should_read(CONN);
             if !read && wants {
                 receive(
                     &shared,
@@ -366,7 +392,7 @@ fn suspend_resume_balanced(resume: Resume) {
             wire.extend(write_pending(&shared, usize::MAX));
             if !read || wire.is_empty() {
                 waker.sleep();
-                shared.io_woke();
+                pass_started(&shared);
             }
         }
         for t in others {
@@ -375,9 +401,9 @@ fn suspend_resume_balanced(resume: Resume) {
         shared.stop();
         dispatcher.join().unwrap();
         let st = shared.lock();
-        assert_eq!(st.server.suspend_count(MON), 0, "suspends not balanced");
-        assert!(st.server.wants_read(MON));
-        assert_eq!(st.misuse_count, 0);
+        assert_eq!(st.server().suspend_count(MON), 0, "suspends not balanced");
+        assert!(st.server().wants_read(MON));
+        assert_eq!(st.driver().stats().misuse, 0);
         assert!(String::from_utf8_lossy(&wire).contains("\"id\": 4"));
     });
 }
@@ -459,11 +485,8 @@ fn oob_while_inband_blocked(run: RunBlocked) {
 
         // The IO thread: run the OOB call (unlocked), complete it, write the reply, then let
         // the in-band handler finish and write its reply.
-        let call = shared.lock().oob_calls.pop_front().expect("the OOB call");
-        shared.apply(Input::Complete {
-            call: call.id,
-            result: empty_return(),
-        });
+        let call = shared.take_oob_call().expect("the OOB call");
+        shared.complete_oob(call.call.id, empty_return());
         let mut wire = write_pending(&shared, usize::MAX);
         assert_eq!(lines(&wire), ["{\"return\": {}, \"id\": \"o\"}\r\n"]);
         gate.open();
@@ -471,11 +494,11 @@ fn oob_while_inband_blocked(run: RunBlocked) {
         while lines(&wire).len() < 2 {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
-            shared.io_going_to_sleep();
+            last_look(&shared);
             let more = write_pending(&shared, usize::MAX);
             if more.is_empty() {
                 waker.sleep();
-                shared.io_woke();
+                pass_started(&shared);
             }
             wire.extend(more);
         }
@@ -511,8 +534,8 @@ fn spin_then_last_look(shared: &Shared, waker: &qmp_loom::harness::ModelWaker) {
     if shared.io_spin(std::time::Duration::ZERO, || false) {
         return;
     }
-    shared.io_going_to_sleep();
-    if !shared.lock().server.pending_output(MON).is_empty() {
+    last_look(shared);
+    if !shared.lock().driver().pending_output(CONN).is_empty() {
         return;
     }
     waker.sleep();
@@ -525,7 +548,7 @@ fn sleep_after_spin(shared: &Shared, waker: &qmp_loom::harness::ModelWaker) {
     if shared.io_spin(std::time::Duration::ZERO, || false) {
         return;
     }
-    shared.io_going_to_sleep();
+    last_look(shared);
     waker.sleep();
 }
 
@@ -556,7 +579,7 @@ fn spinning_threads(idle: Idle) {
         loop {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
-            shared.io_woke();
+            pass_started(&shared);
             wire.extend(write_pending(&shared, usize::MAX));
             if lines(&wire).len() == 2 {
                 break;
@@ -572,7 +595,7 @@ fn spinning_threads(idle: Idle) {
                 "{\"return\": {}, \"id\": 2}\r\n"
             ]
         );
-        assert_eq!(shared.lock().misuse_count, 0);
+        assert_eq!(shared.lock().driver().stats().misuse, 0);
         drop(ManuallyDrop::into_inner(shared));
         drop(ManuallyDrop::into_inner(waker));
     });
@@ -615,13 +638,13 @@ fn never_leaves(_: &qmp_io::shared::CoreState) -> bool {
 
 /// The real IO thread (`io_thread::take_dirty`, `poll_timeout`).
 fn real_leaves(st: &qmp_io::shared::CoreState) -> bool {
-    st.write_left_to_dispatcher(MON, qmp_core::server::Instant(1))
+    st.write_left_to_dispatcher(CONN, qmp_core::server::Instant(1))
         .is_some()
 }
 
 /// Planted: "the dispatcher writes this monitor's replies" taken as true once it ran any call.
 fn sticky_leaves(st: &qmp_io::shared::CoreState) -> bool {
-    st.calls.get(&MON).is_some_and(|&n| n > 0)
+    st.driver().conn_stats(CONN).is_some_and(|s| s.calls > 0)
 }
 
 /// `planted_writer`: the writer sets its blocked flag after a refused write (model 7's bug).
@@ -676,22 +699,22 @@ fn dispatcher_writes(planted_writer: bool, leaves: Leaves) {
         while !done.load(Ordering::SeqCst) {
             passes += 1;
             assert!(passes <= MAX_PASSES, "IO thread livelock");
-            shared.io_woke();
+            pass_started(&shared);
             if socket.take_edge() && blocked.load(Ordering::SeqCst) {
-                shared.lock().writable_again(MON);
+                shared.lock().writable_again(CONN);
             }
             {
                 let mut st = shared.lock();
-                if st.transmit.contains(&MON) && !leaves(&st) {
+                if st.driver().wants_transmit(CONN) && !leaves(&st) {
                     let mut close = Vec::new();
-                    let _ = st.flush_locked(MON, shared.now(), &mut close);
+                    let _ = st.flush_locked(CONN, shared.now(), &mut close);
                 }
             }
-            shared.io_going_to_sleep();
             {
-                let st = shared.lock();
+                let mut st = shared.lock();
+                shared.io_last_look(&mut st);
                 if st.io_work_pending_besides_output()
-                    || (st.transmit.contains(&MON) && !leaves(&st))
+                    || (st.driver().wants_transmit(CONN) && !leaves(&st))
                 {
                     continue;
                 }
@@ -702,8 +725,8 @@ fn dispatcher_writes(planted_writer: bool, leaves: Leaves) {
         shared.stop();
         dispatcher.join().unwrap();
         assert_eq!(String::from_utf8_lossy(&got), expected);
-        assert!(shared.lock().server.pending_output(MON).is_empty());
-        assert_eq!(shared.lock().misuse_count, 0);
+        assert!(shared.lock().driver().pending_output(CONN).is_empty());
+        assert_eq!(shared.lock().driver().stats().misuse, 0);
         drop(ManuallyDrop::into_inner(blocked));
         drop(ManuallyDrop::into_inner(socket));
         drop(ManuallyDrop::into_inner(shared));

@@ -66,7 +66,7 @@ struct Checker {
     passed_fds: BTreeSet<u64>,
     closed_fds: BTreeSet<u64>,
     /// Outstanding calls: in-band or not, and the monitor whose request caused it (`None`
-    /// once that connection closed: a reopened monitor is a new connection).
+    /// once that connection closed: a reopened monitor is a new session).
     calls: BTreeMap<CallId, (bool, Option<MonitorId>)>,
     report: CheckReport,
     driven: bool,
@@ -87,8 +87,18 @@ impl Checker {
                 Input::Open { monitor, options } => Some((*monitor, options.pretty)),
                 _ => None,
             };
+            // `Destroy` of a monitor with a client ends that client's session too.
             let closed = match &input {
                 Input::Close { monitor } => Some(*monitor),
+                Input::Destroy { monitor } if self.mons.contains_key(monitor) => Some(*monitor),
+                _ => None,
+            };
+            // A handler takes a named fd: it leaves the core without a `CloseFd` (the caller
+            // owns it), so it is accounted as taken, never to be closed by the core again.
+            let held_before: Option<BTreeSet<u64>> = match &input {
+                Input::TakeNamedFd { .. } => {
+                    Some(self.server.held_fds().into_iter().map(|f| f.0).collect())
+                }
                 _ => None,
             };
             let written = match &input {
@@ -231,6 +241,25 @@ impl Checker {
                         mon.given_up = true;
                     }
                 }
+            }
+            if let Some(before) = held_before {
+                let after: BTreeSet<u64> =
+                    self.server.held_fds().into_iter().map(|f| f.0).collect();
+                let taken: Vec<u64> = before
+                    .difference(&after)
+                    .filter(|fd| !self.closed_fds.contains(fd))
+                    .copied()
+                    .collect();
+                if taken.len() > 1 {
+                    return Err(at(Failure::correctness(
+                        "fd-taken",
+                        format!(
+                            "one named fd taken, {} left the core: {taken:?}",
+                            taken.len()
+                        ),
+                    )));
+                }
+                self.closed_fds.extend(taken);
             }
             self.check_monitors(step, now, &held, dispatch)?;
             if self.driven {

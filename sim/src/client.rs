@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::model::{err_reply, ok_reply, ConnModel, Expect, ExpectCall, ReplyLane, Session};
 use crate::options::Options;
-use crate::registry::{handler_result, ECHO, OOB_ECHO, OOB_TEST};
+use crate::registry::{handler_result, ECHO, OOB_ECHO, OOB_TEST, TAKE_FD};
 use crate::wire::{encode_request, Spelling, J};
 
 /// Largest string payload a client puts in one request.
@@ -56,6 +56,7 @@ enum Req {
     Unlock,
     GetFd(u8),
     CloseFd(u8),
+    TakeFd(u8),
 }
 
 /// Garbage the 7.2 JSON layer answers with known errors (spec §1.3–1.5, Appendix A).
@@ -235,6 +236,7 @@ impl ClientGen {
                     what: "garbage",
                     overtakable: lane == ReplyLane::InBand && conn.projected.oob(),
                     seq: 0,
+                    fd_effect: None,
                 });
             }
             return Some(p);
@@ -265,11 +267,14 @@ impl ClientGen {
         {
             // One getfd in flight at a time: its descriptor is then surely pending when it runs.
             let n = rng.random_range(0..3u8);
-            if rng.random_bool(0.6) {
+            // A name an earlier connection left unknown is settled by a getfd first.
+            if rng.random_bool(0.6) || conn.fd_unknown[usize::from(n)] {
                 p.fd = true;
                 Req::GetFd(n)
-            } else {
+            } else if rng.random_bool(0.7) {
                 Req::CloseFd(n)
+            } else {
+                Req::TakeFd(n)
             }
         } else if rng.random_bool(opts.p_oob) && settled {
             // With OOB off this exercises the refusal texts.
@@ -306,6 +311,7 @@ impl ClientGen {
                 what: "nesting limit",
                 overtakable: conn.projected.oob(),
                 seq: 0,
+                fd_effect: None,
             })
         };
         push("JSON nesting depth limit exceeded");
@@ -378,6 +384,10 @@ impl ClientGen {
             ),
             Req::CloseFd(n) => (
                 J::s("closefd"),
+                Some(J::obj(vec![("fdname", J::Str(format!("fd{n}")))])),
+            ),
+            Req::TakeFd(n) => (
+                J::s(TAKE_FD),
                 Some(J::obj(vec![("fdname", J::Str(format!("fd{n}")))])),
             ),
             Req::Unlock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(false))]))),
@@ -489,6 +499,7 @@ fn expect(lane: ReplyLane, bytes: Vec<u8>, what: &'static str) -> Expect {
         what,
         overtakable: false,
         seq: 0,
+        fd_effect: None,
     }
 }
 
@@ -564,14 +575,35 @@ fn expect_in_band_command(
         }
         Req::GetFd(n) => {
             conn.fd_names[n as usize] = true;
-            (ok("getfd"), None)
+            conn.fd_unknown[n as usize] = false;
+            let mut e = ok("getfd");
+            e.fd_effect = Some((n, true));
+            (e, None)
         }
         Req::CloseFd(n) => {
-            if std::mem::replace(&mut conn.fd_names[n as usize], false) {
-                (ok("closefd"), None)
+            let mut e = if std::mem::replace(&mut conn.fd_names[n as usize], false) {
+                ok("closefd")
             } else {
-                (g(&format!("File descriptor named 'fd{n}' not found")), None)
-            }
+                g(&format!("File descriptor named 'fd{n}' not found"))
+            };
+            e.fd_effect = Some((n, false));
+            (e, None)
+        }
+        Req::TakeFd(n) => {
+            let mut e = if std::mem::replace(&mut conn.fd_names[n as usize], false) {
+                ok(TAKE_FD)
+            } else {
+                g(&format!("File descriptor named 'fd{n}' has not been found"))
+            };
+            e.fd_effect = Some((n, false));
+            (
+                e,
+                Some(ExpectCall {
+                    command: TAKE_FD,
+                    tag: None,
+                    oob: false,
+                }),
+            )
         }
         Req::Lock => (
             ok("x-oob-test lock"),

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use qmp_core::server::Dialect;
+
 use crate::wire::{server_message, J};
 
 /// Throttle period of every rate-limited event in QEMU 7.2 (1 s).
@@ -44,8 +46,9 @@ impl SimEvent {
     }
 }
 
-/// The throttling key of an event (spec §8.3 table), or `None` when it is not rate-limited.
-pub fn throttle_key(ev: &SimEvent) -> Option<String> {
+/// The throttling key of an event (spec §8.3 table; QEMU 2.12's has no
+/// `MEMORY_DEVICE_SIZE_CHANGE`, which came in 5.1), or `None` when it is not rate-limited.
+pub fn throttle_key(ev: &SimEvent, dialect: Dialect) -> Option<String> {
     let member = |name: &str| {
         ev.data
             .iter()
@@ -57,7 +60,9 @@ pub fn throttle_key(ev: &SimEvent) -> Option<String> {
         "RTC_CHANGE" | "WATCHDOG" | "BALLOON_CHANGE" | "QUORUM_FAILURE" => Some(ev.name.clone()),
         "QUORUM_REPORT_BAD" => Some(format!("{}/{}", ev.name, member("node-name"))),
         "VSERPORT_CHANGE" => Some(format!("{}/{}", ev.name, member("id"))),
-        "MEMORY_DEVICE_SIZE_CHANGE" => Some(format!("{}/{}", ev.name, member("qom-path"))),
+        "MEMORY_DEVICE_SIZE_CHANGE" if dialect == Dialect::Qemu72 => {
+            Some(format!("{}/{}", ev.name, member("qom-path")))
+        }
         _ => None,
     }
 }
@@ -72,9 +77,19 @@ struct KeyState {
 #[derive(Debug, Default)]
 pub struct ThrottleModel {
     states: BTreeMap<String, KeyState>,
+    /// Whose table (default 7.2's).
+    dialect: Dialect,
 }
 
 impl ThrottleModel {
+    /// The throttle of `dialect`'s table.
+    pub fn new(dialect: Dialect) -> ThrottleModel {
+        ThrottleModel {
+            states: BTreeMap::new(),
+            dialect,
+        }
+    }
+
     /// Fires every period that has ended by `now`; returns what must be broadcast, in order.
     pub fn expire(&mut self, now: u64, out: &mut Vec<SimEvent>) {
         loop {
@@ -103,7 +118,7 @@ impl ThrottleModel {
     /// An event arrives at `now` (after [`ThrottleModel::expire`]); returns it if it goes out at
     /// once.
     pub fn on_event(&mut self, now: u64, ev: SimEvent) -> Option<SimEvent> {
-        let Some(key) = throttle_key(&ev) else {
+        let Some(key) = throttle_key(&ev, self.dialect) else {
             return Some(ev);
         };
         match self.states.get_mut(&key) {
@@ -171,6 +186,22 @@ mod tests {
             .on_event(2 * THROTTLE_PERIOD_NS, ev("RTC_CHANGE", 4))
             .is_some());
         assert!(t.on_event(5, ev("STOP", 4)).is_some());
+    }
+
+    #[test]
+    fn memory_device_size_change_is_throttled_by_72_only() {
+        let mem = |n| SimEvent {
+            name: "MEMORY_DEVICE_SIZE_CHANGE".into(),
+            data: vec![("qom-path".into(), J::s("/machine/peripheral/m"))],
+            seconds: 1,
+            micros: n,
+        };
+        let mut t = ThrottleModel::new(Dialect::Qemu72);
+        assert!(t.on_event(0, mem(1)).is_some());
+        assert!(t.on_event(10, mem(2)).is_none());
+        let mut t = ThrottleModel::new(Dialect::Qemu212);
+        assert!(t.on_event(0, mem(1)).is_some());
+        assert!(t.on_event(10, mem(2)).is_some());
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! Oracles, after every input: the reference model ([`model`], [`events`]: exact reply bytes
 //! per request, lanes and order, events per negotiated monitor, `COMMAND_DROPPED` attribution),
 //! the dispatcher's round robin, queue length, suspend count and `wants_read`, output after
-//! close, call/lane consistency, descriptor accounting, output validity and a memory bound.
+//! close, call/lane consistency, descriptor accounting, named fds kept by a monitor across
+//! its connections, output validity and a memory bound.
 //! Then a liveness phase (faults off, bounded virtual time, quiescence required, pending work
 //! named) and, for a share of seeds, a determinism re-run comparing the core's digest.
 //!
@@ -20,8 +21,13 @@
 //!
 //! # Known deviations and gaps
 //!
-//! - A monitor is not reopened while a call of its previous connection still runs (QEMU would
-//!   deliver that stale reply to the new client; the model does not describe it).
+//! - Each client's connections reuse its monitor, as clients of one QEMU chardev do: named
+//!   fds outlive the connection ([`model::NameState`]; a name whose `getfd`/`closefd` had no
+//!   reply seen before the close is unknown until a later `getfd`), capabilities do not, and a
+//!   call of the previous connection may still run when the next one opens (its reply goes
+//!   nowhere: QEMU would deliver it to whichever client is connected then, a race the model
+//!   does not describe). The world ends by destroying every monitor (process exit), which
+//!   closes the named fds.
 //! - Not simulated: fd sets (`add-fd`), preconfig/run-state changes, `-compat` policies, HMP,
 //!   output/input-limit disconnects (the world reads only while `wants_read`), commands without
 //!   success response, 64 MiB tokens. 2.12 JSON errors are limited to lexical errors and

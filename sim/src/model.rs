@@ -9,6 +9,12 @@
 //! immediate reply (its request is handled, OOB handler included, before the next is read).
 //! So with OOB off every reply comes in request order.
 //! Events a connection must receive are pushed here by the world from the throttle model.
+//!
+//! Named fds (`getfd`) belong to the monitor, not the connection (spec §10.2): the world keeps
+//! their state per monitor across connections ([`NameState`]) and hands it to each new
+//! connection's model; a name whose `getfd`/`closefd` had no reply seen when the connection
+//! closed may or may not have been changed, so it is [`NameState::Unknown`] until a later
+//! `getfd` settles it.
 
 use std::collections::VecDeque;
 
@@ -31,6 +37,18 @@ impl Session {
     pub fn oob(self) -> bool {
         matches!(self, Session::Command { oob: true })
     }
+}
+
+/// What the model knows of one of a monitor's named fds.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum NameState {
+    /// No fd of that name.
+    #[default]
+    Absent,
+    /// An fd of that name is held by the monitor.
+    Named,
+    /// A `getfd`/`closefd` of it was sent and its reply not seen before the connection closed.
+    Unknown,
 }
 
 /// Which queue of the connection a reply comes from.
@@ -71,6 +89,9 @@ pub struct Expect {
     pub overtakable: bool,
     /// Send order on the connection, set by [`ConnModel::push`].
     pub seq: u64,
+    /// `getfd` (true) or `closefd` (false) of the name `fd<n>`: the monitor's named fd once
+    /// this reply is seen.
+    pub fd_effect: Option<(u8, bool)>,
 }
 
 /// Expected reply bytes: success.
@@ -138,6 +159,11 @@ pub struct ConnModel {
     pub messages: u64,
     /// Named fds `fd0`..`fd2` held once every request sent so far has run.
     pub fd_names: [bool; 3],
+    /// Names whose state an earlier connection left unknown and no request of this one has
+    /// settled yet (the client plans no `closefd` of them: its reply could be either).
+    pub fd_unknown: [bool; 3],
+    /// The monitor's named fds as of the replies seen.
+    fd_seen: [NameState; 3],
     /// Sequence number of the next expected reply.
     next_seq: u64,
 }
@@ -158,8 +184,32 @@ impl ConnModel {
             rx: Vec::new(),
             messages: 0,
             fd_names: [false; 3],
+            fd_unknown: [false; 3],
+            fd_seen: [NameState::Absent; 3],
             next_seq: 0,
         }
+    }
+
+    /// The monitor's named fds left by its earlier connections.
+    pub fn with_names(mut self, names: [NameState; 3]) -> ConnModel {
+        for (i, s) in names.iter().enumerate() {
+            self.fd_names[i] = *s == NameState::Named;
+            self.fd_unknown[i] = *s == NameState::Unknown;
+        }
+        self.fd_seen = names;
+        self
+    }
+
+    /// The monitor's named fds when this connection closes: as of the replies seen, except
+    /// names with a `getfd`/`closefd` still unanswered (it may have run or not).
+    pub fn names_at_close(&self) -> [NameState; 3] {
+        let mut names = self.fd_seen;
+        for e in self.inband.iter().chain(self.immediate.iter()) {
+            if let Some((n, _)) = e.fd_effect {
+                names[usize::from(n)] = NameState::Unknown;
+            }
+        }
+        names
     }
 
     /// Adds a reply due, after every one already due.
@@ -273,6 +323,13 @@ impl ConnModel {
             };
             if q.front().is_some_and(|e| e.bytes == msg) {
                 if let Some(e) = q.pop_front() {
+                    if let Some((n, named)) = e.fd_effect {
+                        self.fd_seen[usize::from(n)] = if named {
+                            NameState::Named
+                        } else {
+                            NameState::Absent
+                        };
+                    }
                     if let Some(s) = e.on_reply {
                         self.confirmed = s;
                         if matches!(s, Session::Command { .. }) && self.negotiated_at.is_none() {

@@ -10,7 +10,7 @@ use crate::runner::run_seed;
 pub const MAX_SEEDS_PER_BUG: u64 = 2_000;
 
 /// Every planted bug the core offers.
-pub const ALL: [PlantedBug; 10] = [
+pub const ALL: [PlantedBug; 11] = [
     PlantedBug::QueueLimitOffByOne,
     PlantedBug::LastThrottledEventDropped,
     PlantedBug::NoResumeOnClose,
@@ -20,6 +20,7 @@ pub const ALL: [PlantedBug; 10] = [
     PlantedBug::IdNotEchoedOnError,
     PlantedBug::CommandDroppedWithoutId,
     PlantedBug::FdLeakedOnClose,
+    PlantedBug::NamedFdsDieWithConnection,
     PlantedBug::RoundRobinBroken,
 ];
 

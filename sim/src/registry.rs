@@ -14,6 +14,10 @@ pub const ECHO: &str = "sim-echo";
 pub const OOB_ECHO: &str = "sim-oob";
 /// QEMU 2.12's test command: `lock: true` blocks until an out-of-band `lock: false`.
 pub const OOB_TEST: &str = "x-oob-test";
+/// In-band `{"fdname": str}`: the handler takes the monitor's named fd (QEMU's
+/// `monitor_get_fd`, as `-netdev tap,fd=NAME` consumers do) and closes it; `{}` or QEMU's
+/// `File descriptor named '<name>' has not been found`.
+pub const TAKE_FD: &str = "sim-take-fd";
 
 /// The registry handed to the server.
 pub fn commands() -> Vec<CommandSpec> {
@@ -54,6 +58,18 @@ pub fn commands() -> Vec<CommandSpec> {
             arguments: vec![Member {
                 name: "lock".into(),
                 ty: ArgType::Bool,
+                optional: false,
+            }],
+            ..CommandSpec::default()
+        },
+        CommandSpec {
+            name: TAKE_FD.into(),
+            allow_oob: false,
+            allow_preconfig: true,
+            success_response: true,
+            arguments: vec![Member {
+                name: "fdname".into(),
+                ty: ArgType::String,
                 optional: false,
             }],
             ..CommandSpec::default()

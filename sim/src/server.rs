@@ -1,6 +1,8 @@
 //! [`Core`] for the real `qmp_core::server::Server`, and how the simulator configures one.
 
-use qmp_core::server::{Config, Input, Instant, MonitorId, Output, PlantedBug, Server};
+use qmp_core::server::{
+    Config, Dialect, FdId, Input, Instant, MonitorId, Output, PlantedBug, Server, TakeFdError,
+};
 
 use crate::options::Options;
 use crate::registry::commands;
@@ -9,13 +11,17 @@ use crate::world::WALL_BASE_NS;
 
 /// The server configuration a seed's world uses (with an optional planted bug).
 pub fn config(opts: &Options, bug: Option<PlantedBug>) -> Config {
+    // Each dialect with its own tables (2.12: its throttle table).
+    let base = match opts.dialect {
+        Dialect::Qemu212 => Config::qemu212(),
+        Dialect::Qemu72 => Config::default(),
+    };
     let mut c = Config {
-        dialect: opts.dialect,
         version: crate::world::to_value(&crate::world::version_j()),
         planted_bug: bug,
         input_buffer_limit: opts.input_buffer_limit,
         output_limit: opts.output_limit,
-        ..Config::default()
+        ..base
     };
     c.wall_clock_base.seconds = WALL_BASE_NS / 1_000_000_000;
     c
@@ -69,5 +75,19 @@ impl Core for Server {
     }
     fn digest(&self) -> u64 {
         Server::digest(self).0
+    }
+    fn take_named_fd(
+        &mut self,
+        now: Instant,
+        m: MonitorId,
+        name: &str,
+    ) -> Result<FdId, TakeFdError> {
+        Server::take_named_fd(self, now, m, name)
+    }
+    fn named_fds(&self, m: MonitorId) -> Vec<String> {
+        Server::named_fds(self, m)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 }

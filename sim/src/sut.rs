@@ -1,7 +1,7 @@
 //! The system under test as the simulator sees it: the server's public API, behind a trait so
 //! the world can be driven (and its own tests run) against exactly the calls a shim makes.
 
-use qmp_core::server::{Input, Instant, MonitorId, Output};
+use qmp_core::server::{FdId, Input, Instant, MonitorId, Output, TakeFdError};
 
 /// The server operations the simulator uses.
 pub trait Core {
@@ -27,4 +27,14 @@ pub trait Core {
     fn memory_estimate(&self) -> usize;
     /// The core's own output digest.
     fn digest(&self) -> u64;
+    /// The monitor's named fds (`getfd` names), in any order.
+    fn named_fds(&self, m: MonitorId) -> Vec<String>;
+    /// A handler takes the monitor's named fd (`Server::take_named_fd`); the world records it
+    /// as `Input::TakeNamedFd`.
+    fn take_named_fd(
+        &mut self,
+        now: Instant,
+        m: MonitorId,
+        name: &str,
+    ) -> Result<FdId, TakeFdError>;
 }

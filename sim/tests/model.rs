@@ -14,6 +14,7 @@ fn immediate(bytes: Vec<u8>, what: &'static str) -> Expect {
         what,
         overtakable: false,
         seq: 0,
+        fd_effect: None,
     }
 }
 

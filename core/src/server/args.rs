@@ -5,7 +5,12 @@
 //! member), the variant members of a flat union after its base, then leftover members
 //! (`is unexpected`) once a struct is complete. Recursion depth is bounded by the schema the
 //! embedder registered, never by the input.
+//!
+//! The texts are 7.2's; the 2.12 dialect differs in one: a value outside an enum was
+//! `Invalid parameter '<value>'` (`QERR_INVALID_PARAMETER` in 2.12's `input_type_enum`; 7.2
+//! says `Parameter '<name>' does not accept value '<value>'`).
 
+use super::config::Dialect;
 use super::schema::{ArgType, FlatUnion, Member};
 use crate::json::{Object, Value};
 
@@ -14,6 +19,7 @@ pub(crate) type Desc = Vec<u8>;
 
 /// Check `args` against a command's members (and flat union, if any).
 pub(crate) fn check_arguments(
+    d: Dialect,
     members: &[Member],
     union: Option<&FlatUnion>,
     args: &Object,
@@ -24,7 +30,7 @@ pub(crate) fn check_arguments(
         return Ok(());
     }
     let mut path = Vec::new();
-    visit_struct(&mut path, members, union, args)
+    visit_struct(d, &mut path, members, union, args)
 }
 
 fn full_name(path: &[u8], name: &[u8]) -> Vec<u8> {
@@ -51,13 +57,14 @@ fn invalid_type(path: &[u8], expected: &str) -> Desc {
 }
 
 fn visit_struct(
+    d: Dialect,
     path: &mut Vec<u8>,
     members: &[Member],
     union: Option<&FlatUnion>,
     obj: &Object,
 ) -> Result<(), Desc> {
     for m in members {
-        visit_member(path, m, obj)?;
+        visit_member(d, path, m, obj)?;
     }
     let mut variant: &[Member] = &[];
     if let Some(u) = union {
@@ -65,7 +72,7 @@ fn visit_struct(
         if let Some(v) = u.variants.iter().find(|v| Some(v.value.as_str()) == tag) {
             variant = &v.members;
             for m in variant {
-                visit_member(path, m, obj)?;
+                visit_member(d, path, m, obj)?;
             }
         }
     }
@@ -202,7 +209,7 @@ fn first_unvisited<'a>(obj: &'a Object, visited: &[&[u8]]) -> Option<&'a [u8]> {
         .map(|&(_, i)| entries[i].0.as_bytes())
 }
 
-fn visit_member(path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc> {
+fn visit_member(d: Dialect, path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc> {
     match obj.get(&m.name) {
         None if m.optional => Ok(()),
         None => {
@@ -215,7 +222,7 @@ fn visit_member(path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc
                 path.push(b'.');
             }
             path.extend_from_slice(m.name.as_bytes());
-            let r = visit_value(path, Some(m.name.as_bytes()), &m.ty, v);
+            let r = visit_value(d, path, Some(m.name.as_bytes()), &m.ty, v);
             path.truncate(saved);
             r
         }
@@ -225,6 +232,7 @@ fn visit_member(path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc
 /// Visit one value; `path` already names it, `name` is its member name (`None` for list
 /// elements, which QEMU's enum error prints as `null`).
 fn visit_value(
+    d: Dialect,
     path: &mut Vec<u8>,
     name: Option<&[u8]>,
     ty: &ArgType,
@@ -256,6 +264,8 @@ fn visit_value(
             Value::String(s) => {
                 if values.iter().any(|e| e.as_bytes() == s.as_bytes()) {
                     Ok(())
+                } else if d == Dialect::Qemu212 {
+                    Err(text(&[b"Invalid parameter '", s.as_bytes(), b"'"]))
                 } else {
                     Err(text(&[
                         b"Parameter '",
@@ -275,7 +285,7 @@ fn visit_value(
                     path.push(b'[');
                     path.extend_from_slice(i.to_string().as_bytes());
                     path.push(b']');
-                    let r = visit_value(path, None, elem, item);
+                    let r = visit_value(d, path, None, elem, item);
                     path.truncate(saved);
                     r?;
                 }
@@ -284,18 +294,18 @@ fn visit_value(
             _ => Err(invalid_type(path, "array")),
         },
         ArgType::Object(members) => match v {
-            Value::Object(o) => visit_struct(path, members, None, o),
+            Value::Object(o) => visit_struct(d, path, members, None, o),
             _ => Err(invalid_type(path, "object")),
         },
         ArgType::Union { base, union } => match v {
-            Value::Object(o) => visit_struct(path, base, Some(union), o),
+            Value::Object(o) => visit_struct(d, path, base, Some(union), o),
             _ => Err(invalid_type(path, "object")),
         },
         ArgType::Alternate {
             name: tname,
             branches,
         } => match branches.iter().find(|b| branch_fits(b, v)) {
-            Some(b) => visit_value(path, name, b, v),
+            Some(b) => visit_value(d, path, name, b, v),
             None => Err(text(&[
                 b"Invalid parameter type for '",
                 name.unwrap_or(b"null"),

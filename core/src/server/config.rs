@@ -93,10 +93,8 @@ pub struct CompatPolicy {
     pub reject_unstable_input: bool,
 }
 
-/// Deliberately wrong behaviour for the simulator's planted-bug check (issue 4).
-///
-/// Without the `planted-bugs` feature this enum has no variants, so `Config::planted_bug` can
-/// only be `None` and the checks compile away.
+/// Deliberately wrong behaviour for the simulator's planted-bug check (issue 4). Only with the
+/// `planted-bugs` feature, which only the simulator and tests enable.
 #[cfg(feature = "planted-bugs")]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PlantedBug {
@@ -128,17 +126,13 @@ pub enum PlantedBug {
     RoundRobinBroken,
 }
 
-/// Deliberately wrong behaviour (only with the `planted-bugs` feature; here: none).
-#[cfg(not(feature = "planted-bugs"))]
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PlantedBug {}
-
 /// The server's configuration; every limit is named here with its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Which QEMU to behave like. Default: QEMU 7.2.
     pub dialect: Dialect,
-    /// The `version` object of the greeting and `query-version`. Default: QEMU 7.2.22 Debian.
+    /// The `version` object of the greeting and `query-version`. Default: QEMU 7.2.22 Debian
+    /// ([`qemu72_version`]); 2.12.0 in [`Config::qemu212`].
     pub version: Value,
     /// Limits of the JSON streamer (64 MiB token, 2 Mi tokens, depth 1024 by default).
     pub json_limits: JsonLimits,
@@ -159,6 +153,7 @@ pub struct Config {
     /// (`COMMAND_DROPPED` in the 2.12 dialect): timestamp = base + now. Default: 0.
     pub wall_clock_base: Timestamp,
     /// A deliberately wrong behaviour for the simulator (feature `planted-bugs`). Default: none.
+    #[cfg(feature = "planted-bugs")]
     #[serde(default)]
     pub planted_bug: Option<PlantedBug>,
 }
@@ -175,17 +170,19 @@ impl Default for Config {
             run_state: RunState::Running,
             compat: CompatPolicy::default(),
             wall_clock_base: Timestamp::default(),
+            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
     }
 }
 
 impl Config {
-    /// The 2.12 dialect with its own throttle table ([`ThrottleRule::qemu212_defaults`]) and
-    /// otherwise default settings.
+    /// The 2.12 dialect with its own tables: its version ([`qemu212_version`]) and throttle
+    /// table ([`ThrottleRule::qemu212_defaults`]); otherwise default settings.
     pub fn qemu212() -> Config {
         Config {
             dialect: Dialect::Qemu212,
+            version: qemu212_version(),
             throttle: ThrottleRule::qemu212_defaults(),
             ..Config::default()
         }
@@ -195,6 +192,11 @@ impl Config {
 /// QEMU 7.2.22 (Debian)'s `VersionInfo`, members inserted so the writer emits QEMU's order.
 pub fn qemu72_version() -> Value {
     version_info(7, 2, 22, "Debian 1:7.2+dfsg-7+deb12u18+b3")
+}
+
+/// QEMU 2.12.0's `VersionInfo` as a release build reports it (no package string).
+pub fn qemu212_version() -> Value {
+    version_info(2, 12, 0, "")
 }
 
 /// A `VersionInfo` value (`{"qemu": {"micro", "minor", "major"}, "package"}`).

@@ -229,9 +229,12 @@ impl Server {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
         }
-        if let Err(desc) =
-            check_arguments(&entry.spec.arguments, entry.spec.union.as_ref(), &env.args)
-        {
+        if let Err(desc) = check_arguments(
+            dialect,
+            &entry.spec.arguments,
+            entry.spec.union.as_ref(),
+            &env.args,
+        ) {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
         }

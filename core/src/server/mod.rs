@@ -46,18 +46,20 @@
 //! * Commands with an fd parameter other than the built-ins cannot claim pending passed fds
 //!   (the `Call` carries none); they can take a named one ([`Server::take_named_fd`]).
 
-/// True when the given planted bug is configured (always false without `planted-bugs`).
+/// True when the given planted bug is configured. Without the `planted-bugs` feature it is the
+/// constant `false`: no planted type, field or code path is compiled (the binary a user runs
+/// has none).
+#[cfg(feature = "planted-bugs")]
 macro_rules! planted {
-    ($self:expr, $bug:ident) => {{
-        #[cfg(feature = "planted-bugs")]
-        let on = $self.config.planted_bug == Some($crate::server::PlantedBug::$bug);
-        #[cfg(not(feature = "planted-bugs"))]
-        let on = {
-            let _ = &$self.config.planted_bug;
-            false
-        };
-        on
-    }};
+    ($self:expr, $bug:ident) => {
+        $self.config.planted_bug == Some($crate::server::PlantedBug::$bug)
+    };
+}
+#[cfg(not(feature = "planted-bugs"))]
+macro_rules! planted {
+    ($self:expr, $bug:ident) => {
+        false
+    };
 }
 
 mod args;
@@ -80,8 +82,10 @@ pub mod trace;
 pub mod types;
 
 pub use command_name::CommandName;
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
 pub use config::{
-    qemu72_version, version_info, CompatPolicy, Config, Dialect, PlantedBug, ThrottleRule,
+    qemu212_version, qemu72_version, version_info, CompatPolicy, Config, Dialect, ThrottleRule,
     DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
 };
 pub use digest::Digest;
@@ -564,6 +568,10 @@ impl Server {
             self.rr.insert(0, id);
         } else {
             self.probes.reopened += 1;
+            let oob_call = self.monitors.get(&id).is_some_and(|m| m.oob_call.is_some());
+            if oob_call || self.inband_call_of(id) {
+                self.probes.reopened_while_call_runs += 1;
+            }
         }
         if let Some(m) = self.monitors.get_mut(&id) {
             if m.generation != generation && !m.named_fds.is_empty() {
@@ -838,6 +846,7 @@ impl Server {
         if !m.live() {
             return;
         }
+        #[cfg(feature = "planted-bugs")]
         if oob_reply && planted!(self, OobReplyHeldBehindInBand) && (!m.queue.is_empty() || hold) {
             let mut held = Vec::new();
             write(m.options.pretty, &mut held);
@@ -846,6 +855,8 @@ impl Server {
             }
             return;
         }
+        #[cfg(not(feature = "planted-bugs"))]
+        let _ = hold;
         let start = m.out.buf.len();
         write(m.options.pretty, &mut m.out.buf);
         let mut h = Digest::default();
@@ -932,6 +943,7 @@ impl Server {
     }
 
     /// Planted bug support: release held OOB replies once in-band work is done.
+    #[cfg(feature = "planted-bugs")]
     fn flush_held(&mut self, id: MonitorId) {
         // Only the planted bug holds replies back; this runs after every call otherwise.
         if !planted!(self, OobReplyHeldBehindInBand) {
@@ -951,4 +963,8 @@ impl Server {
             self.append_bytes(id, &r, h);
         }
     }
+
+    /// Nothing is ever held without the planted bug.
+    #[cfg(not(feature = "planted-bugs"))]
+    fn flush_held(&mut self, _id: MonitorId) {}
 }

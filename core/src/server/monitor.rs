@@ -243,6 +243,7 @@ pub(crate) struct Monitor {
     /// discarded, until the driver closes it.
     pub(crate) dead: bool,
     /// Replies held back by the planted bug `OobReplyHeldBehindInBand`.
+    #[cfg(feature = "planted-bugs")]
     pub(crate) held_replies: Vec<Vec<u8>>,
 }
 
@@ -273,6 +274,7 @@ impl Monitor {
             out: OutBuf::default(),
             transmit_queued: false,
             dead: false,
+            #[cfg(feature = "planted-bugs")]
             held_replies: Vec::new(),
             hmp: None,
         }
@@ -289,7 +291,10 @@ impl Monitor {
         self.queue = VecDeque::new();
         self.out.clear();
         self.dead = false;
-        self.held_replies = Vec::new();
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.held_replies = Vec::new();
+        }
         let mut fds = std::mem::take(&mut self.pending_fds);
         fds.extend(self.input.clear());
         fds
@@ -301,9 +306,21 @@ impl Monitor {
         self.open && !self.dead
     }
 
+    #[cfg(feature = "planted-bugs")]
+    fn held_bytes(&self) -> usize {
+        self.held_replies.iter().map(Vec::capacity).sum()
+    }
+
+    /// Nothing is held without the planted bug.
+    #[cfg(not(feature = "planted-bugs"))]
+    fn held_bytes(&self) -> usize {
+        0
+    }
+
     /// Bytes of core memory this monitor holds (see `Server::memory_estimate`).
     pub(crate) fn memory_estimate(&self) -> usize {
-        std::mem::size_of::<Monitor>()
+        self.held_bytes()
+            + std::mem::size_of::<Monitor>()
             + self.streamer.buffered_bytes()
             + self.input.capacity_bytes()
             + self.out.buf.capacity()
@@ -315,7 +332,6 @@ impl Monitor {
                 .iter()
                 .map(|(n, _)| n.heap_bytes() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
-            + self.held_replies.iter().map(Vec::capacity).sum::<usize>()
             + self.hmp.as_ref().map_or(0, |r| {
                 std::mem::size_of::<crate::hmp::ReadLine>() + r.memory_estimate()
             })

@@ -78,6 +78,8 @@ probes! {
     reopened,
     /// A reconnect found named fds left by an earlier session.
     named_fds_survived,
+    /// A reconnect came while a call of an earlier session still ran.
+    reopened_while_call_runs,
     /// A call completed after its session had closed, and the monitor it came from was
     /// still there (its suspension or OOB hold was released).
     call_outlived_session,

@@ -5,8 +5,12 @@
 //! period replace each other as "pending"; at the end of the period a pending event is sent and
 //! a new period starts, otherwise the state is freed. The number of states is bounded by the
 //! number of distinct keys in flight: each is freed one quiet period after its last event.
+//!
+//! Invariant: `deadlines` holds exactly one `(deadline, key)` per state, so the earliest
+//! deadline is its first entry and due periods are taken off its front, whatever the number
+//! of keys (every input asks for the earliest deadline).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::ThrottleRule;
 use super::types::{Instant, Timestamp};
@@ -51,6 +55,8 @@ pub(crate) enum Fired {
 pub(crate) struct Throttle {
     rules: Vec<ThrottleRule>,
     states: BTreeMap<Key, State>,
+    /// The states' period ends, ordered (ties by key): one entry per state.
+    deadlines: BTreeSet<(Instant, Key)>,
 }
 
 impl Throttle {
@@ -58,6 +64,7 @@ impl Throttle {
         Throttle {
             rules,
             states: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -84,11 +91,13 @@ impl Throttle {
             }
             None => {
                 let period_ns = rule.period_ns;
+                let deadline = now.plus_nanos(period_ns);
+                self.deadlines.insert((deadline, key.clone()));
                 self.states.insert(
                     key,
                     State {
                         pending: None,
-                        deadline: now.plus_nanos(period_ns),
+                        deadline,
                         period_ns,
                     },
                 );
@@ -99,41 +108,35 @@ impl Throttle {
 
     /// The earliest period end, if any period is running.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.states.values().map(|s| s.deadline).min()
+        self.deadlines.first().map(|(d, _)| *d)
     }
 
-    /// End every period due at `now`, each at most once, earliest first (ties by key).
+    /// End every period due at `now`, each at most once, earliest first (ties by key). A
+    /// restarted period ends after `now` (periods are positive), so it is not met again.
+    /// `drop_pending` is the planted bug `LastThrottledEventDropped`.
     pub(crate) fn fire_due(&mut self, now: Instant, drop_pending: bool) -> Vec<Fired> {
-        let mut due: Vec<(Instant, Key)> = self
-            .states
-            .iter()
-            .filter(|(_, s)| s.deadline <= now)
-            .map(|(k, s)| (s.deadline, k.clone()))
-            .collect();
-        if due.is_empty() {
-            return Vec::new();
-        }
-        due.sort();
-        let mut fired = Vec::with_capacity(due.len());
-        for (_, key) in due {
+        let mut fired = Vec::new();
+        // Bounded: each pass removes one due entry; re-armed entries are not due.
+        while self.deadlines.first().is_some_and(|(d, _)| *d <= now) {
+            let Some((_, key)) = self.deadlines.pop_first() else {
+                break;
+            };
             let Some(state) = self.states.get_mut(&key) else {
                 continue;
             };
-            let pending = if drop_pending {
-                state.pending.take().map(|_| ())
-            } else {
-                None
-            };
-            match (state.pending.take(), pending) {
-                (Some(ev), _) => {
+            let dropped = drop_pending && state.pending.take().is_some();
+            match state.pending.take() {
+                Some(ev) => {
                     state.deadline = now.plus_nanos(state.period_ns);
+                    self.deadlines.insert((state.deadline, key));
                     fired.push(Fired::Send(ev));
                 }
-                (None, Some(())) => {
+                None if dropped => {
                     // Planted bug: the pending event is lost, the period restarts empty.
                     state.deadline = now.plus_nanos(state.period_ns);
+                    self.deadlines.insert((state.deadline, key));
                 }
-                (None, None) => {
+                None => {
                     self.states.remove(&key);
                     fired.push(Fired::Freed);
                 }
@@ -151,9 +154,10 @@ impl Throttle {
         self.states
             .iter()
             .map(|((n, k), s)| {
+                let key_heap = n.capacity() + k.as_ref().map_or(0, |k| k.heap_bytes());
                 std::mem::size_of::<(Key, State)>()
-                    + n.capacity()
-                    + k.as_ref().map_or(0, |k| k.heap_bytes())
+                    + std::mem::size_of::<(Instant, Key)>()
+                    + 2 * key_heap
                     + s.pending
                         .as_ref()
                         .map_or(0, |e| e.name.capacity() + 64 * e.data.len())

@@ -13,8 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
-    CallId, DisconnectReason, FdId, Input, Instant, Lane, MonitorId, MonitorOptions, Output,
-    Timestamp,
+    CallId, CallResult, DisconnectReason, FdId, Input, Instant, Lane, MonitorId, MonitorOptions,
+    Output, TakeFdError, Timestamp,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,9 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::ClientGen;
 use crate::events::{SimEvent, ThrottleModel};
 use crate::failure::{panic_text, Failure};
-use crate::model::{ConnModel, ExpectCall};
+use crate::model::{ConnModel, ExpectCall, NameState};
 use crate::options::Options;
-use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST};
+use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST, TAKE_FD};
 use crate::sut::Core;
 use crate::wire::{server_message, J};
 
@@ -87,10 +87,14 @@ struct Conn {
 
 #[derive(Debug)]
 struct Client {
+    /// The monitor (listener slot) this client's successive connections open.
     monitor: MonitorId,
     gen: ClientGen,
     conn: Option<Conn>,
     epoch: u64,
+    /// The monitor's named fds `fd0`..`fd2`, as the model knows them between connections
+    /// (they outlive the connection that passed them, spec §10.2).
+    names: [NameState; 3],
 }
 
 #[derive(Debug)]
@@ -100,6 +104,9 @@ struct CallInfo {
     epoch: u64,
     /// An out-of-band call: it holds its monitor's input until completed.
     oob: bool,
+    /// An in-band call dispatched with OOB off: it holds one suspension of its monitor until
+    /// completed, also after its connection closed (the suspend count is the monitor's).
+    suspends: bool,
     result: qmp_core::server::CallResult,
 }
 
@@ -228,12 +235,14 @@ impl<C: Core> World<C> {
     /// A world for `opts` around `core` (already configured with [`crate::registry::commands`]).
     pub fn new(opts: Options, core: C) -> World<C> {
         let rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let dialect = opts.dialect;
         let clients = (0..opts.clients)
             .map(|i| Client {
                 monitor: MonitorId(i as u64 + 1),
                 gen: ClientGen::new(i),
                 conn: None,
                 epoch: 0,
+                names: [NameState::Absent; 3],
             })
             .collect();
         World {
@@ -248,7 +257,7 @@ impl<C: Core> World<C> {
             phase: Phase::Safety,
             liveness_deadline: u64::MAX,
             clients,
-            throttle: ThrottleModel::default(),
+            throttle: ThrottleModel::new(dialect),
             calls: BTreeMap::new(),
             inband_busy: None,
             dispatch_scheduled: false,
@@ -451,13 +460,8 @@ impl<C: Core> World<C> {
             if self.phase != Phase::Safety || self.requests_left == 0 {
                 return Ok(());
             }
-            // A monitor is not reopened while a call of its previous connection still runs
-            // (see the crate's known gaps).
-            if self.calls.values().any(|c| c.monitor == m) {
-                let at = self.now + 100_000;
-                self.schedule(at, Action::ClientAct(i));
-                return Ok(());
-            }
+            // A call of the previous connection may still run: the monitor is reopened
+            // anyway; its reply goes nowhere and its hold (suspension, OOB) is the monitor's.
             return self.connect(i);
         }
         let gap = exp_gap(&mut self.rng, self.opts.client_gap_ns);
@@ -573,7 +577,7 @@ impl<C: Core> World<C> {
         client.epoch += 1;
         client.gen.on_connect(&mut self.rng, &self.opts);
         client.conn = Some(Conn {
-            model: ConnModel::new(pretty, offered, greeting),
+            model: ConnModel::new(pretty, offered, greeting).with_names(client.names),
             tx: VecDeque::new(),
             deliver_scheduled: false,
             flush_scheduled: false,
@@ -588,7 +592,11 @@ impl<C: Core> World<C> {
             fd_marks: VecDeque::new(),
         });
         let m = client.monitor;
-        self.rr.insert(0, m);
+        // The monitor joins the dispatcher's list when it is created (its first connection,
+        // QEMU's `monitor_list_append`) and keeps its place across reconnects.
+        if client.epoch == 1 {
+            self.rr.insert(0, m);
+        }
         let at = self.now + exp_gap(&mut self.rng, self.opts.client_gap_ns);
         self.schedule(at, Action::ClientAct(i));
         self.apply(Input::Open {
@@ -615,9 +623,11 @@ impl<C: Core> World<C> {
             self.apply(Input::Resume { monitor: m })?;
         }
         let unlock_due = self.clients[i].conn.as_ref().is_some_and(|c| c.unlock_due);
-        self.clients[i].conn = None;
-        self.rr.retain(|x| *x != m);
+        if let Some(conn) = self.clients[i].conn.take() {
+            self.clients[i].names = conn.model.names_at_close();
+        }
         self.apply(Input::Close { monitor: m })?;
+        self.check_names_kept(i)?;
         if unlock_due {
             // Its unlock will never arrive: release the handler on its behalf, as an operator
             // would, so the dispatcher is not blocked forever by a client that went away.
@@ -743,6 +753,18 @@ impl<C: Core> World<C> {
                 vec![
                     ("id".to_string(), J::Str(format!("port{}", n % 3))),
                     ("open".to_string(), J::Bool(n % 2 == 0)),
+                ],
+            ),
+            // Throttled by 7.2 (keyed by qom-path), not by 2.12.
+            2 if n % 4 == 0 => (
+                "MEMORY_DEVICE_SIZE_CHANGE",
+                vec![
+                    ("id".to_string(), J::Str(format!("mem{}", n % 8 / 4))),
+                    ("size".to_string(), J::Int(n)),
+                    (
+                        "qom-path".to_string(),
+                        J::Str(format!("/machine/peripheral/mem{}", n % 8 / 4)),
+                    ),
                 ],
             ),
             2 => ("SIM_EVENT", vec![("seq".to_string(), J::Int(n))]),
@@ -1016,6 +1038,15 @@ impl<C: Core> World<C> {
                 }
                 call_result(tag)
             }
+            TAKE_FD => {
+                let name = call
+                    .arguments
+                    .get("fdname")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.take_named_fd(call.monitor, &name)?
+            }
             OOB_TEST => {
                 let lock = call.arguments.get("lock").and_then(Value::as_bool);
                 if lock != Some(!oob) {
@@ -1033,12 +1064,17 @@ impl<C: Core> World<C> {
                 )))
             }
         };
+        let oob_on = self.clients[i]
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.model.confirmed.oob());
         self.calls.insert(
             call.id,
             CallInfo {
                 monitor: call.monitor,
                 epoch: self.clients[i].epoch,
                 oob,
+                suspends: !oob && !oob_on,
                 result,
             },
         );
@@ -1087,10 +1123,53 @@ impl<C: Core> World<C> {
     }
 
     /// Closes every connection (the final accounting needs every descriptor released).
+    /// The `sim-take-fd` handler, when it starts: it takes the named fd from the core (the
+    /// input is recorded for replay), owns it and closes it; its result is the reply.
+    fn take_named_fd(&mut self, m: MonitorId, name: &str) -> Result<CallResult, Failure> {
+        self.step += 1;
+        let input = Input::TakeNamedFd {
+            monitor: m,
+            name: name.to_owned(),
+        };
+        if let Some(rec) = self.record.as_mut() {
+            rec.push((Instant(self.now), input));
+        }
+        match self.core.take_named_fd(Instant(self.now), m, name) {
+            Ok(fd) => {
+                self.digest.num(fd.0);
+                match self.fds.get_mut(&fd.0) {
+                    Some(closed @ false) => *closed = true,
+                    _ => {
+                        return Err(self.fail(Failure::correctness(
+                            "fd-taken",
+                            format!("took fd {} which is closed or was never passed in", fd.0),
+                        )))
+                    }
+                }
+                Ok(empty_return())
+            }
+            Err(e @ TakeFdError::NotFound { .. }) => Ok(e.to_call_result()),
+            Err(e) => Err(self.fail(Failure::correctness(
+                "api-misuse",
+                format!("the core refused take_named_fd by a correct driver: {e}"),
+            ))),
+        }
+    }
+
+    /// Every client leaves, then the process exits: each monitor is destroyed, which closes
+    /// its named fds.
     fn close_all(&mut self) -> Result<(), Failure> {
         for i in 0..self.clients.len() {
             if self.clients[i].conn.is_some() {
                 self.close_conn(i)?;
+            }
+        }
+        for i in 0..self.clients.len() {
+            if self.clients[i].epoch > 0 {
+                let m = self.clients[i].monitor;
+                self.clients[i].names = [NameState::Absent; 3];
+                self.rr.retain(|x| *x != m);
+                self.apply(Input::Destroy { monitor: m })?;
             }
         }
         Ok(())

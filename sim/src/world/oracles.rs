@@ -10,7 +10,7 @@ use qmp_core::server::{Dialect, MonitorId};
 use super::World;
 use crate::failure::Failure;
 use crate::invariants::{self, QUEUE_MAX};
-use crate::model::{show, Seen, Session};
+use crate::model::{show, NameState, Seen, Session};
 use crate::sut::Core;
 
 impl<C: Core> World<C> {
@@ -173,10 +173,7 @@ impl<C: Core> World<C> {
 
     /// Per-monitor invariants after every input.
     pub(super) fn check_invariants(&mut self) -> Result<(), Failure> {
-        let busy_monitor = self
-            .inband_busy
-            .and_then(|c| self.calls.get(&c))
-            .map(|c| c.monitor);
+        let busy = self.inband_busy.and_then(|c| self.calls.get(&c));
         for c in &self.clients {
             let Some(conn) = c.conn.as_ref() else {
                 continue;
@@ -187,7 +184,11 @@ impl<C: Core> World<C> {
             invariants::queue_length(m, q, s.oob()).map_err(|f| self.fail(f))?;
             let sc = self.core.suspend_count(m);
             let ext = conn.ext_suspends as i64;
-            let inflight = busy_monitor == Some(m);
+            // The running in-band call of this connection, or one of an earlier connection of
+            // the monitor that still holds its suspension (OOB was off when it was dispatched).
+            let inflight = busy.is_some_and(|b| b.monitor == m && b.epoch == c.epoch);
+            let held_over =
+                busy.is_some_and(|b| b.monitor == m && b.epoch != c.epoch && b.suspends) as i64;
             let protocol = match (self.opts.dialect, s) {
                 // Every request queued with OOB off suspends; each is resumed when its
                 // dispatch is done (several when one byte completed several messages).
@@ -199,20 +200,18 @@ impl<C: Core> World<C> {
                 (Dialect::Qemu72, Session::Command { oob: true }) => (q >= QUEUE_MAX) as i64,
                 (_, Session::Command { oob: true }) => 0,
             };
-            if sc != ext + protocol {
+            if sc != ext + protocol + held_over {
                 return Err(self.fail(Failure::correctness(
                     "suspend-count",
                     format!(
-                        "monitor {} suspend count {sc}, expected {ext} external + {protocol} from the queue (queue {q}, in-band call running: {inflight}, session {s:?})",
+                        "monitor {} suspend count {sc}, expected {ext} external + {protocol} from the queue (queue {q}, in-band call running: {inflight}, session {s:?}) + {held_over} held by a call of an earlier connection",
                         m.0
                     ),
                 )));
             }
             let wants = self.core.wants_read(m);
-            let oob_call = self
-                .calls
-                .values()
-                .any(|k| k.oob && k.monitor == m && k.epoch == c.epoch);
+            // An OOB call holds the monitor's input, whichever connection sent it.
+            let oob_call = self.calls.values().any(|k| k.oob && k.monitor == m);
             invariants::reading(m, wants, sc as u64, oob_call).map_err(|f| self.fail(f))?;
             if !wants && sc == 0 && !conn.closing && !oob_call {
                 return Err(self.fail(Failure::correctness(
@@ -332,8 +331,37 @@ impl<C: Core> World<C> {
         }
     }
 
-    /// Every descriptor handed to the core came back as `CloseFd` exactly once (the sim never
-    /// asks the core to keep one).
+    /// A connection of client `i` closed: the monitor keeps exactly the named fds the model
+    /// knows it holds (unknown names aside). A core that drops them with the connection, or
+    /// keeps one that was closed, fails here, before any later client could notice.
+    pub(super) fn check_names_kept(&mut self, i: usize) -> Result<(), Failure> {
+        let m = self.clients[i].monitor;
+        let held = self.core.named_fds(m);
+        for (n, state) in self.clients[i].names.iter().enumerate() {
+            let name = format!("fd{n}");
+            let has = held.contains(&name);
+            let wrong = match state {
+                NameState::Named => !has,
+                NameState::Absent => has,
+                NameState::Unknown => false,
+            };
+            if wrong {
+                return Err(self.fail(Failure::correctness(
+                    "named-fd-lifetime",
+                    format!(
+                        "monitor {}: after its client left, named fd '{name}' is {} (model: {state:?}; named fds belong to the monitor, spec §10.2)",
+                        m.0,
+                        if has { "held" } else { "gone" },
+                    ),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every descriptor handed to the core came back as `CloseFd` exactly once, by the time
+    /// every client has left and every monitor was destroyed (named fds outlive their
+    /// connection, not their monitor).
     pub(super) fn check_fds(&mut self) -> Result<(), Failure> {
         let open: Vec<u64> = self
             .fds
@@ -347,7 +375,7 @@ impl<C: Core> World<C> {
             Err(self.fail(Failure::correctness(
                 "fd-leak",
                 format!(
-                    "{} fds never closed after every connection closed: {:?}",
+                    "{} fds never closed after every client left and every monitor was destroyed: {:?}",
                     open.len(),
                     open
                 ),

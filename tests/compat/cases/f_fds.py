@@ -12,6 +12,7 @@ GETFD = b'{"execute": "getfd", "arguments": {"fdname": "%s"}, "id": "g"}\n'
 CLOSEFD = b'{"execute": "closefd", "arguments": {"fdname": "%s"}}\n'
 QUERY = b'{"execute": "query-fdsets"}\n'
 ADD = b'{"execute": "add-fd"}\n'
+ADD_CLIENT = b'{"execute": "add_client", "arguments": {"protocol": "bogus", "fdname": "%s"}}\n'
 
 
 def add(args):
@@ -97,4 +98,18 @@ CASES = [
                b'{"execute": "getfd", "arguments": {"fdname": "b"}}', n=2, fds=1), fdprobe()),
     Case("F28", "named fds are kept across a disconnect (still open)", [
         connect(), neg(), send(GETFD % b"k", fds=1), close(), pause(0.2), fdprobe()], fds=True),
+    # Issue 16: the named fd of client 1 is open for client 2, whose closefd closes it; a
+    # getfd of the same name from client 2 replaces (closes) client 1's.
+    Case("F29", "a reconnected client closes and replaces the previous client's named fds", [
+        connect(), neg(), send(GETFD % b"a", fds=1), send(GETFD % b"b", fds=1), close(),
+        pause(0.2), connect(), neg(), fdprobe(), send(CLOSEFD % b"a"), fdprobe(),
+        send(GETFD % b"b", fds=1), fdprobe(), send(CLOSEFD % b"b"), send(CLOSEFD % b"a"),
+        fdprobe()], fds=True),
+    # A command that consumes a named fd (QEMU's monitor_get_fd): add_client takes it before
+    # looking at the protocol, so even a refused add_client has used (and closed) it.
+    fcase("F30", "add_client with a name getfd never gave", ADD_CLIENT % b"nope"),
+    Case("F31", "add_client takes the named fd a previous client passed", [
+        connect(), neg(), send(GETFD % b"x", fds=1), close(), pause(0.2),
+        connect(), neg(), fdprobe(), send(ADD_CLIENT % b"x"), fdprobe(), send(CLOSEFD % b"x")],
+        fds=True),
 ]
