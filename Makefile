@@ -6,7 +6,7 @@
 #   make planted-free  the qmpd of make run has no planted-bug code (part of make test)
 #   make fuzz T=target S=seconds   one fuzz target;  make fuzz-smoke: all targets briefly
 #   make loom     loom models of the io/ shim
-#   make bench    qmpd side by side with QEMU 7.2
+#   make bench    qmpd (std and tokio runtimes) side by side with QEMU 7.2
 #   make compat   differential suite against real QEMU 7.2
 
 CARGO ?= cargo
@@ -32,21 +32,26 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p qmp-driver --all-targets --features planted -- -D warnings
+	$(CARGO) clippy -p qmp-io --no-default-features --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 test-rust:
 	$(CARGO) test --workspace
 	$(CARGO) test -p qmp-driver --features planted
+	QMPD_RUNTIME=tokio $(CARGO) test -p qmp-io --test qmpd --test hmp_compat
 
 # --- areas (each script is owned by its area; see README) ---
 deps:
 	bash scripts/deps.sh
 
+# The suites that start qmpd run against both of its runtimes (qmpd --runtime std|tokio).
 test-clients: deps
 	bash tests/clients/run.sh
+	QMPD_RUNTIME=tokio bash tests/clients/run.sh
 
 compat: deps
 	bash tests/compat/run.sh
+	QMPD_RUNTIME=tokio bash tests/compat/run.sh
 
 sim:
 	$(CARGO) run --release -p qmp-sim -- run --seed $${SEED:-0} --runs $(SEEDS)

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# make bench: qmpd side by side with QEMU 7.2 (issue 7).
+# make bench: qmpd on both runtimes side by side with QEMU 7.2 (issues 7 and 20).
 #
-# Builds qmp-bench and qmpd in release, starts qmpd and (when installed) QEMU 7.2
-# (`qemu-system-x86_64 -machine none`), runs every qmp-bench mode against both in alternation
-# (qmpd then QEMU, ROUNDS times), and prints the comparison (medians over the rounds, the
-# qmpd/QEMU factors and the issue-7 targets). The single-client modes run against servers set up
-# for one client (QEMU with one QMP monitor), the connections and events modes against servers
-# with CLIENTS monitors. Idle memory is measured once per server on fresh processes with IDLE
+# Builds qmp-bench and qmpd in release, starts qmpd on the std adapter (label qmpd), qmpd on the
+# tokio adapter (`--runtime tokio`, label qmpd-tokio) and (when installed) QEMU 7.2
+# (`qemu-system-x86_64 -machine none`), runs every qmp-bench mode against each in alternation
+# (qmpd, qmpd-tokio, QEMU, ROUNDS times), and prints two comparisons with QEMU (medians over the
+# rounds and factors): qmpd with the issue-7 targets, qmpd-tokio with issue 20's. The
+# single-client modes run against servers set up for one client (QEMU with one QMP monitor), the
+# connections and events modes against servers with CLIENTS monitors. Idle memory is measured once per server on fresh processes with IDLE
 # negotiated connections each.
 #
 # Knobs (environment): ROUNDS (3: an odd count, so the median is one round's figure and one
 # slow round cannot decide it), DURATION seconds per measuring loop (2), CLIENTS for the
 # connections/events modes (8), IDLE connections (1000), BENCH_OUT results directory
-# (target/bench-results), RT=1 runs both servers and the client under `chrt -f 50` (real-time
+# (target/bench-results), RT=1 runs every server and the client under `chrt -f 50` (real-time
 # scheduling, so that other work on a shared machine does not decide the tail latencies; the
-# same treatment for both servers). A full run takes about 2 minutes on 2 cores once built. The sequential
-# and pipelined modes also run against `qmp-bench floor-server` (label floor), the cheapest
-# possible server, so the report shows the ceiling any server has on this machine and client.
+# same treatment for every server). A full run takes about 3 minutes on 2 cores once built. The
+# sequential and pipelined modes also run against `qmp-bench floor-server` (label floor), the
+# cheapest possible server, so the report shows the ceiling any server has on this machine and
+# client.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,11 +49,11 @@ RESULTS=$OUT/results.jsonl
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-# start_qmpd NAME CLIENTS: one listener serving CLIENTS clients at once; sets PID.
+# start_qmpd NAME CLIENTS [RUNTIME]: one listener serving CLIENTS clients at once, on the std
+# (default) or tokio adapter, with the test commands (the OOB mode's x-oob-test lock); sets PID.
 start_qmpd() {
     "${PREFIX[@]}" "$BIN/qmpd" --listen "unix:$WORK/$1.sock,clients=$2" --max-connections $(($2 + 8)) \
-        --test-commands \
-        --log warn >"$OUT/$1.log" 2>&1 &
+        --runtime "${3:-std}" --test-commands --log warn >"$OUT/$1.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
     wait_socket "$WORK/$1.sock"
@@ -133,6 +135,10 @@ start_qmpd qmpd 1
 QMPD_SOCK=(--socket "$WORK/qmpd.sock" --pid "$PID")
 start_qmpd qmpd-n "$CLIENTS"
 QMPD_N_SOCK=(--socket "$WORK/qmpd-n.sock" --pid "$PID")
+start_qmpd qmpd-tokio 1 tokio
+TOKIO_SOCK=(--socket "$WORK/qmpd-tokio.sock" --pid "$PID")
+start_qmpd qmpd-tokio-n "$CLIENTS" tokio
+TOKIO_N_SOCK=(--socket "$WORK/qmpd-tokio-n.sock" --pid "$PID")
 QEMU_SOCK=()
 QEMU_N_SOCK=()
 if [ "$HAVE_QEMU" = 1 ]; then
@@ -153,19 +159,25 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "== round $r/$ROUNDS" >&2
     for mode in sequential pipelined; do
         bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode "$mode"
+        bench qmpd-tokio "${TOKIO_SOCK[@]}" "${common[@]}" --mode "$mode"
         qemu_bench "${common[@]}" --mode "$mode"
         bench floor --socket "$WORK/floor.sock" "${common[@]}" --mode "$mode"
     done
     for mode in connections events; do
         bench qmpd "${QMPD_N_SOCK[@]}" "${common[@]}" --mode "$mode"
+        bench qmpd-tokio "${TOKIO_N_SOCK[@]}" "${common[@]}" --mode "$mode"
         qemu_bench_n "${common[@]}" --mode "$mode"
     done
     # OOB: the x-oob-test lock (issue 7's figure) exists only in qmpd; under in-band load on both.
+    # On tokio the lock is an awaiting (async) handler holding the in-band lane.
     bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method lock
+    bench qmpd-tokio "${TOKIO_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method lock
     bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method load
+    bench qmpd-tokio "${TOKIO_SOCK[@]}" "${common[@]}" --mode oob-latency --oob-method load
     qemu_bench "${common[@]}" --mode oob-latency --oob-method load
     # QEMU reads one byte per system call (5-20 s per MiB here): exactly one request per round.
     bench qmpd "${QMPD_SOCK[@]}" "${common[@]}" --mode large
+    bench qmpd-tokio "${TOKIO_SOCK[@]}" "${common[@]}" --mode large
     qemu_bench --duration 0 --io-timeout 120 --mode large
 done
 stop_pid "${PIDS[@]}"
@@ -174,6 +186,9 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 echo "== idle ($IDLE connections, fresh processes)" >&2
 start_qmpd qmpd-idle "$IDLE"
 bench qmpd --socket "$WORK/qmpd-idle.sock" --mode idle --idle-clients "$IDLE" --pid "$PID"
+stop_pid "$PID"
+start_qmpd qmpd-tokio-idle "$IDLE" tokio
+bench qmpd-tokio --socket "$WORK/qmpd-tokio-idle.sock" --mode idle --idle-clients "$IDLE" --pid "$PID"
 stop_pid "$PID"
 if [ "$HAVE_QEMU" = 1 ]; then
     start_qemu qemu-idle "$IDLE"
@@ -185,6 +200,10 @@ fi
 echo
 echo "== results ($RESULTS)"
 "$BIN/qmp-bench" report "$RESULTS" --subject qmpd --base qemu | tee "$OUT/report.txt"
+echo
+echo "== tokio runtime: qmpd --runtime tokio vs QEMU, issue 20's targets (same run)"
+"$BIN/qmp-bench" report "$RESULTS" --subject qmpd-tokio --base qemu --targets tokio |
+    tee "$OUT/report-tokio.txt"
 echo
 echo "== ceiling: floor server (parses nothing, one fixed reply per line) vs QEMU, same client"
 "$BIN/qmp-bench" report "$RESULTS" --subject floor --base qemu | sed '/server CPU time/,$d' |

@@ -127,7 +127,7 @@ impl Default for Opts {
 /// The usage text.
 pub const USAGE: &str = "\
 usage: qmp-bench --socket PATH [--socket PATH ...] --mode MODE[,MODE...] [options]
-       qmp-bench report FILE.jsonl [--subject qmpd] [--base qemu]
+       qmp-bench report FILE.jsonl [--subject qmpd] [--base qemu] [--targets issue7|tokio]
        qmp-bench floor-server PATH   (the cheapest possible server: the machine's ceiling)
 
 modes: sequential pipelined connections oob-latency large events idle all

@@ -1,6 +1,7 @@
 //! `qmp-bench report`: reads the JSON lines of several runs and prints, per mode, the median
 //! figure of each server, the improvement factor of one server over the other, and the
-//! issue-7 target with a verdict.
+//! target with a verdict (issue 7's for qmpd on threads, issue 20's for qmpd on tokio:
+//! [`Targets`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +19,7 @@ enum Figure {
     CpuPerOp,
 }
 
-/// A target of issue 7.
+/// A target of a line.
 #[derive(Copy, Clone, Debug)]
 enum Target {
     /// The improvement factor must reach this.
@@ -30,7 +31,50 @@ enum Target {
 }
 
 /// One line of the comparison: (mode, figure, target).
-const LINES: [(&str, Figure, Target); 8] = [
+type Line = (&'static str, Figure, Target);
+
+/// Which targets the verdicts use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Targets {
+    /// Issue 7's, for qmpd on the std adapter.
+    Issue7,
+    /// Issue 20's, for qmpd on the tokio adapter (OOB p99 measured with the in-band lane held
+    /// by an awaiting handler: the demo's async `x-oob-test` lock).
+    Tokio,
+}
+
+impl Targets {
+    /// `issue7` or `tokio`.
+    pub fn parse(s: &str) -> Option<Targets> {
+        match s {
+            "issue7" | "std" => Some(Targets::Issue7),
+            "tokio" | "issue20" => Some(Targets::Tokio),
+            _ => None,
+        }
+    }
+
+    fn lines(self) -> &'static [Line] {
+        match self {
+            Targets::Issue7 => &LINES,
+            Targets::Tokio => &TOKIO_LINES,
+        }
+    }
+}
+
+/// Issue 20's targets for the tokio adapter.
+const TOKIO_LINES: [Line; 8] = [
+    ("sequential", Figure::Value, Target::Factor(10.0)),
+    ("pipelined", Figure::Value, Target::Factor(30.0)),
+    ("connections", Figure::Value, Target::None),
+    ("oob-latency", Figure::P99, Target::Below(200.0)),
+    ("oob-latency-load", Figure::P99, Target::None),
+    ("large", Figure::Value, Target::Factor(1000.0)),
+    ("events", Figure::Value, Target::None),
+    ("idle", Figure::ValueLower, Target::Below(64.0)),
+];
+
+/// Issue 7's targets.
+const LINES: [Line; 8] = [
     ("sequential", Figure::Value, Target::Factor(3.0)),
     ("pipelined", Figure::Value, Target::Factor(50.0)),
     ("connections", Figure::Value, Target::None),
@@ -44,6 +88,12 @@ const LINES: [(&str, Figure, Target); 8] = [
 /// The comparison table for `subject` against `base`, from JSON lines (one result each;
 /// lines that are not results are skipped and counted).
 pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
+    compare_with(jsonl, subject, base, Targets::Issue7)
+}
+
+/// [`compare`] with the verdicts of `targets`.
+pub fn compare_with(jsonl: &str, subject: &str, base: &str, targets: Targets) -> String {
+    let lines = targets.lines();
     // (label, mode) -> figures of every round
     let mut runs: BTreeMap<(String, String), Vec<serde_json::Value>> = BTreeMap::new();
     let mut skipped = 0usize;
@@ -65,7 +115,7 @@ pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
         "{:<17} {:>14} {:>14} {:>10}  {:<12} verdict",
         "mode", subject, base, "factor", "target"
     );
-    for (mode, figure, target) in LINES {
+    for &(mode, figure, target) in lines {
         let s = median_figure(&runs, subject, mode, figure);
         let b = median_figure(&runs, base, mode, figure);
         if s.is_none() && b.is_none() {
@@ -105,9 +155,9 @@ pub fn compare(jsonl: &str, subject: &str, base: &str) -> String {
             unit
         );
     }
-    per_round(&mut out, &runs, subject, base);
+    per_round(&mut out, &runs, subject, base, lines);
     let mut cpu_header = false;
-    for (mode, _, _) in LINES {
+    for &(mode, _, _) in lines {
         let s = median_figure(&runs, subject, mode, Figure::CpuPerOp);
         let b = median_figure(&runs, base, mode, Figure::CpuPerOp);
         if s.is_none() && b.is_none() {
@@ -152,6 +202,7 @@ fn per_round(
     runs: &BTreeMap<(String, String), Vec<serde_json::Value>>,
     subject: &str,
     base: &str,
+    lines: &[Line],
 ) {
     let values = |label: &str, mode: &str| -> Vec<Option<f64>> {
         runs.get(&(label.to_string(), mode.to_string()))
@@ -159,7 +210,7 @@ fn per_round(
             .unwrap_or_default()
     };
     let mut header = false;
-    for (mode, figure, target) in LINES {
+    for &(mode, figure, target) in lines {
         let (Figure::Value, Target::Factor(t)) = (figure, target) else {
             continue;
         };
@@ -228,6 +279,50 @@ fn fmt(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tokio_targets_judge_the_same_figures_by_issue_20() {
+        let input = "\
+{\"label\":\"qmpd-tokio\",\"mode\":\"sequential\",\"value\":900.0}
+{\"label\":\"qemu\",\"mode\":\"sequential\",\"value\":100.0}
+{\"label\":\"qmpd-tokio\",\"mode\":\"pipelined\",\"value\":4000.0}
+{\"label\":\"qemu\",\"mode\":\"pipelined\",\"value\":100.0}
+";
+        let verdict = |t: &str, m: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(m))
+                .and_then(|l| l.split_whitespace().last())
+                .map(str::to_owned)
+        };
+        let tokio = compare_with(input, "qmpd-tokio", "qemu", Targets::Tokio);
+        assert_eq!(
+            verdict(&tokio, "sequential").as_deref(),
+            Some("MISSED"),
+            "{tokio}"
+        );
+        assert_eq!(
+            verdict(&tokio, "pipelined").as_deref(),
+            Some("MET"),
+            "{tokio}"
+        );
+        assert!(
+            tokio.contains(">= 10x") && tokio.contains(">= 30x"),
+            "{tokio}"
+        );
+        let issue7 = compare(&input.replace("qmpd-tokio", "qmpd"), "qmpd", "qemu");
+        assert_eq!(
+            verdict(&issue7, "sequential").as_deref(),
+            Some("MET"),
+            "{issue7}"
+        );
+        assert_eq!(
+            verdict(&issue7, "pipelined").as_deref(),
+            Some("MISSED"),
+            "{issue7}"
+        );
+        assert_eq!(Targets::parse("tokio"), Some(Targets::Tokio));
+        assert_eq!(Targets::parse("nope"), None);
+    }
 
     #[test]
     fn factors_medians_and_verdicts() {

@@ -130,32 +130,50 @@ fn every_mode_runs_against_qmpd_when_built() {
         eprintln!("{} not built: qmpd part skipped", bin.display());
         return;
     }
-    let sock = std::env::temp_dir().join(format!("qmp-bench-qmpd-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock);
-    let child = Child(
-        Command::new(&bin)
-            .arg("--listen")
-            .arg(format!("unix:{},clients=64", sock.display()))
-            .args(["--max-connections", "80", "--log", "warn", "--test-commands"])
-            .spawn()
-            .expect("start qmpd"),
-    );
-    // Bounded wait for the listener: 10 s.
-    for _ in 0..200 {
-        if sock.exists() {
-            break;
+    // Both of qmpd's runtimes; the test commands for the OOB mode's x-oob-test lock.
+    for runtime in ["std", "tokio"] {
+        let sock = std::env::temp_dir().join(format!(
+            "qmp-bench-qmpd-{runtime}-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&sock);
+        let child = Child(
+            Command::new(&bin)
+                .arg("--listen")
+                .arg(format!("unix:{},clients=64", sock.display()))
+                .args([
+                    "--max-connections",
+                    "80",
+                    "--log",
+                    "warn",
+                    "--test-commands",
+                ])
+                .args(["--runtime", runtime])
+                .spawn()
+                .expect("start qmpd"),
+        );
+        // Bounded wait for the listener: 10 s.
+        for _ in 0..200 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let o = Opts {
+            label: "qmpd".into(),
+            pid: Some(child.0.id()),
+            ..opts(sock.clone())
+        };
+        for mode in Mode::ALL {
+            let out = qmp_bench::run(mode, &o)
+                .unwrap_or_else(|e| panic!("{runtime}: {}: {e}", mode.name()));
+            assert!(
+                out.ops > 0 && out.value > 0.0,
+                "{runtime}: {}: {out:?}",
+                mode.name()
+            );
+        }
+        drop(child);
+        let _ = std::fs::remove_file(&sock);
     }
-    let o = Opts {
-        label: "qmpd".into(),
-        pid: Some(child.0.id()),
-        ..opts(sock.clone())
-    };
-    for mode in Mode::ALL {
-        let out = qmp_bench::run(mode, &o).unwrap_or_else(|e| panic!("{}: {e}", mode.name()));
-        assert!(out.ops > 0 && out.value > 0.0, "{}: {out:?}", mode.name());
-    }
-    drop(child);
-    let _ = std::fs::remove_file(&sock);
 }

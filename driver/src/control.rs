@@ -6,10 +6,64 @@
 //! Every method may be called from a handler's thread with no lock held; the adapter turns it
 //! into a driver input.
 
+use std::any::Any;
+
 use qmp_core::json::Object;
-use qmp_core::server::{Call, CallId, Lane, MonitorId, RunState};
+use qmp_core::server::{Call, CallId, Lane, MonitorId, RunState, TakeFdError};
 
 use crate::conn::ConnId;
+use crate::fds::Descriptor;
+
+/// A descriptor a handler took by name ([`CallContext::take_named_fd`]): the adapter's own
+/// descriptor type (`OwnedFd` for qmp-io), behind a type-erased box so that handlers stay
+/// adapter-independent. Dropping it drops (closes) the descriptor; [`TakenFd::downcast`] gives
+/// the real one to a handler that knows its adapter.
+pub struct TakenFd {
+    number: u64,
+    fd: Box<dyn Any + Send>,
+}
+
+impl TakenFd {
+    /// Wrap the adapter's descriptor.
+    pub fn new<F: Descriptor + Send + 'static>(fd: F) -> Self {
+        TakenFd {
+            number: fd.number(),
+            fd: Box::new(fd),
+        }
+    }
+
+    /// The host's number for it.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The descriptor, when it is an `F`; itself back otherwise.
+    pub fn downcast<F: 'static>(self) -> Result<F, Self> {
+        let number = self.number;
+        self.fd
+            .downcast::<F>()
+            .map(|b| *b)
+            .map_err(|fd| TakenFd { number, fd })
+    }
+}
+
+impl std::fmt::Debug for TakenFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TakenFd").field(&self.number).finish()
+    }
+}
+
+/// What [`Control::add_client`] came to. On every outcome but `Added` the descriptor is closed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AddClient {
+    /// The stream is a new client of the chardev's listener.
+    Added(ConnId),
+    /// No listener has that chardev id.
+    NoSuchChardev,
+    /// The listener takes no client now (every slot busy, the connection limit, shutdown), or
+    /// the descriptor is not a stream socket the adapter can serve.
+    Refused,
+}
 
 /// The runtime side of a handler's actions.
 pub trait Control: Send + Sync {
@@ -35,6 +89,12 @@ pub trait Control: Send + Sync {
         let _ = call;
         false
     }
+    /// Take `monitor`'s fd named `name` (QEMU's `monitor_get_fd`; see
+    /// [`crate::Driver::take_named_fd`]): the caller owns the descriptor from then on.
+    fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError>;
+    /// Make the connected stream `fd` a client of chardev `chardev`'s listener (QEMU's
+    /// `qemu_chr_add_client`; see [`crate::Driver::handle_added`]).
+    fn add_client(&self, chardev: &str, fd: TakenFd) -> AddClient;
 }
 
 /// One handler call as its handler sees it.
@@ -111,5 +171,18 @@ impl<'a> CallContext<'a> {
     /// Whether this call's connection is still open.
     pub fn session_open(&self) -> bool {
         self.control.session_open(self.session)
+    }
+
+    /// Take this call's monitor's fd named `name` (QEMU's `monitor_get_fd`): the descriptor,
+    /// or the error whose `Display` is QEMU's text ("File descriptor named '…' has not been
+    /// found"; [`TakeFdError::to_call_result`] makes it the reply).
+    pub fn take_named_fd(&self, name: &str) -> Result<TakenFd, TakeFdError> {
+        self.control.take_named_fd(self.call.monitor, name)
+    }
+
+    /// Make the connected stream `fd` a client of chardev `chardev` (QEMU's
+    /// `qemu_chr_add_client`).
+    pub fn add_client(&self, chardev: &str, fd: TakenFd) -> AddClient {
+        self.control.add_client(chardev, fd)
     }
 }

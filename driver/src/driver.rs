@@ -12,6 +12,11 @@
 //! [`Driver::take_transmit`], and everything that must happen outside any lock
 //! (close a connection's socket, close a descriptor) to [`Driver::poll_action`].
 //!
+//! Handlers reach two more inputs through their adapter's [`crate::Control`]:
+//! [`Driver::take_named_fd`] (QEMU's `monitor_get_fd`: the descriptor leaves the fd table for
+//! the handler) and [`Driver::handle_added`] (QMP `add_client`: a stream from outside becomes a
+//! client of a listener, under the accept policy).
+//!
 //! Invariants: every descriptor given to the driver is handed back exactly once, as
 //! [`Action::CloseFd`] (or kept by the core until then); a closed connection's facts are ignored
 //! (its [`ConnId`] is never reused); a monitor is attached to at most one connection; the sum of
@@ -23,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
     Call, CallId, CallResult, HmpOptions, Input, Instant, Lane, MonitorId, Output, RunState,
-    Server, Timestamp,
+    Server, TakeFdError, Timestamp,
 };
 
 use crate::conn::{CloseReason, Conn, ConnId, ConnStats, ReadFact, WriteFact};
@@ -399,6 +404,27 @@ impl<F: Descriptor> Driver<F> {
     /// monitor, and its greeting is queued. `None` (drop the socket) when the policy says no
     /// (the adapter accepted without [`Driver::should_accept`]).
     pub fn handle_accepted(&mut self, now: Instant, l: usize) -> Option<ConnId> {
+        self.open_conn(now, l, "client connected")
+    }
+
+    /// A connected stream from outside (QMP `add_client`, QEMU's `qemu_chr_add_client`)
+    /// becomes a client of listener `l`, under the same policy as an accepted one: the lowest
+    /// free slot and its monitor, the greeting queued. `None` (close the stream) when the
+    /// policy says no: shutdown, the connection limit, or no free slot (a one-client chardev
+    /// with a client already: QEMU's `tcp_chr_add_client` refuses a chardev that is not
+    /// disconnected).
+    pub fn handle_added(&mut self, now: Instant, l: usize) -> Option<ConnId> {
+        self.open_conn(now, l, "client added")
+    }
+
+    /// The listener whose chardev id is `chardev`.
+    pub fn listener_of(&self, chardev: &str) -> Option<usize> {
+        self.listeners
+            .iter()
+            .position(|l| l.config.chardev == chardev)
+    }
+
+    fn open_conn(&mut self, now: Instant, l: usize, how: &'static str) -> Option<ConnId> {
         if !self.running() || self.conns.len() >= self.limits.max_connections {
             return None;
         }
@@ -419,7 +445,7 @@ impl<F: Descriptor> Driver<F> {
             conn = conn.0,
             monitor = monitor.0,
             chardev = %self.listeners[l].config.chardev,
-            "client connected"
+            "{how}"
         );
         let open = if readline {
             Input::OpenHmp {
@@ -536,7 +562,12 @@ impl<F: Descriptor> Driver<F> {
                 self.stats.blocked_writes += 1;
                 self.transmit.remove(&conn);
             }
-            WriteFact::Interrupted => {}
+            // Write again: the connection stays on the list it was taken from.
+            WriteFact::Interrupted => {
+                if !c.write_blocked && !self.server.pending_output(c.monitor).is_empty() {
+                    self.transmit.insert(conn);
+                }
+            }
             WriteFact::Failed(kind) => self.close(now, conn, CloseReason::WriteFailed(kind)),
         }
     }
@@ -600,6 +631,41 @@ impl<F: Descriptor> Driver<F> {
         };
         self.suspend(now, monitor, true);
         true
+    }
+
+    /// A handler takes `monitor`'s fd named `name` (QEMU's `monitor_get_fd`): the core forgets
+    /// the name, the driver hands over the descriptor, and the caller owns it from then on
+    /// (closes it, or gives it to [`Driver::handle_added`]'s adapter). Recorded as
+    /// [`Input::TakeNamedFd`], so a trace replays it. The error's `Display` is QEMU's text.
+    pub fn take_named_fd(
+        &mut self,
+        now: Instant,
+        monitor: MonitorId,
+        name: &str,
+    ) -> Result<F, TakeFdError> {
+        let now = self.clamp(now);
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.input(
+                now,
+                &Input::TakeNamedFd {
+                    monitor,
+                    name: name.to_owned(),
+                },
+            );
+        }
+        let taken = self.server.take_named_fd(now, monitor, name);
+        if let Err(TakeFdError::Misuse(e)) = &taken {
+            self.stats.misuse += 1;
+            tracing::error!(error = ?e, "qmp-core rejected an input (driver bug)");
+        }
+        self.after_input(now);
+        let id = taken?;
+        self.fds.hand_over(id).ok_or_else(|| {
+            tracing::error!(fd = id.0, "core named an fd the driver does not hold");
+            TakeFdError::NotFound {
+                name: name.to_owned(),
+            }
+        })
     }
 
     /// The next out-of-band call to run at once (before reading anything more).
@@ -865,6 +931,12 @@ impl<F: Descriptor> Driver<F> {
             self.stats.misuse += 1;
             tracing::error!(error = ?e, "qmp-core rejected an input (driver bug)");
         }
+        self.after_input(now);
+    }
+
+    /// After an input: route the core's outputs, then carry out what the core gave up on and
+    /// the output budget.
+    fn after_input(&mut self, now: Instant) {
         self.route();
         while let Some((monitor, reason)) = self.core_disconnects.pop() {
             if let Some(conn) = self.conn_of(monitor) {

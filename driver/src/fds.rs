@@ -116,6 +116,14 @@ impl<F: Descriptor> FdTable<F> {
 
     /// Forget `id` and hand its descriptor back for closing (outside any lock).
     pub fn take(&mut self, id: FdId) -> Option<F> {
+        let fd = self.hand_over(id)?;
+        self.closed += 1;
+        Some(fd)
+    }
+
+    /// Forget `id` and hand its descriptor to a handler that took it by name (not counted as
+    /// closed: the handler owns it now).
+    pub fn hand_over(&mut self, id: FdId) -> Option<F> {
         let (fd, monitor) = self.fds.remove(&id)?;
         if let Some(n) = self.per_monitor.get_mut(&monitor) {
             *n -= 1;
@@ -123,7 +131,6 @@ impl<F: Descriptor> FdTable<F> {
                 self.per_monitor.remove(&monitor);
             }
         }
-        self.closed += 1;
         Some(fd)
     }
 

@@ -45,7 +45,8 @@
 //! # Handlers
 //!
 //! Handlers see a [`CallContext`] over the adapter's [`Control`] (emit an event, set the run
-//! state, request shutdown, yank, whether their session is open), never a runtime's internals,
+//! state, request shutdown, yank, whether their session is open, take a named fd, add a
+//! client to a chardev), never a runtime's internals,
 //! so the same [`Registry`] runs on every adapter.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -56,6 +57,7 @@ pub mod demo;
 pub mod driver;
 pub mod fds;
 pub mod listener;
+pub mod qapi;
 pub mod record;
 pub mod registry;
 
@@ -63,7 +65,7 @@ pub mod registry;
 mod tests;
 
 pub use conn::{CloseReason, ConnId, ConnStats, ReadFact, WriteFact};
-pub use control::{CallContext, Control};
+pub use control::{AddClient, CallContext, Control, TakenFd};
 #[cfg(feature = "planted")]
 pub use driver::Planted;
 pub use driver::{
@@ -73,4 +75,6 @@ pub use driver::{
 pub use fds::{Descriptor, FdLimits, FdTable, Refusal};
 pub use listener::{AcceptFact, ListenerConfig};
 pub use record::TraceSink;
-pub use registry::{Handler, HandlerCache, Registry, SessionHook};
+pub use registry::{
+    block_on, AsyncHandler, CallFuture, Handler, HandlerCache, Registry, SessionHook, Started,
+};

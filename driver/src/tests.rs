@@ -135,6 +135,21 @@ fn only_would_block_clears_readability_and_a_readiness_event_restores_it() {
 }
 
 #[test]
+fn an_interrupted_write_keeps_the_connection_on_the_transmit_list() {
+    let mut d = driver(1);
+    let c = accept(&mut d);
+    assert_eq!(d.next_transmit(), Some(c), "the greeting is pending");
+    d.handle_written(t(1), c, WriteFact::Interrupted);
+    assert_eq!(d.next_transmit(), Some(c), "EINTR: write again");
+    d.handle_written(t(1), c, WriteFact::Wrote(1));
+    assert_eq!(
+        d.next_transmit(),
+        Some(c),
+        "a short write leaves the rest pending"
+    );
+}
+
+#[test]
 fn whitespace_then_close_and_a_reset_both_free_the_slot() {
     let mut d = driver(1);
     let c = accept(&mut d);
@@ -506,5 +521,103 @@ fn an_in_band_reply_released_by_an_out_of_band_call_goes_out_after_its_reply() {
         drain_output(&mut d, c),
         "{\"return\": {}, \"id\": \"unlock\"}\r\n{\"return\": {}, \"id\": \"lock\"}\r\n\
          {\"return\": {}, \"id\": \"q\"}\r\n"
+    );
+}
+
+/// Records the inputs the core saw.
+struct Inputs(std::sync::Arc<std::sync::Mutex<Vec<qmp_core::server::Input>>>);
+
+impl crate::TraceSink for Inputs {
+    fn input(&mut self, _: Instant, input: &qmp_core::server::Input) {
+        self.0.lock().unwrap().push(input.clone());
+    }
+    fn output(&mut self, _: &qmp_core::server::Output) {}
+    fn finish(&mut self, _: &Server) {}
+}
+
+#[test]
+fn a_handler_takes_a_named_fd_once_and_the_trace_records_it() {
+    let mut d = driver(1);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    d.set_recorder(Some(Box::new(Inputs(log.clone()))));
+    let c = accept(&mut d);
+    negotiate(&mut d, c);
+    let m = d.monitor_of(c).unwrap();
+    d.handle_read(
+        t(1),
+        c,
+        ReadFact::Data {
+            bytes: b"{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"x\"}}",
+            fds: vec![Fd(7)],
+            fds_cut: false,
+            capacity: CAP,
+        },
+    );
+    assert_eq!(d.next_in_band(t(1)), None, "getfd is the core's");
+    assert_eq!(drain_output(&mut d, c), "{\"return\": {}}\r\n");
+    assert_eq!(d.fds_held(), 1);
+    let fd = d.take_named_fd(t(2), m, "x").expect("taken");
+    assert_eq!(fd.number(), 7);
+    assert_eq!(
+        (d.fds_held(), d.fds_closed()),
+        (0, 0),
+        "handed over, not closed"
+    );
+    assert!(
+        actions(&mut d).is_empty(),
+        "the handler owns it: no CloseFd"
+    );
+    let err = d.take_named_fd(t(3), m, "x").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "File descriptor named 'x' has not been found"
+    );
+    let taken: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|i| matches!(i, qmp_core::server::Input::TakeNamedFd { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        taken,
+        vec![
+            qmp_core::server::Input::TakeNamedFd {
+                monitor: m,
+                name: "x".into()
+            };
+            2
+        ]
+    );
+}
+
+#[test]
+fn an_added_client_follows_the_accept_policy() {
+    let mut d = driver_with(
+        vec![listener("mon0", 1), listener("extra", 1)],
+        Limits::default(),
+    );
+    assert_eq!(d.listener_of("extra"), Some(1));
+    assert_eq!(d.listener_of("nope"), None);
+    let a = accept(&mut d);
+    negotiate(&mut d, a);
+    // The one-client chardev of the caller is busy: QEMU's tcp_chr_add_client refuses.
+    assert_eq!(d.handle_added(t(1), 0), None);
+    let b = d.handle_added(t(1), 1).expect("a free slot");
+    assert_eq!(d.monitor_of(b), Some(MonitorId(1)));
+    negotiate(&mut d, b);
+    assert_eq!(d.handle_added(t(2), 1), None, "now busy too");
+    d.handle_read(t(3), b, ReadFact::Eof);
+    assert_eq!(closed(&mut d), [(b, CloseReason::PeerClosed)]);
+    let b2 = d.handle_added(t(4), 1).expect("free again");
+    assert!(drain_output(&mut d, b2).starts_with("{\"QMP\""));
+    d.request_shutdown(t(5), ShutdownCause::Request, Timestamp::default());
+    let _ = actions(&mut d);
+    d.handle_read(t(5), b2, ReadFact::Eof);
+    let _ = actions(&mut d);
+    assert_eq!(
+        d.handle_added(t(6), 1),
+        None,
+        "nothing is added after shutdown"
     );
 }

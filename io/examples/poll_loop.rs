@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
-    CallResult, CommandSpec, Config, Instant, MonitorOptions, RunState, Server,
+    CallResult, CommandSpec, Config, Instant, MonitorId, MonitorOptions, RunState, Server,
+    TakeFdError,
 };
-use qmp_driver::{AcceptFact, Action, ConnId, Control, Driver, Limits, ListenerConfig};
+use qmp_driver::TakenFd;
+use qmp_driver::{AcceptFact, Action, AddClient, ConnId, Control, Driver, Limits, ListenerConfig};
 use qmp_driver::{ReadFact, Registry, ShutdownCause, WriteFact};
 use rustix::event::{poll, PollFd, PollFlags};
 
@@ -37,6 +39,15 @@ impl Control for Effects {
     }
     fn session_open(&self, _: ConnId) -> bool {
         true
+    }
+    // This example's commands take no fds and add no clients; an embedding whose commands do
+    // calls `Driver::take_named_fd` / `Driver::handle_added` from its loop, which owns the
+    // driver, and gives the handler the result.
+    fn take_named_fd(&self, _: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
+        Err(TakeFdError::NotFound { name: name.into() })
+    }
+    fn add_client(&self, _: &str, _: TakenFd) -> AddClient {
+        AddClient::NoSuchChardev
     }
 }
 

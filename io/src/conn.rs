@@ -42,6 +42,15 @@ impl Stream {
         })
     }
 
+    /// A connected stream socket from outside (QMP `add_client`), made non-blocking (see
+    /// [`StdStream::from_fd`]).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+        Ok(match StdStream::from_fd(fd)? {
+            StdStream::Unix(s) => Stream::Unix(UnixStream::from_std(s)),
+            StdStream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)),
+        })
+    }
+
     /// Shut both directions down (the peer sees EOF at once, even if a copy of the socket
     /// lingers in the dispatcher's reader for a moment).
     pub fn shutdown(&self) {
@@ -49,6 +58,39 @@ impl Stream {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
         };
+    }
+}
+
+/// A connected stream socket from outside, for either adapter to wrap.
+#[derive(Debug)]
+pub enum StdStream {
+    /// Unix: can carry descriptors.
+    Unix(std::os::unix::net::UnixStream),
+    /// TCP (IPv4 or IPv6).
+    Tcp(std::net::TcpStream),
+}
+
+impl StdStream {
+    /// `fd` as a stream socket, made non-blocking. Any other descriptor is an error (QEMU's
+    /// `qio_channel_socket_new_fd` refuses what is not a socket).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<StdStream> {
+        use rustix::net::{sockopt, AddressFamily, SocketType};
+        if sockopt::socket_type(&fd)? != SocketType::STREAM {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let domain = sockopt::socket_domain(&fd)?;
+        if domain == AddressFamily::UNIX {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(StdStream::Unix(s))
+        } else if domain == AddressFamily::INET || domain == AddressFamily::INET6 {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            let _ = s.set_nodelay(true);
+            Ok(StdStream::Tcp(s))
+        } else {
+            Err(io::ErrorKind::InvalidInput.into())
+        }
     }
 }
 

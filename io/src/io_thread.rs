@@ -61,6 +61,7 @@ struct PassStart {
     accept: Vec<usize>,
     readable: Vec<ConnId>,
     dirty: Vec<ConnId>,
+    adopted: Vec<(ConnId, Stream)>,
 }
 
 impl IoLoop {
@@ -238,6 +239,9 @@ impl IoLoop {
         let start = self.begin_pass();
         drop(start.close);
         self.drop_closed(start.closed);
+        for (id, stream) in start.adopted {
+            self.adopt(id, stream);
+        }
         for l in start.accept {
             self.accept_all(l);
         }
@@ -282,6 +286,7 @@ impl IoLoop {
             accept,
             readable,
             dirty: take_dirty(&mut st, now, true),
+            adopted: std::mem::take(&mut st.adopted),
         }
     }
 
@@ -337,9 +342,7 @@ impl IoLoop {
     /// Hand an accepted socket to the driver; false when the listener should accept no more.
     fn open(&mut self, l: usize, stream: Stream) -> bool {
         let now = self.shared.now();
-        let fd = stream.raw_fd();
-        let conn_slot;
-        let (close, more) = {
+        let (conn, close, more) = {
             let mut st = self.shared.lock();
             let Some(id) = st.driver.handle_accepted(now, l) else {
                 // Not wanted after all: the socket is dropped (outside the lock).
@@ -347,21 +350,48 @@ impl IoLoop {
                 drop(stream);
                 return false;
             };
-            let conn = Conn::new(id, stream);
-            let writer = Writer::new(
-                Box::new(StreamWriter(Arc::clone(&conn.stream))),
-                Arc::clone(&conn.write_blocked),
-            );
-            let reader = self
-                .dispatcher_reads
-                .then(|| Reader::new(Arc::clone(&conn.stream), conn.read_token.clone()));
-            st.attach(id, writer, reader);
-            conn_slot = Some(conn);
-            (st.settle(), st.driver.should_accept(l, now))
+            let conn = self.attach(&mut st, id, stream);
+            (conn, st.settle(), st.driver.should_accept(l, now))
         };
         drop(close);
-        let Some(conn) = conn_slot else { return more };
+        self.register(now, conn);
+        more
+    }
+
+    /// Serve a stream a handler made a client (QMP `add_client`): the driver opened its
+    /// connection already; it is dropped if the driver closed it since.
+    fn adopt(&mut self, id: ConnId, stream: Stream) {
+        let now = self.shared.now();
+        let conn = {
+            let mut st = self.shared.lock();
+            if !st.driver.is_open(id) {
+                drop(st);
+                drop(stream);
+                return;
+            }
+            self.attach(&mut st, id, stream)
+        };
+        self.register(now, conn);
+    }
+
+    /// Give connection `id`'s socket its write and read sides (under the lock).
+    fn attach(&self, st: &mut CoreState, id: ConnId, stream: Stream) -> Conn {
+        let conn = Conn::new(id, stream);
+        let writer = Writer::new(
+            Box::new(StreamWriter(Arc::clone(&conn.stream))),
+            Arc::clone(&conn.write_blocked),
+        );
+        let reader = self
+            .dispatcher_reads
+            .then(|| Reader::new(Arc::clone(&conn.stream), conn.read_token.clone()));
+        st.attach(id, writer, reader);
+        conn
+    }
+
+    /// Register an attached connection with mio and write its greeting.
+    fn register(&mut self, now: Instant, conn: Conn) {
         let id = conn.id;
+        let fd = conn.stream.raw_fd();
         self.conns.insert(id, conn);
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
@@ -374,10 +404,9 @@ impl IoLoop {
             let close = st.settle();
             drop(st);
             drop(close);
-            return more;
+            return;
         }
         self.flush(id);
-        more
     }
 
     /// Drop the sockets of connections the driver closed (outside the lock) and tell the
@@ -518,12 +547,14 @@ impl IoLoop {
                 }
             }
         }
-        let (close, closed) = {
+        let (close, closed, adopted) = {
             let mut st = self.shared.lock();
             st.driver.finish(self.shared.now());
-            (st.settle(), st.take_closed())
+            let adopted = std::mem::take(&mut st.adopted);
+            (st.settle(), st.take_closed(), adopted)
         };
         drop(close);
+        drop(adopted);
         self.drop_closed(closed);
         self.shared.stop();
     }

@@ -1,5 +1,7 @@
-//! qmp-io: the std adapter of [`qmp_driver`] (real sockets and threads, as QEMU has them) and
-//! `qmpd`, a demo QMP daemon.
+//! qmp-io: the std adapter of [`qmp_driver`] (real sockets and threads, as QEMU has them), the
+//! tokio adapter (module `tokio`, feature `tokio`: the same monitor as one task of an async
+//! application, with async in-band handlers) and `qmpd`, a demo QMP daemon on either
+//! (`--runtime std|tokio`).
 //!
 //! Every protocol decision is the core's ([`qmp_core`]) and every connection-lifecycle decision
 //! (when to read, what EOF or a reset means, fds, output budgets, accept policy, shutdown) is
@@ -36,6 +38,7 @@
 //! | [`clock`] | the clocks |
 //! | [`tuning`] | spins, batching and chunk sizes |
 //! | [`sync`] | std or loom primitives |
+//! | `tokio` | the tokio adapter (feature `tokio`): builder, event loop task, sockets |
 //!
 //! # Embedding
 //!
@@ -68,13 +71,17 @@ pub mod conn;
 pub mod dispatcher;
 pub mod io_thread;
 pub mod listen;
+pub mod qapi;
 pub mod reader;
 pub mod record;
 pub mod scm;
 pub mod server;
 pub mod shared;
 pub mod sync;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod tuning;
+pub mod typed;
 pub mod writer;
 
 #[cfg(all(test, not(loom)))]
@@ -84,3 +91,4 @@ pub use listen::{Address, ListenSpec};
 pub use qmp_driver::demo;
 pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};
 pub use server::{QmpServer, QmpServerBuilder, RunningServer, ServerHandle};
+pub use typed::TypedCommands;

@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use qmp_core::server::{Dialect, MonitorOptions};
+use qmp_driver::ListenerConfig;
+
 /// Most clients one listener may serve at once (`clients=N`).
 pub const MAX_CLIENTS_PER_LISTENER: usize = 1024;
 
@@ -73,6 +76,24 @@ impl ListenSpec {
             clients: 1,
             id: None,
             readline: false,
+        }
+    }
+
+    /// The driver's configuration of the `index`-th listener under `dialect`: its chardev id
+    /// (QEMU names the chardev of its i-th `-qmp` option `compat_monitor<i>`), client slots
+    /// and monitor options (oob offered by default in the 7.2 dialect). Both adapters use it.
+    pub fn listener_config(&self, index: usize, dialect: Dialect) -> ListenerConfig {
+        ListenerConfig {
+            chardev: self
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("compat_monitor{index}")),
+            clients: self.clients,
+            options: MonitorOptions {
+                oob_capable: self.oob.unwrap_or(dialect == Dialect::Qemu72),
+                pretty: self.pretty,
+            },
+            readline: self.readline,
         }
     }
 

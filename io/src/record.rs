@@ -112,12 +112,21 @@ pub fn file_sink_for(
     path: &Path,
     builder: &crate::QmpServerBuilder,
 ) -> std::io::Result<Box<dyn TraceSink>> {
-    let r = builder.registry();
+    file_sink_with(path, builder.config(), builder.registry())
+}
+
+/// A [`FileSink`] for `path` recording everything `registry` registers (as [`file_sink_for`],
+/// for any adapter's builder), boxed.
+pub fn file_sink_with(
+    path: &Path,
+    config: &Config,
+    registry: &crate::Registry,
+) -> std::io::Result<Box<dyn TraceSink>> {
     Ok(Box::new(FileSink::create_with_hmp(
         path,
-        builder.config(),
-        r.specs(),
-        r.hmp_specs(),
-        r.uses_core_human_monitor_command(),
+        config,
+        registry.specs(),
+        registry.hmp_specs(),
+        registry.uses_core_human_monitor_command(),
     )?))
 }

@@ -5,12 +5,8 @@ use std::io;
 use std::thread::JoinHandle;
 
 use qmp_core::json::Object;
-use qmp_core::server::{
-    CallResult, CommandSpec, Config, Dialect, MonitorOptions, RunState, Server, Timestamp,
-};
-use qmp_driver::{
-    CallContext, Driver, Handler, Limits, ListenerConfig, Registry, ShutdownCause, TraceSink,
-};
+use qmp_core::server::{CallResult, CommandSpec, Config, RunState, Server, Timestamp};
+use qmp_driver::{CallContext, Driver, Handler, Limits, Registry, ShutdownCause, TraceSink};
 
 use crate::clock::{Clock, SystemClock};
 use crate::io_thread::{IoLoop, WAKER_TOKEN};
@@ -168,7 +164,6 @@ impl QmpServerBuilder {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let default_oob = self.config.dialect == Dialect::Qemu72;
         let mut bound = Vec::with_capacity(self.listeners.len());
         let mut configs = Vec::with_capacity(self.listeners.len());
         let mut addresses = Vec::with_capacity(self.listeners.len());
@@ -176,19 +171,7 @@ impl QmpServerBuilder {
             let l = bind(&spec, self.allow_remote)?;
             addresses.push(l.local_address()?);
             bound.push(l);
-            configs.push(ListenerConfig {
-                // QEMU names the chardev of the i-th `-qmp` option `compat_monitor<i>`.
-                chardev: spec
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("compat_monitor{i}")),
-                clients: spec.clients,
-                options: MonitorOptions {
-                    oob_capable: spec.oob.unwrap_or(default_oob),
-                    pretty: spec.pretty,
-                },
-                readline: spec.readline,
-            });
+            configs.push(spec.listener_config(i, self.config.dialect));
         }
         let mut driver = Driver::new(server, configs, self.limits);
         driver.set_recorder(self.recorder);
@@ -290,7 +273,7 @@ impl QmpServer {
 }
 
 /// The wall-clock time at `clock`'s monotonic origin.
-fn wall_at_origin(clock: &SystemClock) -> Timestamp {
+pub(crate) fn wall_at_origin(clock: &SystemClock) -> Timestamp {
     let wall = clock.wall();
     let since = clock.now().0 / 1_000; // microseconds since the origin
     let total = wall

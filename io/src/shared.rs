@@ -38,10 +38,13 @@ use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 
 use qmp_core::json::Object;
-use qmp_core::server::{CallId, CallResult, Instant, MonitorId, RunState, Server};
-use qmp_driver::{Action, ConnId, Control, Driver, ReadFact, SessionCall, ShutdownCause};
+use qmp_core::server::{CallId, CallResult, Instant, MonitorId, RunState, Server, TakeFdError};
+use qmp_driver::{
+    Action, AddClient, ConnId, Control, Driver, ReadFact, SessionCall, ShutdownCause, TakenFd,
+};
 
 use crate::clock::Clock;
+use crate::conn::Stream;
 use crate::reader::Reader;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::tuning::{RUN_WRITE_CALLS, WRITE_LEFT_TO_DISPATCHER};
@@ -123,6 +126,9 @@ pub struct CoreState {
     pub(crate) stopped: bool,
     /// Reads the dispatcher made.
     pub(crate) dispatcher_reads: u64,
+    /// Streams the driver took as clients from a handler (QMP `add_client`) that the IO thread
+    /// must register (bounded by the open connections: each is one).
+    pub(crate) adopted: Vec<(ConnId, Stream)>,
 }
 
 impl CoreState {
@@ -138,6 +144,7 @@ impl CoreState {
             dispatcher_buf: Vec::new(),
             inband_running: None,
             inband_run: None,
+            adopted: Vec::new(),
             stopped: false,
             dispatcher_reads: 0,
         }
@@ -230,7 +237,10 @@ impl CoreState {
 
     /// True when the IO thread has something to do other than writing output.
     pub fn io_work_pending_besides_output(&self) -> bool {
-        self.driver.has_oob_calls() || !self.closed.is_empty() || !self.driver.running()
+        self.driver.has_oob_calls()
+            || !self.closed.is_empty()
+            || !self.adopted.is_empty()
+            || !self.driver.running()
     }
 
     /// Whoever just left work for the IO thread in this critical section asks whether it must
@@ -540,5 +550,52 @@ impl Control for Shared {
         let mut done = false;
         self.apply(false, |d, now| done = d.suspend_hmp_caller(now, call));
         done
+    }
+
+    fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
+        let mut taken = None;
+        self.apply(false, |d, now| {
+            taken = Some(d.take_named_fd(now, monitor, name))
+        });
+        match taken {
+            Some(r) => r.map(TakenFd::new),
+            None => Err(TakeFdError::UnknownMonitor(monitor)),
+        }
+    }
+
+    fn add_client(&self, chardev: &str, fd: TakenFd) -> AddClient {
+        let listener = self.lock().driver.listener_of(chardev);
+        // Every refusal drops (closes) the descriptor here, outside the lock.
+        let Some(l) = listener else {
+            return AddClient::NoSuchChardev;
+        };
+        let Ok(fd) = fd.downcast::<OwnedFd>() else {
+            return AddClient::Refused;
+        };
+        let stream = match Stream::from_fd(fd) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(chardev, error = %e, "add_client: not a stream socket");
+                return AddClient::Refused;
+            }
+        };
+        // Taken by the driver and queued for the IO thread in one critical section, so that no
+        // pass sees the connection without its stream.
+        let now = self.clock.now();
+        let mut refused = None;
+        let (added, close, wake, dispatch) = {
+            let mut st = self.lock();
+            let added = st.driver.handle_added(now, l);
+            match added {
+                Some(id) => st.adopted.push((id, stream)),
+                None => refused = Some(stream),
+            }
+            let close = st.settle();
+            let wake = self.io_work_left(&mut st);
+            (added, close, wake, self.dispatcher_wanted(&st))
+        };
+        drop(refused);
+        self.after_unlock(close, dispatch, wake);
+        added.map_or(AddClient::Refused, AddClient::Added)
     }
 }

@@ -221,3 +221,109 @@ fn descriptors_still_held_are_closed_at_shutdown() {
     assert!(writer_closed(&r, TIMEOUT), "closed at shutdown");
     assert_eq!(h.fds_held(), 0);
 }
+
+/// Pass `fd` as getfd `name` on `c`.
+fn getfd(c: &mut Client, name: &str, fd: std::os::fd::BorrowedFd<'_>) {
+    let cmd = format!("{{\"execute\": \"getfd\", \"arguments\": {{\"fdname\": \"{name}\"}}}}\n");
+    send_with_fds(&c.sock, cmd.as_bytes(), &[fd]);
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+}
+
+fn add_client(c: &mut Client, protocol: &str, name: &str) -> String {
+    c.send(&format!(
+        "{{\"execute\": \"add_client\", \"arguments\": {{\"protocol\": \"{protocol}\", \"fdname\": \"{name}\"}}}}\n"
+    ));
+    c.read_msg()
+}
+
+/// A client from a socketpair's other end, with the test client's read timeout.
+fn pair_client(s: std::os::unix::net::UnixStream) -> Client {
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    Client::from_stream(s)
+}
+
+#[test]
+fn add_client_error_paths_take_and_close_the_fd() {
+    let d = start(&["unix:qmp.sock"]);
+    let h = d.server().handle();
+    let mut c = Client::connect(&d.path("qmp.sock"));
+    c.negotiate(false);
+    assert_eq!(
+        add_client(&mut c, "compat_monitor0", "nope"),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"File descriptor named 'nope' has not been found\"}}\r\n"
+    );
+    // Each failure has taken the fd (closefd no longer finds it) and closed it.
+    let cases = [
+        ("bogus", "{\"error\": {\"class\": \"GenericError\", \"desc\": \"protocol 'bogus' is invalid\"}}\r\n"),
+        ("spice", "{\"error\": {\"class\": \"DeviceNotActive\", \"desc\": \"SPICE is not in use\"}}\r\n"),
+        ("@dbus-display", "{\"error\": {\"class\": \"DeviceNotActive\", \"desc\": \"D-Bus display is not in use\"}}\r\n"),
+        ("vnc", "{\"return\": {}}\r\n"),
+        // The chardev's one client is this one: QEMU's tcp_chr_add_client refuses.
+        ("compat_monitor0", "{\"error\": {\"class\": \"GenericError\", \"desc\": \"failed to add client\"}}\r\n"),
+    ];
+    for (protocol, reply) in cases {
+        let (r, w) = pipe();
+        getfd(&mut c, "x", w.as_fd());
+        drop(w);
+        assert_eq!(h.fds_held(), 1);
+        assert_eq!(add_client(&mut c, protocol, "x"), reply, "{protocol}");
+        assert!(writer_closed(&r, TIMEOUT), "{protocol}: fd closed");
+        assert_eq!(h.fds_held(), 0);
+        c.send("{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"x\"}}\n");
+        assert_eq!(
+            c.read_msg(),
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"File descriptor named 'x' not found\"}}\r\n",
+            "{protocol}: taken"
+        );
+    }
+    // A pipe is no socket: the listener cannot serve it.
+    let (r, w) = pipe();
+    getfd(&mut c, "p", w.as_fd());
+    drop(w);
+    c.send("{\"execute\": \"add_client\", \"arguments\": {\"protocol\": \"compat_monitor0\", \"fdname\": \"p\"}}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"failed to add client\"}}\r\n"
+    );
+    assert!(writer_closed(&r, TIMEOUT));
+}
+
+#[test]
+fn add_client_makes_the_passed_stream_a_client_of_the_chardev() {
+    let d = start(&["unix:a.sock", "unix:b.sock,id=extra"]);
+    let h = d.server().handle();
+    let mut a = Client::connect(&d.path("a.sock"));
+    a.negotiate(false);
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    getfd(&mut a, "x", theirs.as_fd());
+    drop(theirs);
+    assert_eq!(add_client(&mut a, "extra", "x"), "{\"return\": {}}\r\n");
+    assert_eq!(h.fds_held(), 0);
+    let mut b = pair_client(mine);
+    b.negotiate(false);
+    b.send("{\"execute\": \"query-status\", \"id\": 1}\n");
+    assert_eq!(
+        b.read_msg(),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": 1}\r\n"
+    );
+    // The added client occupies the one-client chardev: a connect waits, a second add fails.
+    let (_mine2, theirs2) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    getfd(&mut a, "y", theirs2.as_fd());
+    drop(theirs2);
+    assert_eq!(
+        add_client(&mut a, "extra", "y"),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"failed to add client\"}}\r\n"
+    );
+    let mut waiting = Client::connect(&d.path("b.sock"));
+    assert_eq!(waiting.read_msg_within(Duration::from_millis(200)), None);
+    // Its session behaves like an accepted one: events reach it, and when it leaves, the
+    // chardev serves the client waiting in the backlog.
+    a.send("{\"execute\": \"stop\"}\n");
+    let out = a.read_msg() + &a.read_msg();
+    assert!(out.ends_with("{\"return\": {}}\r\n"), "{out}");
+    let ev = mask_ts(&b.read_msg());
+    assert!(ev.contains("\"event\": \"STOP\""), "{ev}");
+    drop(b);
+    waiting.negotiate(false);
+}

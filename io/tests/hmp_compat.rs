@@ -216,6 +216,12 @@ fn compare(qemu_args: &[&str], steps: &[&[u8]]) {
                 "warn",
             ])
             .args(if preconfig { &["--preconfig"][..] } else { &[] })
+            // QMPD_RUNTIME=tokio compares the tokio adapter's human monitor.
+            .args(
+                std::env::var("QMPD_RUNTIME")
+                    .map(|r| vec!["--runtime".to_string(), r])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn qmpd"),

@@ -30,6 +30,10 @@ impl Daemon {
                 .iter()
                 .map(|s| s.replace("$DIR", &dir.display().to_string())),
         );
+        // QMPD_RUNTIME=tokio runs every test here on the tokio adapter.
+        if let Ok(runtime) = std::env::var("QMPD_RUNTIME") {
+            args.extend(["--runtime".to_string(), runtime]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_qmpd"))
             .args(&args)
             .stdin(Stdio::null())
@@ -315,6 +319,7 @@ fn help_explains_every_flag() {
         "--package",
         "--version-object",
         "--test-commands",
+        "--runtime",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -326,6 +331,7 @@ fn bad_flags_are_refused() {
         &["--listen", "udp:1"][..],
         &["--listen", "unix:/tmp/x,clients=0"],
         &["--dialect", "qemu-9"],
+        &["--listen", "unix:/tmp/x", "--runtime", "async-std"],
         &[],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_qmpd"))

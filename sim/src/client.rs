@@ -33,6 +33,8 @@ pub struct Planned {
     pub lock: bool,
     /// Pass one descriptor with the first byte of this write (`getfd`).
     pub fd: bool,
+    /// With `lock`: the length of the lock request's bytes (the unlock follows them).
+    pub lock_end: usize,
 }
 
 /// What a request is meant to exercise.
@@ -215,6 +217,7 @@ impl ClientGen {
             p.lock = true;
             self.force_id = true;
             self.add(rng, opts, conn, next_tag, Req::Lock, &mut p);
+            p.lock_end = p.bytes.len();
             self.add(rng, opts, conn, next_tag, Req::Unlock, &mut p);
             self.force_id = false;
             return Some(p);

@@ -16,8 +16,16 @@
 //! Then a liveness phase (faults off, bounded virtual time, quiescence required, pending work
 //! named) and, for a share of seeds, a determinism re-run comparing the core's digest.
 //!
-//! Entry points: the `qmp-sim` CLI (`run`, `replay`, `shrink`, `planted`), [`runner`] for
-//! tests, and [`check`] (intent-free invariants over any input list) for fuzz targets.
+//! The driver world ([`driver_world`]) runs the same clients one layer up: the system under test
+//! is the connection driver (`qmp-driver`: reads, EOF, resets, accept policy, descriptors,
+//! handler sessions) over simulated sockets with their faults ([`sockets`]), the world acting
+//! as its adapter; its oracles check every client's replies and the connection lifecycle (a
+//! closed peer cleaned up within a bound, the next client served, each descriptor closed
+//! exactly once). `qmp-sim run` runs both worlds for every seed (`--worlds`).
+//!
+//! Entry points: the `qmp-sim` CLI (`run`, `replay`, `shrink`, `planted`), [`runner`] and
+//! [`driver_world::run_driver_seed`] for tests, and [`check`] (intent-free invariants over any
+//! input list) for fuzz targets.
 //!
 //! # Known deviations and gaps
 //!
@@ -33,12 +41,17 @@
 //!   success response, 64 MiB tokens. 2.12 JSON errors are limited to lexical errors and
 //!   non-objects (2.12 parser texts are not simulated).
 //! - Shrinking minimises under the intent-free checks only; failures that only the reference
-//!   model sees are reproduced from their seed instead.
+//!   model sees are reproduced from their seed instead. Driver worlds have no trace or
+//!   shrinking: a failing one is reproduced from its seed (`--worlds driver`).
+//! - Driver worlds have one listener, no events, no external suspension and no yank; a client
+//!   whose `getfd` descriptor the kernel cut (MSG_CTRUNC) is no longer checked against the
+//!   model and leaves (its reply changes in a way the client model does not describe).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod client;
+pub mod driver_world;
 pub mod events;
 pub mod failure;
 pub mod invariants;
@@ -49,6 +62,7 @@ pub mod registry;
 pub mod runner;
 pub mod server;
 pub mod shrink;
+pub mod sockets;
 pub mod sut;
 pub mod trace;
 pub mod wire;

@@ -7,9 +7,12 @@ use std::sync::Mutex;
 use std::time::Instant as WallInstant;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use qmp_core::server::PlantedBug;
+use qmp_sim::driver_world::{
+    run_driver_seed, run_driver_seed_twice, DriverBug, DriverOptions, ALL_DRIVER_BUGS,
+};
 use qmp_sim::failure::Failure;
 use qmp_sim::options::Options;
 use qmp_sim::runner::{parse_seed, run_seed, run_seed_twice, trace_seed};
@@ -22,6 +25,24 @@ use qmp_sim::runner::{parse_seed, run_seed, run_seed_twice, trace_seed};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Which worlds a seed runs.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Worlds {
+    /// The core world and the driver world (simulated sockets under qmp-driver).
+    Both,
+    /// The core world only.
+    Core,
+    /// The driver world only.
+    Driver,
+}
+
+/// A planted bug of the core or of the driver.
+#[derive(Copy, Clone)]
+enum Bug {
+    Core(PlantedBug),
+    Driver(DriverBug),
 }
 
 #[derive(Subcommand)]
@@ -43,9 +64,13 @@ enum Cmd {
         /// Directory for the trace of a failing seed.
         #[arg(long, default_value = ".")]
         trace_dir: PathBuf,
-        /// Plant a deliberately wrong core behaviour (e.g. `IdNotEchoedOnError`).
+        /// Plant a deliberately wrong core behaviour (e.g. `IdNotEchoedOnError`) or driver
+        /// behaviour (`LostEof`, `LockOutlivesHolder`; driver worlds only).
         #[arg(long)]
         planted: Option<String>,
+        /// Which worlds each seed runs.
+        #[arg(long, value_enum, default_value = "both")]
+        worlds: Worlds,
     },
     /// Plant each deliberately wrong core variant and count the seeds until one is caught.
     Planted {
@@ -81,8 +106,17 @@ fn main() -> ExitCode {
             determinism_every,
             trace_dir,
             planted,
+            worlds,
         } => match planted.map(|p| parse_bug(&p)).transpose() {
-            Ok(bug) => cmd_run(&seed, runs, threads, determinism_every, &trace_dir, bug),
+            Ok(bug) => cmd_run(
+                &seed,
+                runs,
+                threads,
+                determinism_every,
+                &trace_dir,
+                bug,
+                worlds,
+            ),
             Err(e) => Err(e),
         },
         Cmd::Planted { seed, max_seeds } => cmd_planted(seed, max_seeds),
@@ -98,16 +132,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_bug(name: &str) -> Result<PlantedBug> {
-    qmp_sim::planted::ALL
+fn parse_bug(name: &str) -> Result<Bug> {
+    let core = qmp_sim::planted::ALL
         .into_iter()
         .find(|b| format!("{b:?}") == name)
-        .with_context(|| {
-            format!(
-                "unknown planted bug {name:?}; one of {:?}",
-                qmp_sim::planted::ALL
-            )
-        })
+        .map(Bug::Core);
+    let driver = ALL_DRIVER_BUGS
+        .into_iter()
+        .find(|b| format!("{b:?}") == name)
+        .map(Bug::Driver);
+    core.or(driver).with_context(|| {
+        format!(
+            "unknown planted bug {name:?}; one of {:?} or {ALL_DRIVER_BUGS:?}",
+            qmp_sim::planted::ALL
+        )
+    })
 }
 
 fn cmd_run(
@@ -116,8 +155,16 @@ fn cmd_run(
     threads: Option<usize>,
     det_every: u64,
     trace_dir: &std::path::Path,
-    bug: Option<PlantedBug>,
+    planted: Option<Bug>,
+    worlds: Worlds,
 ) -> Result<u8> {
+    // A planted bug runs only the worlds that can see it.
+    let (bug, driver_bug, worlds) = match planted {
+        None => (None, None, worlds),
+        Some(Bug::Core(b)) => (Some(b), None, Worlds::Core),
+        Some(Bug::Driver(b)) => (None, Some(b), Worlds::Driver),
+    };
+    let (core_on, driver_on) = (worlds != Worlds::Driver, worlds != Worlds::Core);
     let first = parse_seed(seed).context("--seed must be a u64 or a 40-hex commit hash")?;
     let last = first.wrapping_add(runs.saturating_sub(1));
     println!(
@@ -138,7 +185,11 @@ fn cmd_run(
     let next = AtomicU64::new(0);
     let inputs = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let failure: Mutex<Option<(u64, Failure)>> = Mutex::new(None);
+    let failure: Mutex<Option<(u64, Failure, bool)>> = Mutex::new(None);
+    let driver_seeds = AtomicU64::new(0);
+    let driver_steps = AtomicU64::new(0);
+    let driver_nanos = AtomicU64::new(0);
+    let driver_marks: Mutex<qmp_sim::driver_world::Marks> = Mutex::default();
     let probes: Mutex<std::collections::BTreeMap<String, u64>> = Mutex::default();
     let started = WallInstant::now();
     std::thread::scope(|s| {
@@ -152,11 +203,35 @@ fn cmd_run(
                     return;
                 }
                 let seed = first.wrapping_add(k);
-                let r = if det_every > 0 && k.is_multiple_of(det_every) {
+                let twice = det_every > 0 && k.is_multiple_of(det_every);
+                let r = if !core_on {
+                    Ok(Default::default())
+                } else if twice {
                     run_seed_twice(seed, bug)
                 } else {
                     run_seed(seed, bug)
                 };
+                let r = r.map_err(|f| (f, false)).and_then(|stats| {
+                    if !driver_on {
+                        return Ok(stats);
+                    }
+                    let t = WallInstant::now();
+                    let d = if twice {
+                        run_driver_seed_twice(seed, driver_bug)
+                    } else {
+                        run_driver_seed(seed, driver_bug)
+                    };
+                    driver_nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let d = d.map_err(|f| (f, true))?;
+                    driver_seeds.fetch_add(1, Ordering::Relaxed);
+                    driver_steps.fetch_add(d.steps, Ordering::Relaxed);
+                    if let Ok(mut m) = driver_marks.lock() {
+                        for (n, c) in d.marks {
+                            *m.entry(n).or_insert(0) += c;
+                        }
+                    }
+                    Ok(stats)
+                });
                 match r {
                     Ok(stats) => {
                         inputs.fetch_add(stats.inputs, Ordering::Relaxed);
@@ -166,11 +241,11 @@ fn cmd_run(
                             }
                         }
                     }
-                    Err(f) => {
+                    Err((f, in_driver)) => {
                         stop.store(true, Ordering::Relaxed);
                         if let Ok(mut slot) = failure.lock() {
-                            if slot.as_ref().is_none_or(|(s0, _)| seed < *s0) {
-                                *slot = Some((seed, f));
+                            if slot.as_ref().is_none_or(|(s0, _, _)| seed < *s0) {
+                                *slot = Some((seed, f, in_driver));
                             }
                         }
                     }
@@ -198,9 +273,43 @@ fn cmd_run(
     if !missed.is_empty() {
         println!("marks not hit: {missed:?}");
     }
-    let Some((seed, f)) = failure.into_inner().ok().flatten() else {
+    if driver_on {
+        let n = driver_seeds.load(Ordering::Relaxed);
+        let busy = driver_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let marks = driver_marks.into_inner().unwrap_or_default();
+        let unhit: Vec<&&str> = marks
+            .iter()
+            .filter(|(_, &c)| c == 0)
+            .map(|(n, _)| n)
+            .collect();
+        println!(
+            "driver worlds: {n} seeds, {} steps, {busy:.2} s of worker time ({:.0} seeds/s per thread), socket faults hit {}/{}",
+            driver_steps.load(Ordering::Relaxed),
+            n as f64 / busy.max(1e-9),
+            marks.len() - unhit.len(),
+            marks.len()
+        );
+        if !unhit.is_empty() {
+            println!("socket faults not hit: {unhit:?}");
+        }
+    }
+    let Some((seed, f, in_driver)) = failure.into_inner().ok().flatten() else {
         return Ok(0);
     };
+    if in_driver {
+        println!(
+            "FAILED driver world of seed {seed}:\n{}",
+            DriverOptions::from_seed(seed)
+        );
+        println!("{f}");
+        let planted = driver_bug
+            .map(|b| format!(" --planted {b:?}"))
+            .unwrap_or_default();
+        println!(
+            "reproduce: cargo run --release -p qmp-sim -- run --seed {seed} --runs 1 --worlds driver{planted}"
+        );
+        return Ok(f.class.exit_code() as u8);
+    }
     println!("FAILED seed {seed}:\n{}", Options::from_seed(seed));
     println!("{f}");
     let (trace, _) = trace_seed(seed, bug);
@@ -218,6 +327,21 @@ fn cmd_run(
 
 fn cmd_planted(seed: u64, max: u64) -> Result<u8> {
     let mut missed = 0;
+    for bug in ALL_DRIVER_BUGS {
+        let t = WallInstant::now();
+        match qmp_sim::driver_world::hunt_driver_bug(bug, seed, max) {
+            Some((n, s, f)) => println!(
+                "{bug:?} (driver): caught after {n} seed(s) (seed {s}, {:.2} s): [{}] {}",
+                t.elapsed().as_secs_f64(),
+                f.oracle,
+                f.detail.lines().next().unwrap_or("")
+            ),
+            None => {
+                missed += 1;
+                println!("{bug:?} (driver): NOT caught in {max} seeds");
+            }
+        }
+    }
     for bug in qmp_sim::planted::ALL {
         let t = WallInstant::now();
         let c = qmp_sim::planted::hunt(bug, seed, max);

@@ -21,25 +21,14 @@ pub const TAKE_FD: &str = "sim-take-fd";
 
 /// The registry handed to the server.
 pub fn commands() -> Vec<CommandSpec> {
-    let tag = Member {
-        name: "tag".into(),
-        ty: ArgType::Int,
-        optional: false,
-    };
+    let tag = Member::required("tag", ArgType::Int);
     vec![
         CommandSpec {
             name: ECHO.into(),
             allow_oob: false,
             allow_preconfig: true,
             success_response: true,
-            arguments: vec![
-                tag.clone(),
-                Member {
-                    name: "pad".into(),
-                    ty: ArgType::Any,
-                    optional: true,
-                },
-            ],
+            arguments: vec![tag.clone(), Member::optional("pad", ArgType::Any)],
             ..CommandSpec::default()
         },
         CommandSpec {
@@ -55,11 +44,7 @@ pub fn commands() -> Vec<CommandSpec> {
             allow_oob: true,
             allow_preconfig: true,
             success_response: true,
-            arguments: vec![Member {
-                name: "lock".into(),
-                ty: ArgType::Bool,
-                optional: false,
-            }],
+            arguments: vec![Member::required("lock", ArgType::Bool)],
             ..CommandSpec::default()
         },
         CommandSpec {
@@ -67,11 +52,7 @@ pub fn commands() -> Vec<CommandSpec> {
             allow_oob: false,
             allow_preconfig: true,
             success_response: true,
-            arguments: vec![Member {
-                name: "fdname".into(),
-                ty: ArgType::String,
-                optional: false,
-            }],
+            arguments: vec![Member::required("fdname", ArgType::String)],
             ..CommandSpec::default()
         },
     ]

@@ -103,6 +103,7 @@ def main():
     import test_qmpclient  # noqa: F401  (registers tests)
     import test_legacy  # noqa: F401
     import test_qmp_shell  # noqa: F401
+    import test_schema  # noqa: F401
     totals = [0, 0, 0]
     for target in ([Qmpd(args.qmpd, test_commands=True)] if args.qmpd else []) + ([Qemu(args.qemu)] if args.qemu else []):
         print("== %s" % target.name)

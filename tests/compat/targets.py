@@ -171,16 +171,19 @@ class Qemu(Target):
 class Qmpd(Target):
     """qmpd with one `--listen unix:PATH[,pretty=on]` per monitor, QEMU 7.2 dialect; with
     `--test-commands` (x-oob-test, x-emit-event) when `test_commands` is set (the client tests
-    use them; the differential suite does not, so qmpd offers exactly QEMU's commands there)."""
+    use them; the differential suite does not, so qmpd offers exactly QEMU's commands there).
+    `runtime` is qmpd's adapter (`--runtime std|tokio`), by default $QMPD_RUNTIME or std, so
+    every suite that starts qmpd runs against either adapter."""
 
     name = "qmpd"
 
-    def __init__(self, binary, test_commands=False):
+    def __init__(self, binary, test_commands=False, runtime=None):
         self.binary = binary
         self.test_commands = test_commands
+        self.runtime = runtime or os.environ.get("QMPD_RUNTIME", "std")
 
     def argv(self, paths, monitors):
-        argv = [self.binary, "--dialect", "qemu-7.2", "--log", "warn"]
+        argv = [self.binary, "--dialect", "qemu-7.2", "--log", "warn", "--runtime", self.runtime]
         if self.test_commands:
             argv.append("--test-commands")
         for path, mon in zip(paths, monitors):

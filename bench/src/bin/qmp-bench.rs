@@ -70,6 +70,7 @@ fn report(args: &[String]) -> ExitCode {
     let mut files = Vec::new();
     let mut subject = "qmpd".to_string();
     let mut base = "qemu".to_string();
+    let mut targets = qmp_bench::report::Targets::Issue7;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.clone().next()) {
@@ -79,6 +80,14 @@ fn report(args: &[String]) -> ExitCode {
             }
             ("--base", Some(v)) => {
                 base = v.clone();
+                it.next();
+            }
+            ("--targets", Some(v)) => {
+                let Some(t) = qmp_bench::report::Targets::parse(v) else {
+                    eprintln!("qmp-bench: --targets {v}: issue7 or tokio");
+                    return ExitCode::from(2);
+                };
+                targets = t;
                 it.next();
             }
             _ => files.push(a.clone()),
@@ -98,6 +107,9 @@ fn report(args: &[String]) -> ExitCode {
             }
         }
     }
-    print!("{}", qmp_bench::report::compare(&all, &subject, &base));
+    print!(
+        "{}",
+        qmp_bench::report::compare_with(&all, &subject, &base, targets)
+    );
     ExitCode::SUCCESS
 }

@@ -10,7 +10,8 @@
 //! whole plain messages), `parser` (tokens → value), `scan` (word-at-a-time string scans),
 //! `utf8` (modified UTF-8), `number` (integer kinds, `%.17g`), [`hash`] (tdb hash, bucket
 //! order), [`writer`] (compact/pretty text and wire framing), `text` ([`JsonText`]: a typed
-//! serde value written straight to that text), `exact` (the lossless serde form used by traces),
+//! serde value written straight to that text), `de` (a serde `Deserializer` over [`Value`]:
+//! typed arguments), `exact` (the lossless serde form used by traces),
 //! [`value`] (the value model).
 //!
 //! Documented departures and limits of this module:
@@ -39,6 +40,7 @@
 //! assert_eq!(e.desc, "JSON parse error, expecting value");
 //! ```
 
+mod de;
 mod exact;
 mod fast;
 mod field_names;
@@ -52,6 +54,7 @@ mod utf8;
 pub mod value;
 pub mod writer;
 
+pub use de::{from_object, from_value, DeError};
 pub use hash::{bucket, bucket_order, tdb_hash};
 pub use stream::JsonStreamer;
 pub use text::{JsonText, TextError};

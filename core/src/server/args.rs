@@ -33,7 +33,7 @@ pub(crate) fn check_arguments(
     visit_struct(d, &mut path, members, union, args)
 }
 
-fn full_name(path: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn full_name(path: &[u8], name: &[u8]) -> Vec<u8> {
     let mut s = Vec::with_capacity(path.len() + name.len() + 1);
     if !path.is_empty() {
         s.extend_from_slice(path);
@@ -43,11 +43,11 @@ fn full_name(path: &[u8], name: &[u8]) -> Vec<u8> {
     s
 }
 
-fn text(parts: &[&[u8]]) -> Desc {
+pub(crate) fn text(parts: &[&[u8]]) -> Desc {
     parts.concat()
 }
 
-fn invalid_type(path: &[u8], expected: &str) -> Desc {
+pub(crate) fn invalid_type(path: &[u8], expected: &str) -> Desc {
     text(&[
         b"Invalid parameter type for '",
         path,
@@ -185,7 +185,7 @@ impl GSet {
 
 /// The member QEMU's `qobject_input_check_struct` would name: members enter the set in QDict
 /// order, visited ones leave in schema order, the first left in slot order is reported.
-fn first_unvisited<'a>(obj: &'a Object, visited: &[&[u8]]) -> Option<&'a [u8]> {
+pub(crate) fn first_unvisited<'a>(obj: &'a Object, visited: &[&[u8]]) -> Option<&'a [u8]> {
     let entries = obj.entries();
     if entries
         .iter()

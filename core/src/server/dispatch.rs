@@ -4,6 +4,7 @@
 use super::args::check_arguments;
 use super::config::Dialect;
 use super::monitor::Queued;
+use super::qapi_check::check_qapi_arguments;
 use super::registry::Builtin;
 use super::types::{Call, CallId, CallResult, ErrorClass, Lane, MonitorId, Output, RunState};
 use super::{OutstandingCall, PendingCall, Server};
@@ -229,12 +230,16 @@ impl Server {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
         }
-        if let Err(desc) = check_arguments(
-            dialect,
-            &entry.spec.arguments,
-            entry.spec.union.as_ref(),
-            &env.args,
-        ) {
+        let checked = match &entry.spec.qapi {
+            Some(qapi) => check_qapi_arguments(dialect, qapi, &env.args),
+            None => check_arguments(
+                dialect,
+                &entry.spec.arguments,
+                entry.spec.union.as_ref(),
+                &env.args,
+            ),
+        };
+        if let Err(desc) = checked {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
         }

@@ -107,6 +107,32 @@ pub(crate) fn capability_enum() -> ArgType {
 
 fn builtins() -> Vec<(CommandSpec, Builtin)> {
     use ArgType::*;
+    let object = |members: &[(&str, ArgType, bool)]| {
+        Object(
+            members
+                .iter()
+                .map(|(name, ty, optional)| match optional {
+                    true => Member::optional(name, ty.clone()),
+                    false => Member::required(name, ty.clone()),
+                })
+                .collect(),
+        )
+    };
+    // The return types of QAPI (VersionInfo, CommandInfo, AddfdInfo, FdsetInfo), for
+    // query-qmp-schema.
+    let triple = object(&[
+        ("major", Int, false),
+        ("minor", Int, false),
+        ("micro", Int, false),
+    ]);
+    let version = object(&[("qemu", triple, false), ("package", String, false)]);
+    let command_info = object(&[("name", String, false)]);
+    let addfd_info = object(&[("fdset-id", Int, false), ("fd", Int, false)]);
+    let fd_info = object(&[("fd", Int, false), ("opaque", String, true)]);
+    let fdset_info = object(&[
+        ("fdset-id", Int, false),
+        ("fds", List(Box::new(fd_info)), false),
+    ]);
     vec![
         (
             CommandSpec::new("qmp_capabilities")
@@ -115,11 +141,15 @@ fn builtins() -> Vec<(CommandSpec, Builtin)> {
             Builtin::QmpCapabilities,
         ),
         (
-            CommandSpec::new("query-version").allow_preconfig(),
+            CommandSpec::new("query-version")
+                .allow_preconfig()
+                .returns(version),
             Builtin::QueryVersion,
         ),
         (
-            CommandSpec::new("query-commands").allow_preconfig(),
+            CommandSpec::new("query-commands")
+                .allow_preconfig()
+                .returns(List(Box::new(command_info))),
             Builtin::QueryCommands,
         ),
         (
@@ -133,7 +163,8 @@ fn builtins() -> Vec<(CommandSpec, Builtin)> {
         (
             CommandSpec::new("add-fd")
                 .opt("fdset-id", Int)
-                .opt("opaque", String),
+                .opt("opaque", String)
+                .returns(addfd_info),
             Builtin::AddFd,
         ),
         (
@@ -146,8 +177,22 @@ fn builtins() -> Vec<(CommandSpec, Builtin)> {
             },
             Builtin::RemoveFd,
         ),
-        (CommandSpec::new("query-fdsets"), Builtin::QueryFdsets),
+        (
+            CommandSpec::new("query-fdsets").returns(List(Box::new(fdset_info))),
+            Builtin::QueryFdsets,
+        ),
     ]
+}
+
+/// The specs of the commands the core answers itself, in the order `query-commands` lists
+/// them last (with their return types, for `query-qmp-schema`).
+pub fn builtin_command_specs() -> Vec<CommandSpec> {
+    builtins().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The names of the commands the core answers itself (registering one is refused).
+pub fn builtin_command_names() -> Vec<String> {
+    builtins().into_iter().map(|(spec, _)| spec.name).collect()
 }
 
 impl Registry {

@@ -1,9 +1,15 @@
 //! Command registration vocabulary: a command's options and the schema of its arguments.
 //!
-//! This module only describes; checking arguments against a schema is `args.rs`, looking
-//! commands up is `registry.rs`.
+//! This module only describes; checking arguments against a schema is `args.rs` (hand-written
+//! types) and `qapi_check.rs` (imported ones), looking commands up is `registry.rs`.
 
 use serde::{Deserialize, Serialize};
+
+use super::args::check_arguments;
+use super::config::Dialect;
+use super::qapi::QapiArgs;
+use super::qapi_check::check_qapi_arguments;
+use crate::json::Object;
 
 /// The type of a command argument, from which the core checks arguments with QEMU's texts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +76,9 @@ pub struct Member {
     pub ty: ArgType,
     /// May be left out.
     pub optional: bool,
+    /// QAPI features of the member (e.g. `deprecated`), shown by `query-qmp-schema` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
 
 impl Member {
@@ -79,6 +88,7 @@ impl Member {
             name: name.to_owned(),
             ty,
             optional: false,
+            features: Vec::new(),
         }
     }
 
@@ -88,7 +98,14 @@ impl Member {
             name: name.to_owned(),
             ty,
             optional: true,
+            features: Vec::new(),
         }
+    }
+
+    /// Adds a QAPI feature (e.g. `deprecated`).
+    pub fn feature(mut self, name: &str) -> Member {
+        self.features.push(name.to_owned());
+        self
     }
 }
 
@@ -118,6 +135,19 @@ pub struct CommandSpec {
     /// QAPI feature `unstable` (refused under `CompatPolicy::unstable_input = Reject`).
     #[serde(default)]
     pub unstable: bool,
+    /// When set, the arguments are checked against this type of an imported QAPI schema
+    /// instead of `arguments` and `union` (see [`super::qapi`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qapi: Option<QapiArgs>,
+    /// The type of a successful return, for `query-qmp-schema` only (the core never checks a
+    /// handler's result). `None` is shown as QEMU shows a command without `returns`: the
+    /// empty object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns: Option<ArgType>,
+    /// QAPI features other than `deprecated` and `unstable` (e.g. `savevm-monitor-nodes`),
+    /// shown by `query-qmp-schema` after those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
 
 impl Default for CommandSpec {
@@ -131,6 +161,9 @@ impl Default for CommandSpec {
             union: None,
             deprecated: false,
             unstable: false,
+            qapi: None,
+            returns: None,
+            features: Vec::new(),
         }
     }
 }
@@ -186,9 +219,69 @@ impl CommandSpec {
         self
     }
 
+    /// Checks the arguments against an imported schema's type (see [`super::qapi`]).
+    pub fn qapi(mut self, args: QapiArgs) -> Self {
+        self.qapi = Some(args);
+        self
+    }
+
+    /// Declares the type of a successful return (shown by `query-qmp-schema`).
+    pub fn returns(mut self, ty: ArgType) -> Self {
+        self.returns = Some(ty);
+        self
+    }
+
+    /// Check `args` as the core checks a request's `arguments` before the handler runs, with
+    /// `dialect`'s texts: `Err` holds QEMU's error text (decoded lossily when a member name is
+    /// not UTF-8).
+    pub fn check_arguments(&self, dialect: Dialect, args: &Object) -> Result<(), String> {
+        let checked = match &self.qapi {
+            Some(qapi) => check_qapi_arguments(dialect, qapi, args),
+            None => check_arguments(dialect, &self.arguments, self.union.as_ref(), args),
+        };
+        checked.map_err(|desc| String::from_utf8_lossy(&desc).into_owned())
+    }
+
     /// Marks the command `unstable`.
     pub fn unstable(mut self) -> Self {
         self.unstable = true;
+        self
+    }
+}
+
+/// An event the embedder emits, declared so that `query-qmp-schema` can show it.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct EventSpec {
+    /// The event name.
+    pub name: String,
+    /// Members of its `data` object.
+    pub data: Vec<Member>,
+    /// QAPI feature `deprecated`.
+    #[serde(default)]
+    pub deprecated: bool,
+    /// QAPI feature `unstable`.
+    #[serde(default)]
+    pub unstable: bool,
+}
+
+impl EventSpec {
+    /// An event without data.
+    pub fn new(name: &str) -> EventSpec {
+        EventSpec {
+            name: name.to_owned(),
+            ..EventSpec::default()
+        }
+    }
+
+    /// Adds a required data member.
+    pub fn arg(mut self, name: &str, ty: ArgType) -> Self {
+        self.data.push(Member::required(name, ty));
+        self
+    }
+
+    /// Adds an optional data member.
+    pub fn opt(mut self, name: &str, ty: ArgType) -> Self {
+        self.data.push(Member::optional(name, ty));
         self
     }
 }

@@ -3,12 +3,16 @@
 //! when asked for (`qmpd --test-commands`):
 //!
 //! * `x-oob-test {lock: bool}` (QEMU 2.12's test command, allow-oob): in-band `lock: true`
-//!   blocks the in-band lane until an out-of-band `lock: false` arrives (a semaphore: an unlock
+//!   holds the in-band lane until an out-of-band `lock: false` arrives (a semaphore: an unlock
 //!   sent first lets the next lock through at once), or until the client that asked for the
 //!   lock disconnects, so that a client that dies holding it does not stop every later client
-//!   from negotiating.
+//!   from negotiating. It is an async handler: the lock awaits (on the tokio adapter the
+//!   runtime goes on; the std adapter's dispatcher thread parks in it, as it would block).
 //! * `x-emit-event {event: str, data?: object}`: emits that event as if the machine had, so
 //!   throttling (e.g. `RTC_CHANGE`) can be observed from outside.
+//!
+//! `add_client` takes a named fd through the control interface and makes it a client of one of
+//! qmpd's chardevs.
 //!
 //! It is written against the driver's [`crate::Control`] interface only, so every adapter (and
 //! the simulator) runs the same machine as `qmpd`.
@@ -16,11 +20,12 @@
 //! The fd commands (`getfd`, `closefd`, `add-fd`, `remove-fd`, `query-fdsets`), `qmp_capabilities`,
 //! `query-version` and `query-commands` are built into qmp-core and need nothing here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
-use crate::{CallContext, ConnId, Registry};
+use crate::{AddClient, CallContext, CallFuture, ConnId, Registry};
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
     ArgType, CallResult, CommandSpec, ErrorClass, FlatUnion, Member, RunState, Variant,
@@ -29,6 +34,8 @@ use serde::Serialize;
 
 use qmp_core::hmp::HmpCommand;
 
+pub mod schema;
+
 /// The machine's state, shared by every handler.
 pub struct Machine {
     running: Mutex<bool>,
@@ -36,7 +43,7 @@ pub struct Machine {
     prelaunch: AtomicBool,
     /// `x-oob-test`'s semaphore: in-band `lock: true` waits for it, out-of-band `lock: false`
     /// posts it (QEMU 2.12's `qemu_sem_wait`/`qemu_sem_post`).
-    oob_test: (Mutex<OobTest>, Condvar),
+    oob_test: Mutex<OobTest>,
     /// Planted bug (simulator only): a lock outlives its holder's connection.
     #[cfg(feature = "planted")]
     lock_outlives_holder: AtomicBool,
@@ -55,6 +62,33 @@ struct OobTest {
     waiting: BTreeSet<ConnId>,
     /// Of those, the ones whose connection closed: their wait ends.
     gone: BTreeSet<ConnId>,
+    /// The wakers of the waiting locks (one per session in `waiting`).
+    wakers: BTreeMap<ConnId, Waker>,
+}
+
+impl OobTest {
+    /// Every waiting lock looks again (a post, a close, shutdown).
+    fn wake_all(&mut self) {
+        for (_, w) in std::mem::take(&mut self.wakers) {
+            w.wake();
+        }
+    }
+}
+
+/// A waiting lock whose future was dropped (the adapter cancelled it at shutdown) leaves no
+/// trace in the semaphore.
+struct Waiting<'a> {
+    machine: &'a Machine,
+    session: ConnId,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut st = self.machine.oob_state();
+        st.waiting.remove(&self.session);
+        st.gone.remove(&self.session);
+        st.wakers.remove(&self.session);
+    }
 }
 
 fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Member>) -> CommandSpec {
@@ -68,10 +102,9 @@ fn spec(name: &str, allow_oob: bool, allow_preconfig: bool, arguments: Vec<Membe
 }
 
 fn member(name: &str, ty: ArgType, optional: bool) -> Member {
-    Member {
-        name: name.into(),
-        ty,
-        optional,
+    match optional {
+        true => Member::optional(name, ty),
+        false => Member::required(name, ty),
     }
 }
 
@@ -125,7 +158,7 @@ impl Machine {
         Arc::new(Machine {
             running: Mutex::new(true),
             prelaunch: AtomicBool::new(false),
-            oob_test: (Mutex::new(OobTest::default()), Condvar::new()),
+            oob_test: Mutex::new(OobTest::default()),
             #[cfg(feature = "planted")]
             lock_outlives_holder: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -221,7 +254,11 @@ impl Machine {
     /// Release anything a handler blocks on (called at shutdown).
     pub fn release(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.oob_test.1.notify_all();
+        self.oob_state().wake_all();
+    }
+
+    fn oob_state(&self) -> MutexGuard<'_, OobTest> {
+        self.oob_test.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Planted bug (simulator only): `x-oob-test`'s lock is not let go when its holder
@@ -231,29 +268,42 @@ impl Machine {
         self.lock_outlives_holder.store(true, Ordering::SeqCst);
     }
 
-    fn oob_test(&self, ctx: &CallContext<'_>, lock: bool) {
-        let (m, cv) = &self.oob_test;
-        let mut st = m.lock().unwrap_or_else(|p| p.into_inner());
-        if !lock {
-            st.count = st.count.saturating_add(1);
-            cv.notify_all();
-            return;
-        }
+    /// `x-oob-test {lock: false}`: post.
+    fn oob_unlock(&self) {
+        let mut st = self.oob_state();
+        st.count = st.count.saturating_add(1);
+        st.wake_all();
+    }
+
+    /// `x-oob-test {lock: true}`: wait for a post, the holder's close or shutdown.
+    async fn oob_lock(&self, ctx: &CallContext<'_>) {
         let session = ctx.session();
-        st.waiting.insert(session);
-        // Registered first, then checked: a close before this look is seen here, one after it
-        // is seen by `session_closed` (which finds the session waiting).
-        if !ctx.session_open() {
-            st.gone.insert(session);
-        }
-        while st.count == 0 && !st.gone.contains(&session) && !self.stopping.load(Ordering::SeqCst)
         {
-            st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            let mut st = self.oob_state();
+            st.waiting.insert(session);
+            // Registered first, then checked: a close before this look is seen here, one
+            // after it is seen by `session_closed` (which finds the session waiting).
+            if !ctx.session_open() {
+                st.gone.insert(session);
+            }
         }
-        if !st.gone.remove(&session) {
-            st.count = st.count.saturating_sub(1);
-        }
-        st.waiting.remove(&session);
+        let _waiting = Waiting {
+            machine: self,
+            session,
+        };
+        std::future::poll_fn(|cx| {
+            let mut st = self.oob_state();
+            if st.count == 0 && !st.gone.contains(&session) && !self.stopping.load(Ordering::SeqCst)
+            {
+                st.wakers.insert(session, cx.waker().clone());
+                return Poll::Pending;
+            }
+            if !st.gone.contains(&session) {
+                st.count = st.count.saturating_sub(1);
+            }
+            Poll::Ready(())
+        })
+        .await
     }
 
     /// A connection closed: a lock it waits for is let go.
@@ -262,11 +312,10 @@ impl Machine {
         if self.lock_outlives_holder.load(Ordering::SeqCst) {
             return;
         }
-        let (m, cv) = &self.oob_test;
-        let mut st = m.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.oob_state();
         if st.waiting.contains(&session) {
             st.gone.insert(session);
-            cv.notify_all();
+            st.wake_all();
         }
     }
 
@@ -367,11 +416,25 @@ impl Machine {
             ),
             yank,
         );
+        let b = b.command_with_context(
+            spec(
+                "add_client",
+                false,
+                false,
+                vec![
+                    member("protocol", ArgType::String, false),
+                    member("fdname", ArgType::String, false),
+                    member("skipauth", ArgType::Bool, true),
+                    member("tls", ArgType::Bool, true),
+                ],
+            ),
+            add_client,
+        );
         let b = b.command(spec("migrate-pause", true, false, vec![]), |_| {
             generic("migrate-pause is currently only supported during postcopy-active state")
         });
         let m = self.clone();
-        let b = b.test_command(
+        let b = b.test_async_command(
             test_commands,
             spec(
                 "x-oob-test",
@@ -380,11 +443,16 @@ impl Machine {
                 vec![member("lock", ArgType::Bool, false)],
             ),
             move |ctx, args| {
-                m.oob_test(
-                    ctx,
-                    args.get("lock").and_then(Value::as_bool).unwrap_or(false),
-                );
-                empty()
+                let m = m.clone();
+                let lock = args.get("lock").and_then(Value::as_bool).unwrap_or(false);
+                Box::pin(async move {
+                    if lock {
+                        m.oob_lock(&ctx).await;
+                    } else {
+                        m.oob_unlock();
+                    }
+                    empty()
+                })
             },
         );
         let m = self.clone();
@@ -544,6 +612,17 @@ impl Builder<'_> {
         self.command_with_context(spec, move |_, args| handler(args))
     }
 
+    /// A test command with an async handler: registered only when `on`.
+    fn test_async_command<F>(self, on: bool, spec: CommandSpec, handler: F) -> Self
+    where
+        F: for<'a> Fn(CallContext<'a>, &'a Object) -> CallFuture<'a> + Send + Sync + 'static,
+    {
+        if on {
+            self.0.insert_async(spec, Arc::new(handler));
+        }
+        self
+    }
+
     /// A test command: registered only when `on`.
     fn test_command<F>(self, on: bool, spec: CommandSpec, handler: F) -> Self
     where
@@ -581,6 +660,42 @@ fn yank(ctx: &CallContext<'_>, args: &Object) -> CallResult {
         ctx.yank_chardev(&id);
     }
     empty()
+}
+
+/// `add_client` (QEMU 7.2 `qmp_add_client`): the named fd is taken first, so every later
+/// failure has used it up (and closes it). A chardev id as protocol makes the stream a client
+/// of that listener (`qemu_chr_add_client`), refused ("failed to add client") when the
+/// listener takes no client now. The display protocols answer as QEMU 7.2 (built with SPICE,
+/// VNC and D-Bus display) does with no display configured, as in `-display none`: `spice` and
+/// `@dbus-display` are not in use; `vnc` returns `{}` (QEMU's `vnc_display_add_client` finds no
+/// display and keeps the descriptor open forever; qmpd closes it).
+fn add_client(ctx: &CallContext<'_>, args: &Object) -> CallResult {
+    let text = |k: &str| {
+        args.get(k)
+            .and_then(Value::as_json_string)
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
+    };
+    let (protocol, fdname) = (text("protocol"), text("fdname"));
+    let fd = match ctx.take_named_fd(&fdname) {
+        Ok(fd) => fd,
+        Err(e) => return e.to_call_result(),
+    };
+    let not_active = |desc: &str| CallResult::Error {
+        class: ErrorClass::DeviceNotActive,
+        desc: desc.into(),
+    };
+    match protocol.as_str() {
+        "spice" => return not_active("SPICE is not in use"),
+        "vnc" => return empty(),
+        "@dbus-display" => return not_active("D-Bus display is not in use"),
+        _ => {}
+    }
+    match ctx.add_client(&protocol, fd) {
+        AddClient::Added(_) => empty(),
+        AddClient::Refused => generic("failed to add client"),
+        AddClient::NoSuchChardev => generic(format!("protocol '{protocol}' is invalid")),
+    }
 }
 
 fn not_found() -> CallResult {

@@ -1,4 +1,4 @@
-//! Bodies of qmp-core's fuzz targets.
+//! Bodies of qmp-core's (and qmp-driver's) fuzz targets.
 //!
 //! Each module owns one target: the format of its input, how it drives the core, and the
 //! properties it asserts (a failed property panics, which libFuzzer reports as a crash).
@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod cursor;
+pub mod driver_facts;
 pub mod hmp_bytes;
 pub mod json_roundtrip;
 pub mod json_stream;
@@ -19,13 +20,14 @@ pub mod server_bytes;
 pub mod trace_roundtrip;
 
 /// Names of every target, as used for corpus folders and cargo-fuzz binaries.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "json_stream",
     "json_roundtrip",
     "server_bytes",
     "scenario",
     "trace_roundtrip",
     "hmp_bytes",
+    "driver_facts",
 ];
 
 /// Run the body of the target called `name` on `data`; `false` when no such target exists.
@@ -37,6 +39,7 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         "scenario" => scenario::run(data),
         "trace_roundtrip" => trace_roundtrip::run(data),
         "hmp_bytes" => hmp_bytes::run(data),
+        "driver_facts" => driver_facts::run(data),
         _ => return false,
     }
     true

@@ -139,6 +139,15 @@ impl Client {
         }
     }
 
+    /// A client over a socket connected some other way (a socketpair's end passed to the
+    /// server, say).
+    pub fn from_stream(sock: UnixStream) -> Client {
+        Client {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, s: &str) {
         self.sock.write_all(s.as_bytes()).expect("send");
     }

@@ -13,6 +13,7 @@ CLOSEFD = b'{"execute": "closefd", "arguments": {"fdname": "%s"}}\n'
 QUERY = b'{"execute": "query-fdsets"}\n'
 ADD = b'{"execute": "add-fd"}\n'
 ADD_CLIENT = b'{"execute": "add_client", "arguments": {"protocol": "bogus", "fdname": "%s"}}\n'
+ADD_CLIENT_TO = b'{"execute": "add_client", "arguments": {"protocol": "%s", "fdname": "x"}}\n'
 
 
 def add(args):
@@ -112,4 +113,16 @@ CASES = [
         connect(), neg(), send(GETFD % b"x", fds=1), close(), pause(0.2),
         connect(), neg(), fdprobe(), send(ADD_CLIENT % b"x"), fdprobe(), send(CLOSEFD % b"x")],
         fds=True),
+    # add_client's other refusals: each has taken the fd and closed it. (The success path, a
+    # socket becoming a client of a chardev, is tested on real sockets in io/tests/fds.rs: the
+    # suite passes pipes.)
+    fcase("F32", "add_client to the caller's own one-client chardev: failed, fd closed",
+          send(GETFD % b"x", fds=1), ADD_CLIENT_TO % b"compat_monitor0", fdprobe(),
+          CLOSEFD % b"x"),
+    cmd("F33", "add_client of a pipe to a free chardev: not a socket, failed, fd closed",
+        send(GETFD % b"x", fds=1), ADD_CLIENT_TO % b"compat_monitor1", fdprobe(),
+        monitors=[Monitor(), Monitor()], fds=True),
+    fcase("F34", "add_client spice and @dbus-display: not in use, fd closed",
+          send(GETFD % b"x", fds=1), ADD_CLIENT_TO % b"spice", fdprobe(),
+          send(GETFD % b"x", fds=1), ADD_CLIENT_TO % b"@dbus-display", fdprobe()),
 ]

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qmp_core::json::{Object, Value};
-use qmp_core::server::{Config, Dialect, RunState};
+use qmp_core::server::qapi::QapiSchema;
+use qmp_core::server::{ArgType, Config, Dialect, RunState};
 use qmp_io::{ListenSpec, QmpServerBuilder};
 
 /// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
@@ -67,6 +68,11 @@ struct Args {
     #[arg(long)]
     test_commands: bool,
 
+    /// Which adapter serves the monitor: std (an IO thread and a dispatcher thread, as QEMU)
+    /// or tokio (one task on a single-threaded tokio runtime; the same machine and protocol).
+    #[arg(long, value_name = "RUNTIME", default_value = "std", value_parser = ["std", "tokio"])]
+    runtime: String,
+
     /// Report this QEMU version (MAJOR.MINOR.MICRO) in the greeting, query-version and
     /// `info version` instead of qmpd's own (for byte-for-byte comparisons with QEMU).
     #[arg(long, value_name = "X.Y.Z", value_parser = parse_version)]
@@ -81,6 +87,12 @@ struct Args {
     /// '{"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}'.
     #[arg(long, value_name = "JSON")]
     version_object: Option<String>,
+
+    /// Serve every command of a QAPI schema: FILE is QEMU's `query-qmp-schema` reply (made by
+    /// `scripts/qmp-schema-dump`). Arguments are checked against it, `query-qmp-schema`
+    /// answers with it, and a valid call to a command qmpd does not implement gets an error.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
 }
 
 fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -173,6 +185,16 @@ fn run(args: Args) -> Result<(), String> {
     if args.preconfig {
         machine.start_in_preconfig();
     }
+    let schema = match &args.schema {
+        Some(path) => Some(qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?),
+        None => None,
+    };
+    if args.runtime == "tokio" {
+        #[cfg(feature = "tokio")]
+        return run_tokio(&args, config, machine, schema);
+        #[cfg(not(feature = "tokio"))]
+        return Err("--runtime tokio: qmpd was built without the 'tokio' feature".into());
+    }
     let mut builder = QmpServerBuilder::new(config)
         .allow_remote(args.allow_remote)
         .max_connections(args.max_connections)
@@ -183,6 +205,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let test_commands = args.test_commands;
     builder = builder.commands(|r| machine.register(r, test_commands));
+    builder = builder.commands(|r| register_schema(r, schema.as_ref()));
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {
@@ -195,4 +218,60 @@ fn run(args: Args) -> Result<(), String> {
         tracing::info!(address = %a, "listening");
     }
     server.run().map_err(|e| e.to_string())
+}
+
+/// `query-qmp-schema`: with `--schema`, every command of that schema with its argument checking
+/// (see `qmp_driver::qapi::serve_schema`); otherwise the demo machine's commands, return types
+/// and events.
+fn register_schema(r: &mut qmp_io::Registry, schema: Option<&std::sync::Arc<QapiSchema>>) {
+    match schema {
+        Some(schema) => qmp_io::qapi::serve_schema(r, schema),
+        None => {
+            use qmp_io::demo::schema;
+            qmp_io::qapi::declare_returns(r, schema::returns, schema::features);
+            let spec = qmp_core::server::CommandSpec::new("query-qmp-schema")
+                .allow_preconfig()
+                .returns(schema::returns("query-qmp-schema").unwrap_or(ArgType::Any));
+            qmp_io::qapi::serve_query_qmp_schema(r, spec, &schema::events());
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// The same daemon on the tokio adapter. One task owns every socket and the driver, so a
+/// single-threaded runtime serves it; a second worker would only add wake-ups between threads.
+fn run_tokio(
+    args: &Args,
+    config: Config,
+    machine: std::sync::Arc<qmp_io::demo::Machine>,
+    schema: Option<std::sync::Arc<QapiSchema>>,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut builder = qmp_io::tokio::TokioServerBuilder::new(config)
+            .allow_remote(args.allow_remote)
+            .max_connections(args.max_connections)
+            .handle_signals(true);
+        for l in &args.listen {
+            builder = builder.listen(l.clone());
+        }
+        let test_commands = args.test_commands;
+        builder = builder.commands(|r| machine.register(r, test_commands));
+        builder = builder.commands(|r| register_schema(r, schema.as_ref()));
+        let m = machine.clone();
+        builder = builder.on_shutdown(move || m.release());
+        if let Some(path) = &args.record {
+            let sink = qmp_io::record::file_sink_with(path, builder.config(), builder.registry())
+                .map_err(|e| format!("--record {}: {e}", path.display()))?;
+            builder = builder.record(sink);
+        }
+        let server = builder.build().map_err(|e| e.to_string())?;
+        for a in server.addresses() {
+            tracing::info!(address = %a, runtime = "tokio", "listening");
+        }
+        server.run().await.map_err(|e| e.to_string())
+    })
 }
