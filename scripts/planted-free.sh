@@ -8,13 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO="${CARGO:-cargo}"
-if $CARGO tree -p qmp-io -e features -i qmp-core | grep -n 'planted'; then
-    echo "planted-free: qmp-io's build enables qmp-core/planted-bugs" >&2
-    exit 1
-fi
+for dep in qmp-core qmp-driver; do
+    if $CARGO tree -p qmp-io -e features -i "$dep" | grep -n 'planted'; then
+        echo "planted-free: qmp-io's build enables $dep's planted bugs" >&2
+        exit 1
+    fi
+done
 $CARGO build --release --quiet -p qmp-io --bin qmpd
 BIN="${CARGO_TARGET_DIR:-target}/release/qmpd"
-WORDS='QueueLimitOffByOne|LastThrottledEventDropped|NoResumeOnClose|OobReplyHeldBehindInBand|EventBeforeNegotiation|EarlyBytesAfterSuspension|IdNotEchoedOnError|CommandDroppedWithoutId|FdLeakedOnClose|RoundRobinBroken|planted_bug|held_replies|flush_held'
+WORDS='QueueLimitOffByOne|LastThrottledEventDropped|NoResumeOnClose|OobReplyHeldBehindInBand|EventBeforeNegotiation|EarlyBytesAfterSuspension|IdNotEchoedOnError|CommandDroppedWithoutId|FdLeakedOnClose|RoundRobinBroken|NamedFdsDieWithConnection|planted_bug|held_replies|flush_held|LostEof|LockOutlivesHolder|lock_outlives_holder'
 found=$( (strings -a "$BIN"; nm -C "$BIN" 2>/dev/null || true) | grep -E -c "$WORDS" || true)
 if [ "$found" != "0" ]; then
     (strings -a "$BIN"; nm -C "$BIN" 2>/dev/null || true) | grep -E "$WORDS" | head >&2

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::model::{err_reply, ok_reply, ConnModel, Expect, ExpectCall, ReplyLane, Session};
 use crate::options::Options;
-use crate::registry::{handler_result, ECHO, OOB_ECHO, OOB_TEST, TAKE_FD};
+use crate::registry::{handler_result, ECHO, OOB_ECHO, OOB_TEST, QUIET, TAKE_FD};
 use crate::wire::{encode_request, Spelling, J};
 
 /// Largest string payload a client puts in one request.
@@ -59,6 +59,7 @@ enum Req {
     GetFd(u8),
     CloseFd(u8),
     TakeFd(u8),
+    Quiet,
 }
 
 /// Garbage the 7.2 JSON layer answers with known errors (spec §1.3–1.5, Appendix A).
@@ -290,6 +291,9 @@ impl ClientGen {
                 Req::OobBadArg,
             ];
             kinds[rng.random_range(0..kinds.len())]
+        } else if d == Dialect::Qemu72 && opts.p_quiet > 0.0 && rng.random_bool(opts.p_quiet) {
+            // Only drawn when the world enables it, so other worlds' streams are unchanged.
+            Req::Quiet
         } else {
             Req::Echo
         };
@@ -378,6 +382,7 @@ impl ClientGen {
                 (J::s(ECHO), Some(J::obj(vec![("tag", J::Int(tag))])))
             }
             Req::OobEcho => (J::s(OOB_ECHO), Some(J::obj(vec![("tag", J::Int(tag))]))),
+            Req::Quiet => (J::s(QUIET), Some(J::obj(vec![("tag", J::Int(tag))]))),
             Req::OobNonOob => (J::s(ECHO), Some(J::obj(vec![("tag", J::Int(tag))]))),
             Req::OobBadArg => (J::s(OOB_ECHO), Some(J::obj(vec![("tag", J::s("x"))]))),
             Req::Lock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(true))]))),
@@ -452,6 +457,10 @@ impl ClientGen {
             .extend_from_slice(&encode_request(&J::obj(members), spelling));
         if let Some(call) = call {
             p.calls.push(call);
+        }
+        if e.bytes.is_empty() {
+            // A success without a success response: nothing comes back.
+            return;
         }
         p.expects.push(e);
     }
@@ -608,6 +617,18 @@ fn expect_in_band_command(
                 }),
             )
         }
+        Req::Quiet => (
+            match handler_result(tag) {
+                // No reply at all: empty bytes, never pushed (`add`).
+                Ok(_) => expect(InBand, Vec::new(), "sim-quiet success"),
+                Err(desc) => g(&desc),
+            },
+            Some(ExpectCall {
+                command: QUIET,
+                tag: Some(tag),
+                oob: false,
+            }),
+        ),
         Req::Lock => (
             ok("x-oob-test lock"),
             Some(ExpectCall {

@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::client::ClientGen;
 use crate::failure::{panic_text, Failure};
-use crate::model::ConnModel;
+use crate::model::{ConnModel, NameState};
 use crate::options::Options;
 use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST, TAKE_FD};
 use crate::server::{build, config};
@@ -118,6 +118,9 @@ impl DriverOptions {
         let mut base = Options::from_seed(seed);
         base.event_gap_ns = 0;
         base.p_suspend = 0.0;
+        // The core's per-client output limit is the core world's subject; here a client is cut
+        // only by the driver's process-wide budget (`output_budget`), which the world predicts.
+        base.output_limit = qmp_core::server::Config::default().output_limit;
         // One listener: its monitors share one set of options.
         let (oob, pretty) = (base.oob_capable[0], base.pretty[0]);
         base.oob_capable = vec![oob; base.clients];
@@ -330,6 +333,9 @@ pub struct DriverWorld {
     marks: Marks,
     /// A slot was freed by a close while a client waited: the next accept counts as served.
     served_after_close_due: bool,
+    /// The named fds each monitor (listener slot) holds as its last client's model left them:
+    /// they outlive the connection, and the next client of the slot meets them.
+    slot_names: BTreeMap<MonitorId, [NameState; 3]>,
 }
 
 fn exp_gap(rng: &mut ChaCha8Rng, mean: u64) -> u64 {
@@ -402,6 +408,7 @@ impl DriverWorld {
             by_conn: BTreeMap::new(),
             listener_event_due: false,
             slot_free_since: None,
+            slot_names: BTreeMap::new(),
             agenda: BTreeMap::new(),
             seq: 0,
             now: 0,
@@ -655,6 +662,33 @@ impl DriverWorld {
         Ok(())
     }
 
+    /// The named fds a connecting client will meet: its slot is only chosen at accept, so a
+    /// name is known only when no other client is connected and every slot agrees on it (a
+    /// slot never used holds none), and unknown otherwise (the client settles it with a
+    /// `getfd` before relying on it).
+    fn names_for_next_client(&self) -> [NameState; 3] {
+        let mut names = [NameState::Absent; 3];
+        // A client still connected may change its slot's names before this one is accepted.
+        if self.socks.iter().any(|s| !s.closed) {
+            return [NameState::Unknown; 3];
+        }
+        let unused_slot = self.slot_names.len() < self.opts.slots;
+        for (n, name) in names.iter_mut().enumerate() {
+            let mut states = self
+                .slot_names
+                .values()
+                .map(|s| s[n])
+                .chain(unused_slot.then_some(NameState::Absent));
+            let first = states.next().unwrap_or(NameState::Absent);
+            *name = if states.all(|s| s == first) {
+                first
+            } else {
+                NameState::Unknown
+            };
+        }
+        names
+    }
+
     fn connect(&mut self, i: usize) {
         let base = &self.opts.base;
         let (offered, pretty) = (base.oob_capable[i], base.pretty[i]);
@@ -681,7 +715,8 @@ impl DriverWorld {
             fd: None,
             conn: None,
             closed: false,
-            model: ConnModel::new(pretty, offered, greeting),
+            model: ConnModel::new(pretty, offered, greeting)
+                .with_names(self.names_for_next_client()),
             desync: false,
             read_scheduled: false,
             lingering: 0,
@@ -861,6 +896,12 @@ impl DriverWorld {
                     )));
                 };
                 self.socks[s].closed = true;
+                let names = if self.socks[s].desync {
+                    [NameState::Unknown; 3]
+                } else {
+                    self.socks[s].model.names_at_close()
+                };
+                self.slot_names.insert(monitor, names);
                 if let Err(e) = self.ledger.close(fd) {
                     return Err(self.fail(Failure::correctness("fd-closed-twice", e)));
                 }

@@ -81,7 +81,11 @@ enum Cmd {
         #[arg(long, default_value_t = qmp_sim::planted::MAX_SEEDS_PER_BUG)]
         max_seeds: u64,
     },
-    /// Replay a trace (core format) and check its digest.
+    /// Replay a trace (core format) and check its digest and the intent-free invariants.
+    ///
+    /// Exit codes: 0 replayed and checked; 3 the last line was cut (a recording process killed
+    /// mid-write): every whole input was replayed and the invariants hold, there is no digest
+    /// to check; 127 crash, 128 liveness, 129 correctness failure; 2 unreadable trace.
     Replay {
         /// The trace file.
         trace: PathBuf,

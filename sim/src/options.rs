@@ -9,6 +9,9 @@ use qmp_core::server::{Config, Dialect};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The output limit of the worlds that draw a small one.
+pub const SMALL_OUTPUT_LIMIT: usize = 4 * 1024;
+
 /// Upper bound on simulated clients per world (each owns one monitor).
 pub const MAX_CLIENTS: usize = 4;
 
@@ -75,6 +78,8 @@ pub struct Options {
     pub input_buffer_limit: usize,
     /// The core's per-monitor output limit (`Config::output_limit`).
     pub output_limit: usize,
+    /// 7.2: chance a well-formed in-band request is `sim-quiet` (no success response).
+    pub p_quiet: f64,
 }
 
 fn pick(rng: &mut ChaCha8Rng, on: f64, lo: f64, hi: f64) -> f64 {
@@ -134,7 +139,19 @@ impl Options {
             p_fds: pick(&mut rng, 0.3, 0.01, 0.2),
             input_buffer_limit: Config::default().input_buffer_limit,
             output_limit: Config::default().output_limit,
+            // Drawn last: the options above stay what they were for every seed.
+            p_quiet: pick(&mut rng, 0.3, 0.02, 0.1),
         }
+        .with_small_output_limit(&mut rng)
+    }
+
+    /// In one world in four, a per-monitor output limit of 4 KiB, so a stalled client or a
+    /// big reply makes the core give up on it (`OutputLimit`).
+    fn with_small_output_limit(mut self, rng: &mut ChaCha8Rng) -> Options {
+        if rng.random_bool(0.25) {
+            self.output_limit = SMALL_OUTPUT_LIMIT;
+        }
+        self
     }
 }
 
@@ -167,8 +184,8 @@ impl fmt::Display for Options {
         )?;
         write!(
             f,
-            "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3}",
-            self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds
+            "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3} p_quiet={:.3} output_limit={}",
+            self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds, self.p_quiet, self.output_limit
         )
     }
 }

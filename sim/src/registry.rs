@@ -12,6 +12,9 @@ use crate::wire::J;
 pub const ECHO: &str = "sim-echo";
 /// The out-of-band echo: same contract, `allow-oob`.
 pub const OOB_ECHO: &str = "sim-oob";
+/// A command without a success response (QAPI `success-response: false`): a success sends
+/// nothing, an error is answered as usual.
+pub const QUIET: &str = "sim-quiet";
 /// QEMU 2.12's test command: `lock: true` blocks until an out-of-band `lock: false`.
 pub const OOB_TEST: &str = "x-oob-test";
 /// In-band `{"fdname": str}`: the handler takes the monitor's named fd (QEMU's
@@ -36,6 +39,14 @@ pub fn commands() -> Vec<CommandSpec> {
             allow_oob: true,
             allow_preconfig: true,
             success_response: true,
+            arguments: vec![tag.clone()],
+            ..CommandSpec::default()
+        },
+        CommandSpec {
+            name: QUIET.into(),
+            allow_oob: false,
+            allow_preconfig: true,
+            success_response: false,
             arguments: vec![tag],
             ..CommandSpec::default()
         },

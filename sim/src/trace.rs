@@ -101,17 +101,47 @@ pub fn dump(t: &Loaded, m: u64) {
     }
 }
 
-/// `qmp-sim replay TRACE`: digest check, then the intent-free invariants. Exit code by class.
+/// Exit code of `qmp-sim replay` for a trace whose last line was cut (the recording process
+/// died mid-write, e.g. `kill -9`), when every whole input replayed and the invariants hold.
+/// A failing check still exits with its class's code (127 crash, 128 liveness, 129 correctness).
+pub const EXIT_CUT_TRACE: u8 = 3;
+
+/// A trace file's whole lines, and the length of a cut last line (bytes after the last newline
+/// that are not a complete trace line), if any.
+pub fn whole_lines(bytes: &[u8]) -> Result<(&str, Option<usize>)> {
+    let end = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => 0,
+    };
+    let tail = &bytes[end..];
+    let tail_whole = !tail.is_empty()
+        && std::str::from_utf8(tail).is_ok_and(|t| serde_json::from_str::<Line>(t).is_ok());
+    let (keep, cut) = if tail.is_empty() || tail_whole {
+        (bytes, None)
+    } else {
+        (&bytes[..end], Some(tail.len()))
+    };
+    let text = std::str::from_utf8(keep).context("the trace is not UTF-8")?;
+    Ok((text, cut))
+}
+
+/// `qmp-sim replay TRACE`: digest check, then the intent-free invariants. Exit code by class;
+/// a cut last line is dropped, said, and gives [`EXIT_CUT_TRACE`] when nothing failed.
 pub fn cmd_replay(path: &Path) -> Result<u8> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (text, cut) = whole_lines(&bytes)?;
+    if let Some(n) = cut {
+        println!(
+            "the trace's last line is cut ({n} bytes, the recording stopped mid-write): it is left out, every whole input before it is replayed"
+        );
+    }
     if let Some(m) = std::env::var("QMP_SIM_DUMP")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        dump(&load(&text)?, m);
+        dump(&load(text)?, m);
     }
-    let report = match std::panic::catch_unwind(|| replay(&text)) {
+    let report = match std::panic::catch_unwind(|| replay(text)) {
         Ok(r) => r.map_err(|e| anyhow::anyhow!("{e}"))?,
         Err(p) => {
             println!("replay crashed: {}", crate::failure::panic_text(p.as_ref()));
@@ -134,7 +164,7 @@ pub fn cmd_replay(path: &Path) -> Result<u8> {
         Some(_) => println!("digest matches the trace"),
         None => println!("the trace has no end line: digest not checked"),
     }
-    let t = load(&text)?;
+    let t = load(text)?;
     match run_inputs(&t.config, &t.commands, &t.inputs) {
         Ok(r) => println!("invariants hold ({} messages checked)", r.messages),
         Err(f) => {
@@ -151,6 +181,13 @@ pub fn cmd_replay(path: &Path) -> Result<u8> {
         println!(
             "(recorded from seed {seed}: `qmp-sim run --seed {seed} --runs 1{planted}` re-runs it with the reference model)"
         );
+    }
+    if code == 0 && cut.is_some() {
+        println!(
+            "replayed {} whole inputs of a cut trace (exit code {EXIT_CUT_TRACE})",
+            t.inputs.len()
+        );
+        return Ok(EXIT_CUT_TRACE);
     }
     Ok(code as u8)
 }

@@ -8,7 +8,7 @@ use qmp_sim::driver_world::{
 use qmp_sim::planted::MAX_SEEDS_PER_BUG;
 
 /// Seeds of the bounded run (debug build).
-const BOUNDED_SEEDS: u64 = 120;
+const BOUNDED_SEEDS: u64 = 200;
 
 #[test]
 fn bounded_driver_run_passes_and_exercises_every_socket_fault() {

@@ -13,15 +13,11 @@ use qmp_sim::trace::load;
 const BOUNDED_SEEDS: u64 = 80;
 
 /// Probes the sim's default worlds cannot reach, and why.
-const UNREACHED_BY_DESIGN: [&str; 4] = [
+const UNREACHED_BY_DESIGN: [&str; 2] = [
     // The sim passes fds only to getfd/closefd; fd sets (add-fd) are not simulated.
     "fdset_cleanup_closed",
     // The world only reads while wants_read is true (reading more is the shim's bug).
     "input_limit_disconnect",
-    // No registered command is flagged "no success response" (none is in QEMU 7.2).
-    "no_success_response",
-    // The default output limit is 256 MiB; a stalled client never gets near it.
-    "output_limit_disconnect",
 ];
 
 #[test]
@@ -80,6 +76,35 @@ fn reruns_are_identical_and_traces_replay_to_the_same_digest() {
         let t = load(&text).expect("trace loads");
         run_inputs(&t.config, &t.commands, &t.inputs).expect("input-only checks pass");
     }
+}
+
+/// A recording cut by a crash: the end line is missing and the last input line is cut
+/// mid-write. `qmp-sim replay` replays every whole input, says so, and exits with its own code.
+#[test]
+fn a_trace_cut_mid_line_replays_every_whole_input() {
+    use qmp_sim::trace::{cmd_replay, whole_lines, EXIT_CUT_TRACE};
+    let (text, result) = trace_seed(3, None);
+    result.expect("seed 3 passes");
+    let body = &text[..text.trim_end().rfind('\n').expect("an end line") + 1];
+    let last_start = body[..body.len() - 1].rfind('\n').expect("inputs") + 1;
+    let last_len = body.len() - 1 - last_start;
+    let cut = &body[..last_start + last_len / 2];
+    let (whole, dropped) = whole_lines(cut.as_bytes()).expect("UTF-8");
+    assert_eq!(whole, &body[..last_start]);
+    assert_eq!(dropped, Some(last_len / 2));
+    let dir = std::env::temp_dir().join(format!("qmp-sim-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("cut.trace");
+    std::fs::write(&path, cut).expect("write");
+    assert_eq!(cmd_replay(&path).expect("replay"), EXIT_CUT_TRACE);
+    // Whole lines only (no end line): replayed and checked, nothing cut.
+    std::fs::write(&path, body).expect("write");
+    assert_eq!(whole_lines(body.as_bytes()).expect("UTF-8").1, None);
+    assert_eq!(cmd_replay(&path).expect("replay"), 0);
+    // The full trace with its digest.
+    std::fs::write(&path, &text).expect("write");
+    assert_eq!(cmd_replay(&path).expect("replay"), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -39,6 +39,23 @@ impl<C: Core> World<C> {
                 }
                 continue;
             };
+            if conn.given_up {
+                // Dropped at the output limit: only the core's own invariants apply now.
+                if !pending.is_empty() {
+                    return Err(Failure::correctness(
+                        "output-after-give-up",
+                        format!(
+                            "monitor {}: {} bytes pending after the output-limit disconnect",
+                            m.0,
+                            pending.len()
+                        ),
+                    )
+                    .at(self.step, self.now));
+                }
+                conn.produced = conn.written;
+                conn.model.rx.clear();
+                continue;
+            }
             let unwritten = (conn.produced - conn.written) as usize;
             if pending.len() < unwritten {
                 return Err(Failure::correctness(
@@ -121,7 +138,8 @@ impl<C: Core> World<C> {
             };
             let negotiated = conn.model.negotiated_at.is_some_and(|s| s < self.step);
             let got = per_conn.get(&i).cloned().unwrap_or_default();
-            if negotiated && got != canon {
+            // A monitor given up at its output limit gets nothing more.
+            if negotiated && !conn.given_up && got != canon {
                 return Err(self.fail(Failure::correctness(
                     "command-dropped-broadcast",
                     format!(
