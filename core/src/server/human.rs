@@ -515,11 +515,10 @@ impl Server {
     /// and what they print is the reply (a success, whatever was printed, as in QEMU). Like
     /// QEMU 7.2 it has no `allow-preconfig`. Refused when the name is already registered.
     pub fn register_human_monitor_command(&mut self) -> Result<(), ApiMisuse> {
-        let spec = CommandSpec::new("human-monitor-command")
-            .arg("command-line", ArgType::String)
-            .opt("cpu-index", ArgType::Int);
-        self.registry
-            .register_builtin(spec, QmpBuiltin::HumanMonitorCommand)
+        self.registry.register_builtin(
+            human_monitor_command_spec(),
+            QmpBuiltin::HumanMonitorCommand,
+        )
     }
 
     /// Whether the HMP command of this outstanding call may suspend its monitor (QEMU's
@@ -535,4 +534,13 @@ impl Server {
                     .is_some_and(|m| m.hmp.is_some() && m.generation == pc.generation)
         })
     }
+}
+
+/// The spec of the core's QMP `human-monitor-command`
+/// ([`Server::register_human_monitor_command`]): QEMU 7.2's arguments and its `str` return.
+pub fn human_monitor_command_spec() -> CommandSpec {
+    CommandSpec::new("human-monitor-command")
+        .arg("command-line", ArgType::String)
+        .opt("cpu-index", ArgType::Int)
+        .returns(ArgType::String)
 }

@@ -97,6 +97,7 @@ pub use config::{
     DEFAULT_INPUT_BUFFER_LIMIT, DEFAULT_OUTPUT_LIMIT, QMP_REQ_QUEUE_LEN_MAX,
 };
 pub use digest::Digest;
+pub use human::human_monitor_command_spec;
 pub use misuse::{ApiMisuse, TakeFdError};
 pub use probes::Probes;
 pub use qapi_export::schema_info;
