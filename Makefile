@@ -38,7 +38,7 @@ lint:
 test-rust:
 	$(CARGO) test --workspace
 	$(CARGO) test -p qmp-driver --features planted
-	QMPD_RUNTIME=tokio $(CARGO) test -p qmp-io --test qmpd
+	QMPD_RUNTIME=tokio $(CARGO) test -p qmp-io --test qmpd --test hmp_compat
 
 # --- areas (each script is owned by its area; see README) ---
 deps:

@@ -18,7 +18,7 @@ cd "$(dirname "$0")"
 per_target=${SMOKE_SECONDS:-5}
 # Bound on concurrently running targets: one per core of the 2-core CI machine.
 jobs=${SMOKE_JOBS:-2}
-targets="json_stream json_roundtrip server_bytes scenario trace_roundtrip driver_facts"
+targets="json_stream json_roundtrip server_bytes scenario trace_roundtrip hmp_bytes driver_facts"
 start=$SECONDS
 
 triple=$(rustc -vV | sed -n 's/^host: //p')

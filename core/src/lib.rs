@@ -36,6 +36,13 @@
 //! [`server::Input::Destroy`] ends a monitor for good (a listener removed);
 //! [`server::Server::shutdown`] ends them all.
 //!
+//! A monitor is either QMP ([`server::Input::Open`]) or a human monitor, HMP
+//! ([`server::Input::OpenHmp`], QEMU's `mode=readline`): same queues, dispatcher, fds and run
+//! loop, with QEMU's line editor, command table and texts instead of JSON (see [`hmp`]). Its
+//! commands are in-band calls named `hmp <command>` ([`server::Server::register_hmp`]);
+//! [`server::Server::register_human_monitor_command`] runs QMP `human-monitor-command` on
+//! the same table.
+//!
 //! # Example
 //!
 //! A whole session in one thread: a client connects, negotiates, runs a command the embedder
@@ -106,5 +113,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod hmp;
 pub mod json;
 pub mod server;

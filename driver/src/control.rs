@@ -9,7 +9,7 @@
 use std::any::Any;
 
 use qmp_core::json::Object;
-use qmp_core::server::{Call, Lane, MonitorId, RunState, TakeFdError};
+use qmp_core::server::{Call, CallId, Lane, MonitorId, RunState, TakeFdError};
 
 use crate::conn::ConnId;
 use crate::fds::Descriptor;
@@ -80,6 +80,15 @@ pub trait Control: Send + Sync {
     /// Whether the connection `session` is still open (a handler that blocks on behalf of its
     /// client uses it with [`crate::Registry::on_session_closed`]).
     fn session_open(&self, session: ConnId) -> bool;
+
+    /// QEMU's `monitor_suspend` from an HMP command handler: suspend the human monitor that
+    /// `call` came from (for good: nothing resumes it). False, and nothing done, when the call
+    /// runs on a non-interactive monitor (`human-monitor-command`: QEMU's `-ENOTTY`) or is not
+    /// an HMP call; adapters without human monitors keep this default.
+    fn suspend_hmp_caller(&self, call: CallId) -> bool {
+        let _ = call;
+        false
+    }
     /// Take `monitor`'s fd named `name` (QEMU's `monitor_get_fd`; see
     /// [`crate::Driver::take_named_fd`]): the caller owns the descriptor from then on.
     fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError>;
@@ -135,6 +144,13 @@ impl<'a> CallContext<'a> {
     /// Tell the core the VM run state changed (fd-set cleanup and preconfig depend on it).
     pub fn set_run_state(&self, state: RunState) {
         self.control.set_run_state(state);
+    }
+
+    /// Suspend the human monitor this HMP command came from, as QEMU's `monitor_suspend`
+    /// (e.g. `quit`, so no prompt follows); false when it runs non-interactively
+    /// (`human-monitor-command`), where QEMU refuses too.
+    pub fn suspend_hmp_monitor(&self) -> bool {
+        self.control.suspend_hmp_caller(self.call.id)
     }
 
     /// Stop the server once this call's reply has been produced.

@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
-    Call, CallId, CallResult, Input, Instant, Lane, MonitorId, Output, RunState, Server,
-    TakeFdError, Timestamp,
+    Call, CallId, CallResult, HmpOptions, Input, Instant, Lane, MonitorId, Output, RunState,
+    Server, TakeFdError, Timestamp,
 };
 
 use crate::conn::{CloseReason, Conn, ConnId, ConnStats, ReadFact, WriteFact};
@@ -432,6 +432,7 @@ impl<F: Descriptor> Driver<F> {
         let slot = listener.free_slot()?;
         let monitor = listener.monitor(slot);
         let options = listener.config.options;
+        let readline = listener.config.readline;
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         listener.slots[slot] = Some(conn);
@@ -446,7 +447,15 @@ impl<F: Descriptor> Driver<F> {
             chardev = %self.listeners[l].config.chardev,
             "{how}"
         );
-        self.apply(now, Input::Open { monitor, options });
+        let open = if readline {
+            Input::OpenHmp {
+                monitor,
+                options: HmpOptions::default(),
+            }
+        } else {
+            Input::Open { monitor, options }
+        };
+        self.apply(now, open);
         Some(conn)
     }
 
@@ -603,6 +612,25 @@ impl<F: Descriptor> Driver<F> {
             Input::Resume { monitor }
         };
         self.apply(now, input);
+    }
+
+    /// QEMU's `monitor_suspend` from the HMP command of `call` (see
+    /// [`crate::Control::suspend_hmp_caller`]): the call's human monitor is suspended unless the
+    /// call runs non-interactively; returns whether it was.
+    pub fn suspend_hmp_caller(&mut self, now: Instant, call: CallId) -> bool {
+        if !self.server.hmp_call_can_suspend(call) {
+            return false;
+        }
+        let Some(monitor) = self
+            .server
+            .outstanding_calls()
+            .find(|c| c.id == call)
+            .map(|c| c.monitor)
+        else {
+            return false;
+        };
+        self.suspend(now, monitor, true);
+        true
     }
 
     /// A handler takes `monitor`'s fd named `name` (QEMU's `monitor_get_fd`): the core forgets

@@ -26,8 +26,11 @@ pub struct ListenerConfig {
     pub chardev: String,
     /// Clients served at once (monitor slots).
     pub clients: usize,
-    /// The options of its monitors.
+    /// The options of its monitors (QMP).
     pub options: MonitorOptions,
+    /// Its monitors are human monitors (QEMU's `mode=readline`): opened with
+    /// [`qmp_core::server::Input::OpenHmp`], `options` unused.
+    pub readline: bool,
 }
 
 /// What one accept attempt came to.

@@ -28,7 +28,11 @@ pub fn not_implemented_text(command: &str) -> String {
 pub fn serve_schema(registry: &mut Registry, schema: &Arc<QapiSchema>) {
     let builtins = builtin_command_names();
     for command in schema.commands() {
-        if builtins.contains(&command.name) {
+        // The core's `human-monitor-command` checks its own arguments (and stays listed:
+        // `query-qmp-schema` answers with the schema).
+        let core_hmc =
+            command.name == "human-monitor-command" && registry.uses_core_human_monitor_command();
+        if builtins.contains(&command.name) || core_hmc {
             continue;
         }
         let Some(imported) = schema.command_spec(&command.name) else {
@@ -83,6 +87,9 @@ pub fn declare_returns(
 pub fn serve_query_qmp_schema(registry: &mut Registry, spec: CommandSpec, events: &[EventSpec]) {
     let mut commands = builtin_command_specs();
     commands.extend(registry.specs().iter().cloned());
+    if registry.uses_core_human_monitor_command() {
+        commands.push(qmp_core::server::human_monitor_command_spec());
+    }
     commands.push(spec.clone());
     let answer = schema_info(&commands, events);
     registry.insert(

@@ -16,8 +16,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use qmp_core::hmp::HmpCommand;
 use qmp_core::json::Object;
-use qmp_core::server::{Call, CallResult, CommandName, CommandSpec, ErrorClass};
+use qmp_core::server::{ApiMisuse, Call, CallResult, CommandName, CommandSpec, ErrorClass, Server};
 
 use crate::conn::ConnId;
 use crate::control::{CallContext, Control};
@@ -50,6 +51,10 @@ pub type SessionHook = Arc<dyn Fn(ConnId) + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct Registry {
     specs: Vec<CommandSpec>,
+    /// Human monitor commands; their handlers are under their call names (`hmp stop`).
+    hmp: Vec<HmpCommand>,
+    /// QMP `human-monitor-command` is the core's, on the HMP table.
+    human_monitor_command: bool,
     handlers: BTreeMap<String, Kind>,
     closed_hooks: Vec<SessionHook>,
 }
@@ -74,6 +79,50 @@ impl Registry {
         self.specs.retain(|s| s.name != spec.name);
         self.handlers.insert(spec.name.clone(), kind);
         self.specs.push(spec);
+    }
+
+    /// Add (or replace) a human monitor command; its handler gets the arguments the core's
+    /// `args_type` parser produced and returns the text to print (a string), or an error
+    /// (printed as `Error: <desc>`).
+    pub fn insert_hmp(&mut self, cmd: HmpCommand, handler: Handler) {
+        self.hmp
+            .retain(|c| !(c.name == cmd.name && c.is_info == cmd.is_info));
+        self.handlers.insert(cmd.call_name(), Kind::Sync(handler));
+        self.hmp.push(cmd);
+    }
+
+    /// Serve QMP `human-monitor-command` with the core's built-in, which runs the line on the
+    /// human monitor's table (replaces a `human-monitor-command` inserted before).
+    pub fn use_core_human_monitor_command(&mut self) {
+        self.specs.retain(|s| s.name != "human-monitor-command");
+        self.handlers.remove("human-monitor-command");
+        self.human_monitor_command = true;
+    }
+
+    /// Whether QMP `human-monitor-command` is the core's
+    /// ([`Registry::use_core_human_monitor_command`]).
+    pub fn uses_core_human_monitor_command(&self) -> bool {
+        self.human_monitor_command
+    }
+
+    /// The human monitor commands, in registration order.
+    pub fn hmp_specs(&self) -> &[HmpCommand] {
+        &self.hmp
+    }
+
+    /// Register every command with `server`: the QMP specs, the human monitor's commands and,
+    /// if asked for, the core's `human-monitor-command`.
+    pub fn register_with(&self, server: &mut Server) -> Result<(), ApiMisuse> {
+        for spec in &self.specs {
+            server.register(spec.clone())?;
+        }
+        for cmd in &self.hmp {
+            server.register_hmp(cmd.clone())?;
+        }
+        if self.human_monitor_command {
+            server.register_human_monitor_command()?;
+        }
+        Ok(())
     }
 
     /// Replace the spec of a registered command, keeping its handler and its place; false

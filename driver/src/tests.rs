@@ -35,6 +35,7 @@ fn listener(chardev: &str, clients: usize) -> ListenerConfig {
             oob_capable: true,
             pretty: false,
         },
+        readline: false,
     }
 }
 

@@ -80,6 +80,7 @@ fn main() -> std::io::Result<()> {
         chardev: "compat_monitor0".into(),
         clients: 4,
         options,
+        readline: false,
     };
     let mut d: Driver<OwnedFd> = Driver::new(server, vec![monitor], Limits::default());
     let (effects, origin) = (Effects::default(), std::time::Instant::now());

@@ -1,4 +1,4 @@
-//! Listener specifications (`unix:PATH[,oob=off][,pretty=on][,clients=N][,id=NAME]`,
+//! Listener specifications (`unix:PATH[,mode=readline][,oob=off][,pretty=on][,clients=N][,id=NAME]`,
 //! `tcp:HOST:PORT[,...]`) and binding them.
 //!
 //! A listener behaves like a QEMU socket chardev: by default it serves one client at a time and
@@ -50,6 +50,8 @@ pub struct ListenSpec {
     /// The chardev id (`query-yank`, `yank`); `None`: `compat_monitor<i>` for the i-th
     /// listener, as QEMU names the chardev of its i-th `-qmp` option.
     pub id: Option<String>,
+    /// `mode=readline`: a human monitor (HMP) instead of QMP (`mode=control`, the default).
+    pub readline: bool,
 }
 
 impl ListenSpec {
@@ -61,6 +63,7 @@ impl ListenSpec {
             pretty: false,
             clients: 1,
             id: None,
+            readline: false,
         }
     }
 
@@ -72,6 +75,7 @@ impl ListenSpec {
             pretty: false,
             clients: 1,
             id: None,
+            readline: false,
         }
     }
 
@@ -89,6 +93,7 @@ impl ListenSpec {
                 oob_capable: self.oob.unwrap_or(dialect == Dialect::Qemu72),
                 pretty: self.pretty,
             },
+            readline: self.readline,
         }
     }
 
@@ -135,8 +140,19 @@ impl ListenSpec {
                     spec.clients = n;
                 }
                 "id" if !v.is_empty() => spec.id = Some(v.to_owned()),
+                "mode" => {
+                    spec.readline = match v {
+                        "readline" => true,
+                        "control" => false,
+                        _ => return Err(format!("mode={v}: expected readline or control")),
+                    }
+                }
                 _ => return Err(format!("unknown listen option '{k}'")),
             }
+        }
+        if spec.readline && spec.pretty {
+            // QEMU's monitor_init: "'pretty' is not compatible with HMP monitors".
+            return Err("'pretty' is not compatible with HMP monitors".into());
         }
         Ok(spec)
     }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use qmp_core::hmp::HmpCommand;
 use qmp_core::server::trace::{Header, Line, TRACE_FORMAT, TRACE_VERSION};
 use qmp_core::server::{CommandSpec, Config, Input, Instant, Output, Server};
 
@@ -62,6 +63,18 @@ impl FileSink {
     /// Create `path`, write the header for a server built from `config` with `specs`
     /// registered in this order, and start the flusher thread.
     pub fn create(path: &Path, config: &Config, specs: &[CommandSpec]) -> std::io::Result<Self> {
+        Self::create_with_hmp(path, config, specs, &[], false)
+    }
+
+    /// [`FileSink::create`] for a server with human monitor commands (`hmp`) and, when
+    /// `human_monitor_command`, the core's QMP `human-monitor-command`.
+    pub fn create_with_hmp(
+        path: &Path,
+        config: &Config,
+        specs: &[CommandSpec],
+        hmp: &[HmpCommand],
+        human_monitor_command: bool,
+    ) -> std::io::Result<Self> {
         let out: Out = Arc::new(Mutex::new(BufWriter::new(File::create(path)?)));
         let (stop, stopped) = mpsc::channel();
         let flusher = {
@@ -83,6 +96,8 @@ impl FileSink {
             seed: None,
             config: config.clone(),
             commands: specs.to_vec(),
+            hmp_commands: hmp.to_vec(),
+            human_monitor_command,
         }));
         if sink.failed {
             return Err(std::io::Error::other("cannot write the trace header"));
@@ -151,4 +166,30 @@ pub fn file_sink(
     specs: &[CommandSpec],
 ) -> std::io::Result<Box<dyn TraceSink>> {
     Ok(Box::new(FileSink::create(path, config, specs)?))
+}
+
+/// A [`FileSink`] for `path` recording everything `builder` registers (QMP commands, human
+/// monitor commands, the core's `human-monitor-command`), boxed for
+/// [`crate::QmpServerBuilder::record`].
+pub fn file_sink_for(
+    path: &Path,
+    builder: &crate::QmpServerBuilder,
+) -> std::io::Result<Box<dyn TraceSink>> {
+    file_sink_with(path, builder.config(), builder.registry())
+}
+
+/// A [`FileSink`] for `path` recording everything `registry` registers (as [`file_sink_for`],
+/// for any adapter's builder), boxed.
+pub fn file_sink_with(
+    path: &Path,
+    config: &Config,
+    registry: &crate::Registry,
+) -> std::io::Result<Box<dyn TraceSink>> {
+    Ok(Box::new(FileSink::create_with_hmp(
+        path,
+        config,
+        registry.specs(),
+        registry.hmp_specs(),
+        registry.uses_core_human_monitor_command(),
+    )?))
 }

@@ -141,6 +141,11 @@ impl QmpServerBuilder {
         self.registry.specs()
     }
 
+    /// Everything registered so far (QMP and human monitor commands).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -154,11 +159,9 @@ impl QmpServerBuilder {
             self.config.wall_clock_base = wall_at_origin(&clock);
         }
         let mut server = Server::new(self.config.clone());
-        for spec in self.registry.specs() {
-            server
-                .register(spec.clone())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
-        }
+        self.registry
+            .register_with(&mut server)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let mut bound = Vec::with_capacity(self.listeners.len());

@@ -546,6 +546,12 @@ impl Control for Shared {
         self.lock().driver.is_open(session)
     }
 
+    fn suspend_hmp_caller(&self, call: CallId) -> bool {
+        let mut done = false;
+        self.apply(false, |d, now| done = d.suspend_hmp_caller(now, call));
+        done
+    }
+
     fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
         let mut taken = None;
         self.apply(false, |d, now| {

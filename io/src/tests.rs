@@ -54,6 +54,7 @@ fn shared() -> (Arc<Shared>, Arc<AtomicUsize>) {
             oob_capable: true,
             pretty: false,
         },
+        readline: false,
     };
     let driver = Driver::new(server, vec![listener], Limits::default());
     let shared = Arc::new(Shared::new(

@@ -384,3 +384,89 @@ fn recorded_session_replays_to_the_same_digest() {
     let r2 = qmp_core::server::trace::replay(&tampered).expect("replay");
     assert!(!r2.matches());
 }
+
+/// `--preconfig` as QEMU 7.2's `-preconfig` (spec appendix A group L, checked live): only
+/// `allow-preconfig` commands run until `x-exit-preconfig`, which starts the machine (RESUME)
+/// and is refused after.
+#[test]
+fn preconfig_until_x_exit_preconfig() {
+    let d = Daemon::spawn(&["--preconfig"]);
+    let mut c = Client::connect(&d.sock());
+    c.read_msg();
+    c.send("{\"execute\": \"qmp_capabilities\"}\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    c.send("{\"execute\": \"cont\", \"id\": 1}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"The command 'cont' is permitted only after machine initialization has completed\"}}\r\n"
+    );
+    c.send("{\"execute\": \"query-status\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}\r\n"
+    );
+    c.send("{\"execute\": \"x-exit-preconfig\"}\n");
+    assert_eq!(
+        mask_ts(&c.read_msg()),
+        "{\"timestamp\": {\"seconds\": S, \"microseconds\": U}, \"event\": \"RESUME\"}\r\n"
+    );
+    assert_eq!(c.read_msg(), "{\"return\": {}}\r\n");
+    c.send("{\"execute\": \"query-status\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}\r\n"
+    );
+    c.send("{\"execute\": \"x-exit-preconfig\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"The command is permitted only before machine initialization\"}}\r\n"
+    );
+}
+
+/// A human monitor's session recorded with `--record` replays to the same digest (the trace
+/// header carries the HMP commands and the core's `human-monitor-command`).
+#[test]
+fn recorded_hmp_session_replays_to_the_same_digest() {
+    use std::io::{Read, Write};
+    let mut d = Daemon::spawn(&[
+        "--record",
+        "$DIR/trace.jsonl",
+        "--listen",
+        "unix:$DIR/hmp.sock,mode=readline",
+    ]);
+    let hmp_path = d.dir.join("hmp.sock");
+    let deadline = Instant::now() + TIMEOUT;
+    while !hmp_path.exists() {
+        assert!(Instant::now() < deadline, "no HMP socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut h = std::os::unix::net::UnixStream::connect(&hmp_path).expect("connect");
+    h.write_all(b"info status\nstop\ninfo st\t\n").unwrap();
+    h.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("VM status: paused\r\n(qemu) ") {
+        let n = h.read(&mut buf).expect("read");
+        assert!(n > 0, "EOF: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let mut c = Client::connect(&d.sock());
+    c.read_msg();
+    c.send("{\"execute\": \"qmp_capabilities\"}\n");
+    c.read_msg();
+    c.send("{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"info status\"}}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": \"VM status: paused\\r\\n\"}\r\n"
+    );
+    c.send("{\"execute\": \"quit\"}\n");
+    assert_eq!(d.wait_exit(), Some(0));
+    let text = std::fs::read_to_string(d.dir.join("trace.jsonl")).expect("trace");
+    assert!(
+        text.contains("\"OpenHmp\""),
+        "the HMP session is in the trace"
+    );
+    let report = qmp_core::server::trace::replay(&text).expect("replay");
+    assert!(report.misuse.is_empty(), "{:?}", report.misuse);
+    assert!(report.matches(), "replay digest differs");
+}

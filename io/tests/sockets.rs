@@ -301,7 +301,7 @@ fn slow_reader_gets_every_byte_in_order() {
     // Let the output pile up well beyond what the socket can take at once, so that draining it
     // needs partial writes.
     std::thread::sleep(Duration::from_millis(200));
-    let help = "cont|c  -- resume emulation\\r\\nhelp|? [cmd] -- show the help\\r\\ninfo [subcommand] -- show various information about the system state\\r\\nquit|q  -- quit the emulator\\r\\nstop|s  -- stop emulation\\r\\nsystem_powerdown  -- send system power down event\\r\\n";
+    let help = "closefd closefd name -- close a file descriptor previously passed via SCM rights\\r\\ncont|c  -- resume emulation\\r\\nexit_preconfig  -- exit the preconfig state\\r\\ngetfd getfd name -- receive a file descriptor via SCM rights and assign it a name\\r\\nhelp|? [cmd] -- show the help\\r\\ninfo [subcommand] -- show various information about the system state\\r\\nquit|q  -- quit the emulator\\r\\nstop|s  -- stop emulation\\r\\nsystem_powerdown  -- send system power down event\\r\\n";
     for i in 0..n {
         // Read in small pieces to keep the server's writes partial.
         let m = c.read_msg();

@@ -108,6 +108,7 @@ pub fn setup(oob: bool) -> (Arc<Shared>, Arc<ModelWaker>) {
         chardev: "mon0".into(),
         clients: 1,
         options,
+        readline: false,
     };
     let driver = Driver::new(server(), vec![listener], Limits::default());
     let shared = Arc::new(Shared::new(

@@ -357,6 +357,7 @@ impl DriverWorld {
                 oob_capable: opts.base.oob_capable[0],
                 pretty: opts.base.pretty[0],
             },
+            readline: false,
         };
         #[allow(unused_mut)]
         let limits = Limits {

@@ -70,6 +70,8 @@ impl Server {
                 r.map(|()| empty()).map_err(generic)
             }
             Builtin::QueryFdsets => Ok(self.fdsets.query()),
+            // Run by `dispatch.rs` (it may issue a call); never reaches here.
+            Builtin::HumanMonitorCommand => Ok(empty()),
         }
     }
 

@@ -5,6 +5,7 @@ use super::args::check_arguments;
 use super::config::Dialect;
 use super::monitor::Queued;
 use super::qapi_check::check_qapi_arguments;
+use super::registry::Builtin;
 use super::types::{Call, CallId, CallResult, ErrorClass, Lane, MonitorId, Output, RunState};
 use super::{OutstandingCall, PendingCall, Server};
 use crate::json::{JsonString, JsonText, Object, Value};
@@ -242,6 +243,9 @@ impl Server {
             self.reply_error(mid, env.id, ErrorClass::GenericError, desc, env.oob);
             return Executed::Answered;
         }
+        if entry.builtin == Some(Builtin::HumanMonitorCommand) {
+            return self.hmp_passthrough(mid, env.id, &env.args, env.oob);
+        }
         if let Some(b) = entry.builtin {
             match self.run_builtin(mid, b, &env.args) {
                 Ok(ret) => self.reply_return(mid, env.id, ret, env.oob),
@@ -281,6 +285,7 @@ impl Server {
                 success_response,
                 resume_on_complete: false,
                 generation,
+                hmp_capture: false,
             },
         );
         self.digest.word(2);
@@ -344,6 +349,7 @@ impl Server {
                 Executed::Answered
             }
             Queued::Request(v) => self.dispatch_value(mid, v),
+            Queued::Hmp(line) => self.hmp_execute(mid, line),
             Queued::Checked { id, name, args } => self.execute(
                 mid,
                 Envelope {
@@ -390,15 +396,12 @@ impl Server {
             .is_some_and(|m| m.open && m.generation == pc.generation);
         if same_session {
             let oob = pc.info.lane == Lane::OutOfBand;
-            match result {
-                CallResult::Return(_) | CallResult::ReturnJson(_) if !pc.success_response => {
-                    self.probes.no_success_response += 1;
-                }
-                CallResult::Return(v) => self.reply_return(mid, pc.request_id, v, oob),
-                CallResult::ReturnJson(t) => self.reply_return_text(mid, pc.request_id, &t, oob),
-                CallResult::Error { class, desc } => {
-                    self.reply_error(mid, pc.request_id, class, desc, oob);
-                }
+            if pc.hmp_capture {
+                self.hmp_capture_result(mid, pc.request_id.clone(), result, oob);
+            } else if self.monitors.get(&mid).is_some_and(|m| m.hmp.is_some()) {
+                self.hmp_result(mid, result);
+            } else {
+                self.reply_result(mid, &pc, result, oob);
             }
         } else {
             self.probes.reply_to_closed_monitor += 1;
@@ -423,6 +426,21 @@ impl Server {
             }
         }
         self.flush_held(mid);
+    }
+
+    /// The QMP reply of a completed call.
+    fn reply_result(&mut self, mid: MonitorId, pc: &PendingCall, result: CallResult, oob: bool) {
+        let id = pc.request_id.clone();
+        match result {
+            CallResult::Return(_) | CallResult::ReturnJson(_) if !pc.success_response => {
+                self.probes.no_success_response += 1;
+            }
+            CallResult::Return(v) => self.reply_return(mid, id, v, oob),
+            CallResult::ReturnJson(t) => self.reply_return_text(mid, id, &t, oob),
+            CallResult::Error { class, desc } => {
+                self.reply_error(mid, id, class, desc, oob);
+            }
+        }
     }
 
     pub(super) fn reply_return(

@@ -24,6 +24,10 @@ impl Server {
     /// Handle ready messages and lex buffered input of a monitor until both are used up, the
     /// monitor is suspended (bytes only) or one of its OOB calls is outstanding.
     pub(super) fn pump(&mut self, id: MonitorId) {
+        if self.monitors.get(&id).is_some_and(|m| m.hmp.is_some()) {
+            self.pump_hmp(id);
+            return;
+        }
         let early = planted!(self, EarlyBytesAfterSuspension);
         let dialect = self.config.dialect;
         // Bounded: every pass handles one message, lexes at least one byte, or stops.
@@ -76,7 +80,7 @@ impl Server {
     }
 
     /// New descriptors replace (close) older unclaimed ones (char-socket.c).
-    fn deliver_fds(&mut self, id: MonitorId, fds: Vec<FdId>) {
+    pub(super) fn deliver_fds(&mut self, id: MonitorId, fds: Vec<FdId>) {
         let Some(m) = self.monitors.get_mut(&id) else {
             return;
         };
@@ -118,7 +122,7 @@ impl Server {
         }
     }
 
-    fn enqueue(&mut self, id: MonitorId, item: Queued) {
+    pub(super) fn enqueue(&mut self, id: MonitorId, item: Queued) {
         let limit = self.queue_limit();
         let Some(m) = self.monitors.get(&id) else {
             return;

@@ -46,6 +46,16 @@ pub enum ApiMisuse {
     NotSuspended(MonitorId),
     /// `Suspend` nested more than `u32::MAX` times.
     SuspendOverflow(MonitorId),
+    /// `register_hmp` with an empty name, a name with spaces or `/`, or one already in its
+    /// table.
+    BadHmpCommand(String),
+    /// `register_hmp` with an `args_type` the HMP parser does not support.
+    BadHmpArgsType {
+        /// The command.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl fmt::Display for ApiMisuse {
@@ -74,6 +84,10 @@ impl fmt::Display for ApiMisuse {
             ApiMisuse::CommandExists(n) => write!(f, "command {n} is already registered"),
             ApiMisuse::NotSuspended(m) => write!(f, "monitor {} has no external suspend", m.0),
             ApiMisuse::SuspendOverflow(m) => write!(f, "monitor {}: suspend count overflow", m.0),
+            ApiMisuse::BadHmpCommand(n) => write!(f, "HMP command name {n:?} is taken or invalid"),
+            ApiMisuse::BadHmpArgsType { name, why } => {
+                write!(f, "HMP command {name}: bad args_type: {why}")
+            }
         }
     }
 }

@@ -144,6 +144,8 @@ pub(crate) enum Queued {
     Request(Value),
     /// A JSON error, answered in order when dispatched.
     JsonError(JsonString),
+    /// A human monitor's command line, run when dispatched.
+    Hmp(Vec<u8>),
     /// A request already checked on arrival (2.12), to be executed when dispatched.
     Checked {
         id: Option<Value>,
@@ -158,6 +160,7 @@ impl Queued {
         match self {
             Queued::Request(v) => value_heap_bytes(v),
             Queued::JsonError(d) => d.heap_bytes(),
+            Queued::Hmp(line) => line.capacity(),
             Queued::Checked { id, name, args } => {
                 id.as_ref().map_or(0, value_heap_bytes)
                     + name.heap_bytes()
@@ -219,6 +222,9 @@ pub(crate) struct Monitor {
     pub(crate) generation: u64,
     /// A client is connected (between `Open` and `Close`).
     pub(crate) open: bool,
+    /// The line editor of a human monitor (`None` for QMP monitors): its history survives
+    /// sessions, the line is restarted at each `OpenHmp`.
+    pub(crate) hmp: Option<Box<crate::hmp::ReadLine>>,
 
     // ---- the session: reset by `reset_session` ----
     /// Command mode (negotiation done).
@@ -270,6 +276,7 @@ impl Monitor {
             dead: false,
             #[cfg(feature = "planted-bugs")]
             held_replies: Vec::new(),
+            hmp: None,
         }
     }
 
@@ -325,6 +332,9 @@ impl Monitor {
                 .iter()
                 .map(|(n, _)| n.heap_bytes() + std::mem::size_of::<(JsonString, FdId)>())
                 .sum::<usize>()
+            + self.hmp.as_ref().map_or(0, |r| {
+                std::mem::size_of::<crate::hmp::ReadLine>() + r.memory_estimate()
+            })
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) enum Builtin {
     AddFd,
     RemoveFd,
     QueryFdsets,
+    /// Registered on request (`Server::register_human_monitor_command`).
+    HumanMonitorCommand,
 }
 
 #[derive(Debug)]
@@ -221,6 +223,19 @@ impl Registry {
             builtin: None,
         });
         self.index.insert(&self.entries, self.entries.len() - 1);
+        Ok(())
+    }
+
+    /// Add a command the core runs itself (refused like `register` when the name is taken).
+    pub(crate) fn register_builtin(
+        &mut self,
+        spec: CommandSpec,
+        b: Builtin,
+    ) -> Result<(), ApiMisuse> {
+        self.register(spec)?;
+        if let Some(e) = self.entries.last_mut() {
+            e.builtin = Some(b);
+        }
         Ok(())
     }
 

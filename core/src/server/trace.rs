@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ApiMisuse, CommandSpec, Config, Digest, Input, Instant, Output, Server};
+use crate::hmp::HmpCommand;
 
 /// The format name in the header.
 pub const TRACE_FORMAT: &str = "qmp-core-trace";
@@ -43,6 +44,12 @@ pub struct Header {
     pub config: Config,
     /// The embedder's commands registered before the first input.
     pub commands: Vec<CommandSpec>,
+    /// The embedder's human monitor commands (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hmp_commands: Vec<HmpCommand>,
+    /// QMP `human-monitor-command` is the core's built-in (absent when not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub human_monitor_command: bool,
 }
 
 /// One line of a trace.
@@ -94,24 +101,36 @@ fn push_line(text: &mut String, line: &Line) {
 impl Recorder {
     /// Start a trace for a server built from `config` with `commands` registered.
     pub fn new(config: &Config, commands: &[CommandSpec], seed: Option<u64>) -> Recorder {
+        Recorder::with_header(Header {
+            format: TRACE_FORMAT.to_owned(),
+            version: TRACE_VERSION,
+            seed,
+            config: config.clone(),
+            commands: commands.to_vec(),
+            hmp_commands: Vec::new(),
+            human_monitor_command: false,
+        })
+    }
+
+    /// Start a trace with this header.
+    pub fn with_header(header: Header) -> Recorder {
         let mut r = Recorder::default();
-        push_line(
-            &mut r.text,
-            &Line::Header(Header {
-                format: TRACE_FORMAT.to_owned(),
-                version: TRACE_VERSION,
-                seed,
-                config: config.clone(),
-                commands: commands.to_vec(),
-            }),
-        );
+        push_line(&mut r.text, &Line::Header(header));
         r
     }
 
-    /// Start a trace for an existing server (its config and current commands).
+    /// Start a trace for an existing server (its config and current commands, human monitor
+    /// commands included).
     pub fn for_server(server: &Server, seed: Option<u64>) -> Recorder {
-        let commands: Vec<CommandSpec> = server.registered_commands().cloned().collect();
-        Recorder::new(server.config(), &commands, seed)
+        Recorder::with_header(Header {
+            format: TRACE_FORMAT.to_owned(),
+            version: TRACE_VERSION,
+            seed,
+            config: server.config().clone(),
+            commands: server.registered_commands().cloned().collect(),
+            hmp_commands: server.registered_hmp_commands().cloned().collect(),
+            human_monitor_command: server.has_human_monitor_command(),
+        })
     }
 
     /// Record an input (call before or after handing it to the server; only accepted inputs
@@ -256,13 +275,20 @@ pub fn replay(text: &str) -> Result<ReplayReport, TraceError> {
     }
     let v1 = h.version == 1;
     let mut server = Server::new(h.config);
+    let register_error = |misuse| TraceError::Register {
+        line: n + 1,
+        misuse,
+    };
     for spec in h.commands {
+        server.register(spec).map_err(register_error)?;
+    }
+    for cmd in h.hmp_commands {
+        server.register_hmp(cmd).map_err(register_error)?;
+    }
+    if h.human_monitor_command {
         server
-            .register(spec)
-            .map_err(|misuse| TraceError::Register {
-                line: n + 1,
-                misuse,
-            })?;
+            .register_human_monitor_command()
+            .map_err(register_error)?;
     }
     let mut report = ReplayReport {
         digest: Digest::default(),

@@ -126,6 +126,11 @@ pub struct MonitorOptions {
     pub pretty: bool,
 }
 
+/// Options of a human monitor, fixed when it is opened (none yet: QEMU's readline monitor
+/// has no per-monitor switches that change its bytes).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HmpOptions {}
+
 /// The VM run state, as far as the monitor core cares (preconfig checks, fd-set cleanup).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum RunState {
@@ -149,6 +154,15 @@ pub enum Input {
         monitor: MonitorId,
         /// Options fixed for this monitor: a later `Open` of it must give the same.
         options: MonitorOptions,
+    },
+    /// A client connected to a human monitor (QEMU `-monitor`, `mode=readline`): the banner and
+    /// the prompt are queued. The id must not be in use.
+    OpenHmp {
+        /// The driver's name for the connection; must not be in use.
+        monitor: MonitorId,
+        /// Options fixed for this monitor.
+        #[serde(default)]
+        options: HmpOptions,
     },
     /// Bytes read from the connection (any chunking), with descriptors passed alongside.
     Receive {

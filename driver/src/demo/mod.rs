@@ -32,12 +32,15 @@ use qmp_core::server::{
 };
 use serde::Serialize;
 
-pub mod hmp;
+use qmp_core::hmp::HmpCommand;
+
 pub mod schema;
 
 /// The machine's state, shared by every handler.
 pub struct Machine {
     running: Mutex<bool>,
+    /// QEMU's preconfig phase (`-preconfig`): the machine is not initialised yet.
+    prelaunch: AtomicBool,
     /// `x-oob-test`'s semaphore: in-band `lock: true` waits for it, out-of-band `lock: false`
     /// posts it (QEMU 2.12's `qemu_sem_wait`/`qemu_sem_post`).
     oob_test: Mutex<OobTest>,
@@ -154,12 +157,49 @@ impl Machine {
     pub fn new(version: &Value) -> Arc<Self> {
         Arc::new(Machine {
             running: Mutex::new(true),
+            prelaunch: AtomicBool::new(false),
             oob_test: Mutex::new(OobTest::default()),
             #[cfg(feature = "planted")]
             lock_outlives_holder: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             version_text: version_text(version),
         })
+    }
+
+    /// Start in QEMU's preconfig phase (`-preconfig`): not running, status `prelaunch`, until
+    /// `x-exit-preconfig` (the server's config must start in [`RunState::Preconfig`] too).
+    pub fn start_in_preconfig(&self) {
+        self.prelaunch.store(true, Ordering::SeqCst);
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+
+    /// In the preconfig phase.
+    pub fn is_prelaunch(&self) -> bool {
+        self.prelaunch.load(Ordering::SeqCst)
+    }
+
+    /// `x-exit-preconfig` (`qmp_x_exit_preconfig`): the machine is initialised and, as QEMU
+    /// without `-S` does, started (RESUME). Refused once it is initialised.
+    pub fn exit_preconfig(&self, ctx: &CallContext<'_>) -> Result<(), String> {
+        if !self.prelaunch.swap(false, Ordering::SeqCst) {
+            return Err("The command is permitted only before machine initialization".into());
+        }
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        ctx.set_run_state(RunState::Running);
+        ctx.emit_event("RESUME", Object::new());
+        Ok(())
+    }
+
+    /// `VM status: ...` of `info status`.
+    fn status_text(&self) -> String {
+        let state = if self.is_prelaunch() {
+            "paused (prelaunch)"
+        } else if self.is_running() {
+            "running"
+        } else {
+            "paused"
+        };
+        format!("VM status: {state}\n")
     }
 
     /// Whether the VM runs.
@@ -291,7 +331,13 @@ impl Machine {
             CallResult::serialize(&StatusInfo {
                 running,
                 singlestep: false,
-                status: if running { "running" } else { "paused" },
+                status: if m.is_prelaunch() {
+                    "prelaunch"
+                } else if running {
+                    "running"
+                } else {
+                    "paused"
+                },
             })
         });
         let b = b.command(spec("query-name", false, true, vec![]), |_| empty());
@@ -301,7 +347,8 @@ impl Machine {
             empty()
         });
         let m = self.clone();
-        let b = b.command_with_context(spec("cont", false, true, vec![]), move |ctx, _| {
+        // Not allowed in preconfig (QEMU 7.2, checked live).
+        let b = b.command_with_context(spec("cont", false, false, vec![]), move |ctx, _| {
             m.cont(ctx);
             empty()
         });
@@ -410,29 +457,13 @@ impl Machine {
         );
         let m = self.clone();
         let b = b.command_with_context(
-            spec(
-                "human-monitor-command",
-                false,
-                false,
-                vec![
-                    member("command-line", ArgType::String, false),
-                    member("cpu-index", ArgType::Int, true),
-                ],
-            ),
-            move |ctx, args| {
-                if let Some(i) = args.get("cpu-index").and_then(Value::as_i64) {
-                    // `-machine none` has no CPU at all, so every index is bad.
-                    let _ = i;
-                    return generic("Parameter 'cpu-index' expects a CPU number");
-                }
-                let line = args
-                    .get("command-line")
-                    .and_then(Value::as_json_string)
-                    .map(|s| s.to_string_lossy())
-                    .unwrap_or_default();
-                CallResult::Return(Value::string(hmp::run(&m, ctx, &line)))
+            spec("x-exit-preconfig", false, true, vec![]).unstable(),
+            move |ctx, _| match m.exit_preconfig(ctx) {
+                Ok(()) => empty(),
+                Err(e) => generic(e),
             },
         );
+        let b = self.register_hmp(b);
         b.test_command(
             test_commands,
             spec(
@@ -464,10 +495,108 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// An HMP command whose handler may fail (printed as `Error: <desc>`, as QEMU's
+    /// `hmp_handle_error`).
+    fn hmp_fallible<'a, F>(self: Arc<Self>, b: Builder<'a>, cmd: HmpCommand, f: F) -> Builder<'a>
+    where
+        F: Fn(&CallContext<'_>) -> Result<String, String> + Send + Sync + 'static,
+    {
+        b.0.insert_hmp(
+            cmd,
+            Arc::new(move |ctx, _| match f(ctx) {
+                Ok(text) => CallResult::Return(Value::string(text)),
+                Err(e) => generic(e),
+            }),
+        );
+        b
+    }
+
+    /// The human monitor's commands (QEMU 7.2's names, parameters, help texts and flags), and
+    /// QMP `human-monitor-command` running them (the core's).
+    fn register_hmp<'a>(self: &Arc<Self>, b: Builder<'a>) -> Builder<'a> {
+        b.0.use_core_human_monitor_command();
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("cont|c", "", "", "resume emulation"),
+            move |ctx| {
+                m.cont(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("stop|s", "", "", "stop emulation"),
+            move |ctx| {
+                m.stop(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("quit|q", "", "", "quit the emulator").flags("p"),
+            move |ctx| {
+                // `hmp_quit`: no prompt after it (refused through human-monitor-command).
+                ctx.suspend_hmp_monitor();
+                m.quit(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::new("system_powerdown", "", "", "send system power down event"),
+            move |ctx| {
+                m.powerdown(ctx);
+                String::new()
+            },
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::info(
+                "status",
+                "",
+                "",
+                "show the current VM status (running|paused)",
+            )
+            .flags("p"),
+            move |_| m.status_text(),
+        );
+        let m = self.clone();
+        let b = b.hmp(
+            HmpCommand::info("version", "", "", "show the version of QEMU").flags("p"),
+            move |_| format!("{}\n", m.version_text()),
+        );
+        let m = self.clone();
+        let b = self.clone().hmp_fallible(
+            b,
+            HmpCommand::new("exit_preconfig", "", "", "exit the preconfig state").flags("p"),
+            move |ctx| m.exit_preconfig(ctx).map(|()| String::new()),
+        );
+        // `info name` prints nothing when the VM has no name (qmpd has none, like QEMU
+        // without -name).
+        b.hmp(
+            HmpCommand::info("name", "", "", "show the current VM name").flags("p"),
+            |_| String::new(),
+        )
+    }
+}
+
 /// Chained registration into a [`Registry`], as the demo reads best.
 struct Builder<'a>(&'a mut Registry);
 
 impl Builder<'_> {
+    /// A human monitor command whose handler returns the text to print.
+    fn hmp<F>(self, cmd: HmpCommand, handler: F) -> Self
+    where
+        F: Fn(&CallContext<'_>) -> String + Send + Sync + 'static,
+    {
+        self.0.insert_hmp(
+            cmd,
+            Arc::new(move |ctx, _| CallResult::Return(Value::string(handler(ctx)))),
+        );
+        self
+    }
+
     fn command_with_context<F>(self, spec: CommandSpec, handler: F) -> Self
     where
         F: Fn(&CallContext<'_>, &Object) -> CallResult + Send + Sync + 'static,

@@ -149,6 +149,7 @@ pub fn run(data: &[u8]) {
             oob_capable: h & 4 != 0,
             pretty: false,
         },
+        readline: false,
     };
     let budget = limits.output_budget;
     let mut a = Adapter {

@@ -11,6 +11,7 @@
 
 pub mod cursor;
 pub mod driver_facts;
+pub mod hmp_bytes;
 pub mod json_roundtrip;
 pub mod json_stream;
 pub mod known;
@@ -19,12 +20,13 @@ pub mod server_bytes;
 pub mod trace_roundtrip;
 
 /// Names of every target, as used for corpus folders and cargo-fuzz binaries.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "json_stream",
     "json_roundtrip",
     "server_bytes",
     "scenario",
     "trace_roundtrip",
+    "hmp_bytes",
     "driver_facts",
 ];
 
@@ -36,6 +38,7 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         "server_bytes" => server_bytes::run(data),
         "scenario" => scenario::run(data),
         "trace_roundtrip" => trace_roundtrip::run(data),
+        "hmp_bytes" => hmp_bytes::run(data),
         "driver_facts" => driver_facts::run(data),
         _ => return false,
     }

@@ -19,7 +19,7 @@ use std::task::Waker;
 use std::os::fd::OwnedFd;
 
 use qmp_core::json::Object;
-use qmp_core::server::{MonitorId, RunState, TakeFdError, Timestamp};
+use qmp_core::server::{CallId, MonitorId, RunState, TakeFdError, Timestamp};
 use qmp_driver::{AddClient, ConnId, Control, Driver, ShutdownCause, TakenFd};
 
 use super::socket::Stream;
@@ -215,6 +215,11 @@ impl Control for LoopControl<'_> {
 
     fn session_open(&self, session: ConnId) -> bool {
         self.inbox.session_open(session)
+    }
+
+    fn suspend_hmp_caller(&self, call: CallId) -> bool {
+        let now = self.inbox.clock.now();
+        lock(&self.driver).suspend_hmp_caller(now, call)
     }
 
     fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {

@@ -198,6 +198,11 @@ impl TokioServerBuilder {
         self.registry.specs()
     }
 
+    /// The commands registered so far (QMP and human monitor; the header of a trace needs them).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -210,11 +215,9 @@ impl TokioServerBuilder {
             self.config.wall_clock_base = crate::server::wall_at_origin(&clock);
         }
         let mut server = Server::new(self.config.clone());
-        for spec in self.registry.specs() {
-            server
-                .register(spec.clone())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
-        }
+        self.registry
+            .register_with(&mut server)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
         let mut listeners = Vec::with_capacity(self.listeners.len());
         let mut configs = Vec::with_capacity(self.listeners.len());
         let mut addresses = Vec::with_capacity(self.listeners.len());

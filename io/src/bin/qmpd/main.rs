@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use qmp_core::json::{Object, Value};
 use qmp_core::server::qapi::QapiSchema;
-use qmp_core::server::{ArgType, Config, Dialect};
+use qmp_core::server::{ArgType, Config, Dialect, RunState};
 use qmp_io::{ListenSpec, QmpServerBuilder};
 
 /// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
@@ -23,9 +23,16 @@ struct Args {
     /// greeting; `,clients=N` serve N clients at once (default 1: like a QEMU socket chardev,
     /// the next client waits unanswered in the backlog until the current one leaves);
     /// `,id=NAME` the chardev id shown by query-yank (default compat_monitorI for the I-th listener, as QEMU names -qmp chardevs).
+    /// `,mode=readline` a human monitor (HMP, QEMU's -monitor) instead of QMP (`mode=control`).
     /// Unix sockets are created with mode 0600; TCP must be loopback unless --allow-remote.
     #[arg(long = "listen", value_name = "SPEC", required = true, value_parser = ListenSpec::parse)]
     listen: Vec<ListenSpec>,
+
+    /// Start in QEMU's preconfig state (`qemu -preconfig`): only commands allowed there run
+    /// (QMP `allow-preconfig`, HMP flag `p`), until QMP `x-exit-preconfig` or HMP
+    /// `exit_preconfig` starts the machine (RESUME).
+    #[arg(long)]
+    preconfig: bool,
 
     /// Which QEMU to behave like: qemu-7.2 (exec-oob, suspend on a full queue) or qemu-2.12
     /// (control.run-oob, id required with OOB, COMMAND_DROPPED on a full queue).
@@ -167,9 +174,17 @@ fn run(args: Args) -> Result<(), String> {
     };
     let config = Config {
         version: version.clone(),
+        run_state: if args.preconfig {
+            RunState::Preconfig
+        } else {
+            base.run_state
+        },
         ..base
     };
     let machine = qmp_io::demo::Machine::new(&version);
+    if args.preconfig {
+        machine.start_in_preconfig();
+    }
     let schema = match &args.schema {
         Some(path) => Some(qmp_io::qapi::load_schema(path).map_err(|e| format!("--schema {e}"))?),
         None => None,
@@ -194,7 +209,7 @@ fn run(args: Args) -> Result<(), String> {
     let m = machine.clone();
     builder = builder.on_shutdown(move || m.release());
     if let Some(path) = &args.record {
-        let sink = qmp_io::record::file_sink(path, builder.config(), builder.specs())
+        let sink = qmp_io::record::file_sink_for(path, &builder)
             .map_err(|e| format!("--record {}: {e}", path.display()))?;
         builder = builder.record(sink);
     }
@@ -249,7 +264,7 @@ fn run_tokio(
         let m = machine.clone();
         builder = builder.on_shutdown(move || m.release());
         if let Some(path) = &args.record {
-            let sink = qmp_io::record::file_sink(path, builder.config(), builder.specs())
+            let sink = qmp_io::record::file_sink_with(path, builder.config(), builder.registry())
                 .map_err(|e| format!("--record {}: {e}", path.display()))?;
             builder = builder.record(sink);
         }
