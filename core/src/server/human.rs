@@ -539,8 +539,11 @@ impl Server {
 /// The spec of the core's QMP `human-monitor-command`
 /// ([`Server::register_human_monitor_command`]): QEMU 7.2's arguments and its `str` return.
 pub fn human_monitor_command_spec() -> CommandSpec {
-    CommandSpec::new("human-monitor-command")
+    let mut spec = CommandSpec::new("human-monitor-command")
         .arg("command-line", ArgType::String)
         .opt("cpu-index", ArgType::Int)
-        .returns(ArgType::String)
+        .returns(ArgType::String);
+    // QEMU 7.2's schema marks it so (its `savevm`/`loadvm` take monitor-owned node names).
+    spec.features.push("savevm-monitor-nodes".to_owned());
+    spec
 }
