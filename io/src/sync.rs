@@ -29,7 +29,7 @@ pub use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 /// A lock held by another thread is waited for by spinning for up to `tuning::LOCK_SPIN`
 /// before blocking: critical sections are a few microseconds (one input applied, one
 /// non-blocking write), and a blocked waiter costs a futex sleep and wake-up (an IPI to a
-/// halted vCPU on this VM) on both sides. The spin first keeps the CPU
+/// halted virtual CPU) on both sides. The spin first keeps the CPU
 /// (`tuning::LOCK_PAUSES` turns of `spin_loop`), then gives it away each turn.
 #[cfg(not(loom))]
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

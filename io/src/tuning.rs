@@ -4,7 +4,7 @@
 //! values are in BENCHMARKS.md.
 //!
 //! Why spin at all: waking a sleeping thread costs a futex or eventfd write and, on a small VM,
-//! an IPI to a halted vCPU; that was most of the adapter's cost per pipelined request. So a
+//! an interrupt to a halted virtual CPU, more than the adapter's own work per request. So a
 //! thread about to sleep first spins for a bounded time on an atomic hint that whoever leaves
 //! it work sets (see `shared`'s "Spinning"); every spin gives the CPU away each turn
 //! (`sched_yield`) and only happens after work, so an idle daemon sleeps.

@@ -48,7 +48,7 @@ const TURNS_PER_POLL: usize = 64;
 
 /// Default of [`super::TokioServerBuilder::spin`]: how long after its last piece of work the
 /// loop keeps polling instead of sleeping. A sleeping thread costs a wake-up (an eventfd
-/// write and, on a small VM, an IPI to a halted vCPU) per request; a client's next request
+/// write and, in a virtual machine, an interrupt to a halted CPU) per request; a client's next request
 /// usually comes sooner than this. The same bound as the std adapter's IO thread spin.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
