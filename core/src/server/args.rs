@@ -56,6 +56,77 @@ pub(crate) fn invalid_type(path: &[u8], expected: &str) -> Desc {
     ])
 }
 
+/// Visit member `name` of an object: absent and optional is fine, absent and required is QEMU's
+/// "is missing" text, present is `visit` with `path` extended by `.name` for the duration.
+pub(crate) fn visit_member_with(
+    path: &mut Vec<u8>,
+    name: &str,
+    optional: bool,
+    obj: &Object,
+    visit: impl FnOnce(&mut Vec<u8>, &Value) -> Result<(), Desc>,
+) -> Result<(), Desc> {
+    match obj.get(name) {
+        None if optional => Ok(()),
+        None => {
+            let name = full_name(path, name.as_bytes());
+            Err(text(&[b"Parameter '", &name, b"' is missing"]))
+        }
+        Some(v) => {
+            let saved = path.len();
+            if !path.is_empty() {
+                path.push(b'.');
+            }
+            path.extend_from_slice(name.as_bytes());
+            let r = visit(path, v);
+            path.truncate(saved);
+            r
+        }
+    }
+}
+
+/// Visit a list's elements in order, `path` extended by `[i]` for each; the first error wins.
+pub(crate) fn visit_elements(
+    path: &mut Vec<u8>,
+    items: &[Value],
+    mut visit: impl FnMut(&mut Vec<u8>, &Value) -> Result<(), Desc>,
+) -> Result<(), Desc> {
+    for (i, item) in items.iter().enumerate() {
+        let saved = path.len();
+        path.push(b'[');
+        path.extend_from_slice(i.to_string().as_bytes());
+        path.push(b']');
+        let r = visit(path, item);
+        path.truncate(saved);
+        r?;
+    }
+    Ok(())
+}
+
+/// An enum value: a string naming one of `values`, else QEMU's text (7.2 names the member,
+/// `null` for a list element; 2.12 names only the value).
+pub(crate) fn check_enum(
+    d: Dialect,
+    path: &[u8],
+    bare: &[u8],
+    values: &[String],
+    v: &Value,
+) -> Result<(), Desc> {
+    match v {
+        Value::String(s) if values.iter().any(|e| e.as_bytes() == s.as_bytes()) => Ok(()),
+        Value::String(s) if d == Dialect::Qemu212 => {
+            Err(text(&[b"Invalid parameter '", s.as_bytes(), b"'"]))
+        }
+        Value::String(s) => Err(text(&[
+            b"Parameter '",
+            bare,
+            b"' does not accept value '",
+            s.as_bytes(),
+            b"'",
+        ])),
+        _ => Err(invalid_type(path, "string")),
+    }
+}
+
 fn visit_struct(
     d: Dialect,
     path: &mut Vec<u8>,
@@ -210,23 +281,9 @@ pub(crate) fn first_unvisited<'a>(obj: &'a Object, visited: &[&[u8]]) -> Option<
 }
 
 fn visit_member(d: Dialect, path: &mut Vec<u8>, m: &Member, obj: &Object) -> Result<(), Desc> {
-    match obj.get(&m.name) {
-        None if m.optional => Ok(()),
-        None => {
-            let name = full_name(path, m.name.as_bytes());
-            Err(text(&[b"Parameter '", &name, b"' is missing"]))
-        }
-        Some(v) => {
-            let saved = path.len();
-            if !path.is_empty() {
-                path.push(b'.');
-            }
-            path.extend_from_slice(m.name.as_bytes());
-            let r = visit_value(d, path, Some(m.name.as_bytes()), &m.ty, v);
-            path.truncate(saved);
-            r
-        }
-    }
+    visit_member_with(path, &m.name, m.optional, obj, |path, v| {
+        visit_value(d, path, Some(m.name.as_bytes()), &m.ty, v)
+    })
 }
 
 /// Visit one value; `path` already names it, `name` is its member name (`None` for list
@@ -260,37 +317,11 @@ fn visit_value(
             Value::Bool(_) => Ok(()),
             _ => Err(invalid_type(path, "boolean")),
         },
-        ArgType::Enum(values) => match v {
-            Value::String(s) => {
-                if values.iter().any(|e| e.as_bytes() == s.as_bytes()) {
-                    Ok(())
-                } else if d == Dialect::Qemu212 {
-                    Err(text(&[b"Invalid parameter '", s.as_bytes(), b"'"]))
-                } else {
-                    Err(text(&[
-                        b"Parameter '",
-                        name.unwrap_or(b"null"),
-                        b"' does not accept value '",
-                        s.as_bytes(),
-                        b"'",
-                    ]))
-                }
-            }
-            _ => Err(invalid_type(path, "string")),
-        },
+        ArgType::Enum(values) => check_enum(d, path, name.unwrap_or(b"null"), values, v),
         ArgType::List(elem) => match v {
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let saved = path.len();
-                    path.push(b'[');
-                    path.extend_from_slice(i.to_string().as_bytes());
-                    path.push(b']');
-                    let r = visit_value(d, path, None, elem, item);
-                    path.truncate(saved);
-                    r?;
-                }
-                Ok(())
-            }
+            Value::Array(items) => visit_elements(path, items, |path, item| {
+                visit_value(d, path, None, elem, item)
+            }),
             _ => Err(invalid_type(path, "array")),
         },
         ArgType::Object(members) => match v {

@@ -8,7 +8,10 @@
 //! bare member name) and `null`. Recursion follows the value, so its depth is bounded by the
 //! parser's nesting limit, whatever cycles the schema's types form.
 
-use super::args::{first_unvisited, full_name, invalid_type, text, Desc};
+use super::args::{
+    check_enum, first_unvisited, full_name, invalid_type, text, visit_elements, visit_member_with,
+    Desc,
+};
 use super::config::Dialect;
 use super::qapi::{IntKind, QapiArgs, TypeDef, TypeId};
 use crate::json::{Object, Value};
@@ -97,23 +100,9 @@ impl Walk<'_> {
         optional: bool,
         obj: &Object,
     ) -> Result<(), Desc> {
-        match obj.get(name) {
-            None if optional => Ok(()),
-            None => {
-                let name = full_name(path, name.as_bytes());
-                Err(text(&[b"Parameter '", &name, b"' is missing"]))
-            }
-            Some(v) => {
-                let saved = path.len();
-                if !path.is_empty() {
-                    path.push(b'.');
-                }
-                path.extend_from_slice(name.as_bytes());
-                let r = self.visit_value(path, Some(name.as_bytes()), ty, v);
-                path.truncate(saved);
-                r
-            }
-        }
+        visit_member_with(path, name, optional, obj, |path, v| {
+            self.visit_value(path, Some(name.as_bytes()), ty, v)
+        })
     }
 
     /// Visit one value; `path` already names it, `name` is its member name (`None` for list
@@ -145,33 +134,11 @@ impl Walk<'_> {
                 _ => Err(invalid_type(path, "number")),
             },
             TypeDef::Int(kind) => check_int(path, bare, *kind, v),
-            TypeDef::Enum(values) => match v {
-                Value::String(s) if values.iter().any(|e| e.as_bytes() == s.as_bytes()) => Ok(()),
-                Value::String(s) if self.dialect == Dialect::Qemu212 => {
-                    Err(text(&[b"Invalid parameter '", s.as_bytes(), b"'"]))
-                }
-                Value::String(s) => Err(text(&[
-                    b"Parameter '",
-                    bare,
-                    b"' does not accept value '",
-                    s.as_bytes(),
-                    b"'",
-                ])),
-                _ => Err(invalid_type(path, "string")),
-            },
+            TypeDef::Enum(values) => check_enum(self.dialect, path, bare, values, v),
             TypeDef::Array(elem) => match v {
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let saved = path.len();
-                        path.push(b'[');
-                        path.extend_from_slice(i.to_string().as_bytes());
-                        path.push(b']');
-                        let r = self.visit_value(path, None, *elem, item);
-                        path.truncate(saved);
-                        r?;
-                    }
-                    Ok(())
-                }
+                Value::Array(items) => visit_elements(path, items, |path, item| {
+                    self.visit_value(path, None, *elem, item)
+                }),
                 _ => Err(invalid_type(path, "array")),
             },
             TypeDef::Object { .. } => match v {
