@@ -62,6 +62,8 @@ pub mod record;
 pub mod registry;
 
 #[cfg(test)]
+mod stdio_tests;
+#[cfg(test)]
 mod tests;
 
 pub use conn::{CloseReason, ConnId, ConnStats, ReadFact, WriteFact};
