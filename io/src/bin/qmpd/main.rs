@@ -222,7 +222,9 @@ fn run(args: Args) -> Result<(), String> {
     }
     let server = builder.build().map_err(|e| e.to_string())?;
     if args.monitor.is_some() {
-        server.monitor_stdio().map_err(|e| format!("--monitor stdio: {e}"))?;
+        server
+            .monitor_stdio()
+            .map_err(|e| format!("--monitor stdio: {e}"))?;
     }
     for a in server.addresses() {
         tracing::info!(address = %a, "listening");
@@ -280,7 +282,9 @@ fn run_tokio(
         }
         let mut server = builder.build().map_err(|e| e.to_string())?;
         if args.monitor.is_some() {
-            server.monitor_stdio().map_err(|e| format!("--monitor stdio: {e}"))?;
+            server
+                .monitor_stdio()
+                .map_err(|e| format!("--monitor stdio: {e}"))?;
         }
         for a in server.addresses() {
             tracing::info!(address = %a, runtime = "tokio", "listening");
