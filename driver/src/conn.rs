@@ -133,6 +133,13 @@ pub(crate) struct Conn {
     pub write_blocked: bool,
     /// Pending output as of the last look (for the output budget).
     pub out_held: usize,
+    /// Its input and output are separate streams that end separately (the stdio monitor,
+    /// [`crate::Driver::open_stdio_monitor`]): EOF on the input ends the input only.
+    pub split: bool,
+    /// The input ended (a split connection's EOF or read error): never read again.
+    pub input_closed: bool,
+    /// A write failed and its output was dropped (a split connection; logged once).
+    pub output_failed: bool,
     pub opened: Instant,
     pub stats: ConnStats,
 }
@@ -145,6 +152,9 @@ impl Conn {
             readable: true,
             write_blocked: false,
             out_held: 0,
+            split: false,
+            input_closed: false,
+            output_failed: false,
             opened: now,
             stats: ConnStats::default(),
         }

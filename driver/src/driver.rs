@@ -36,6 +36,8 @@ use crate::fds::{Descriptor, FdLimits, FdTable};
 use crate::listener::{AcceptFact, Listener, ListenerConfig, ACCEPT_BACKOFF_NS};
 use crate::record::TraceSink;
 
+mod stdio;
+
 /// Default limit on connections open at once, across all listeners.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
@@ -171,6 +173,9 @@ pub struct Driver<F> {
     /// (see [`Driver::complete`]).
     deferred: Option<(CallId, MonitorId, CallResult)>,
     out_total: usize,
+    /// The standard input/output monitor was opened ([`Driver::open_stdio_monitor`]): there is
+    /// one standard input, so at most one, ever.
+    stdio_opened: bool,
     shutdown: ShutdownState,
     stats: DriverStats,
     #[cfg(feature = "planted")]
@@ -208,6 +213,7 @@ impl<F: Descriptor> Driver<F> {
             inband_outstanding: None,
             deferred: None,
             out_total: 0,
+            stdio_opened: false,
             shutdown: ShutdownState::Running,
             stats: DriverStats::default(),
             #[cfg(feature = "planted")]
@@ -306,7 +312,7 @@ impl<F: Descriptor> Driver<F> {
             && self
                 .conns
                 .get(&conn)
-                .is_some_and(|c| c.readable && self.server.wants_read(c.monitor))
+                .is_some_and(|c| c.readable && !c.input_closed && self.server.wants_read(c.monitor))
     }
 
     /// Whether the core wants `conn`'s input now (open, serving, not suspended), whatever its
@@ -316,7 +322,7 @@ impl<F: Descriptor> Driver<F> {
             && self
                 .conns
                 .get(&conn)
-                .is_some_and(|c| self.server.wants_read(c.monitor))
+                .is_some_and(|c| !c.input_closed && self.server.wants_read(c.monitor))
     }
 
     /// Whether `conn` is readable (see [`Driver::should_read`]), whatever the core wants.
@@ -523,9 +529,11 @@ impl<F: Descriptor> Driver<F> {
                     },
                 );
             }
+            ReadFact::Eof if c.split => self.split_input_ended(conn, None),
             ReadFact::Eof => self.close(now, conn, CloseReason::PeerClosed),
             ReadFact::WouldBlock => c.readable = false,
             ReadFact::Interrupted => {}
+            ReadFact::Failed(kind) if c.split => self.split_input_ended(conn, Some(kind)),
             ReadFact::Failed(kind) => self.close(now, conn, CloseReason::ReadFailed(kind)),
         }
     }
@@ -568,6 +576,7 @@ impl<F: Descriptor> Driver<F> {
                     self.transmit.insert(conn);
                 }
             }
+            WriteFact::Failed(kind) if c.split => self.split_output_failed(now, conn, kind),
             WriteFact::Failed(kind) => self.close(now, conn, CloseReason::WriteFailed(kind)),
         }
     }

@@ -31,6 +31,11 @@
 //!
 //! `examples/poll_loop.rs` (qmp-io) is a complete single-threaded embedding on `poll(2)`.
 //!
+//! A human monitor on the process's standard input and output (QEMU's `-monitor stdio`) is a
+//! connection no listener accepts: [`Driver::open_stdio_monitor`] opens it, and the adapter
+//! reads its input from one descriptor and writes its output to another, reporting the same
+//! facts; EOF on its input ends the input only (module `driver::stdio` has its rules).
+//!
 //! # Simulating it
 //!
 //! `Driver<F>` is generic over the descriptor type ([`Descriptor`]): a simulator passes its own
@@ -61,6 +66,8 @@ pub mod qapi;
 pub mod record;
 pub mod registry;
 
+#[cfg(test)]
+mod stdio_tests;
 #[cfg(test)]
 mod tests;
 

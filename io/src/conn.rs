@@ -1,10 +1,12 @@
-//! A connection's socket and the one read routine both threads that read use. No lifecycle decision is made here: what a read returned goes to the
+//! A connection's socket (or standard input and output, [`crate::stdio`]) and the one read
+//! routine both threads that read use. No lifecycle decision is made here: what a read returned goes to the
 //! driver as a `ReadFact` (see `qmp_driver::conn`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use mio::net::{TcpStream, UnixStream};
+use mio::Interest;
 use qmp_driver::ReadFact;
 
 use crate::scm;
@@ -16,15 +18,23 @@ pub enum Stream {
     Unix(UnixStream),
     /// TCP.
     Tcp(TcpStream),
+    /// Standard input and output (`qmpd --monitor stdio`): two descriptors, one per direction.
+    Stdio(crate::stdio::Stdio),
 }
 
 impl Stream {
-    /// The descriptor to register with mio (the stream is shared with its writer, so it is
-    /// registered by descriptor rather than through `&mut`).
-    pub fn raw_fd(&self) -> RawFd {
+    /// The descriptors to register with mio and what for: a socket for both directions,
+    /// standard input for reading and standard output for writing (the stream is shared with
+    /// its writer, so it is registered by descriptor rather than through `&mut`).
+    pub fn poll_sources(&self) -> Vec<(RawFd, Interest)> {
+        let both = Interest::READABLE | Interest::WRITABLE;
         match self {
-            Stream::Unix(s) => s.as_raw_fd(),
-            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => vec![(s.as_raw_fd(), both)],
+            Stream::Tcp(s) => vec![(s.as_raw_fd(), both)],
+            Stream::Stdio(s) => vec![
+                (s.input().as_raw_fd(), Interest::READABLE),
+                (s.output().as_raw_fd(), Interest::WRITABLE),
+            ],
         }
     }
 
@@ -34,6 +44,7 @@ impl Stream {
         let (n, cut) = match self {
             Stream::Unix(s) => scm::recv_with_fds(s, buf, fds)?,
             Stream::Tcp(s) => (scm::recv_plain(s, buf)?, false),
+            Stream::Stdio(s) => (s.read(buf)?, false),
         };
         Ok(Chunk {
             n,
@@ -57,6 +68,8 @@ impl Stream {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            // Nothing to tell a peer; the descriptors' copies close when it is dropped.
+            Stream::Stdio(_) => Ok(()),
         };
     }
 }

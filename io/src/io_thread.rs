@@ -391,13 +391,24 @@ impl IoLoop {
     /// Register an attached connection with mio and write its greeting.
     fn register(&mut self, now: Instant, conn: Conn) {
         let id = conn.id;
-        let fd = conn.stream.raw_fd();
+        let sources = conn.stream.poll_sources();
         self.conns.insert(id, conn);
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&fd),
-            Token(CONN_BASE + id.0 as usize),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        let registered = sources.iter().try_for_each(|&(fd, interest)| {
+            match self.poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(CONN_BASE + id.0 as usize),
+                interest,
+            ) {
+                // A regular file or /dev/null as standard input or output: epoll refuses it,
+                // and it is always ready (a read or write never says would-block), which is
+                // what an unregistered descriptor is to the driver.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                    Ok(())
+                }
+                r => r,
+            }
+        });
+        if let Err(e) = registered {
             tracing::warn!(error = %e, "cannot register a new connection");
             let mut st = self.shared.lock();
             st.driver.close(now, id, CloseReason::ReadFailed(e.kind()));
@@ -414,10 +425,9 @@ impl IoLoop {
     fn drop_closed(&mut self, closed: Vec<ConnId>) {
         for id in closed {
             if let Some(conn) = self.conns.remove(&id) {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&conn.stream.raw_fd()));
+                for (fd, _) in conn.stream.poll_sources() {
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                }
                 conn.stream.shutdown();
                 drop(conn);
             }

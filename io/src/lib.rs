@@ -34,6 +34,7 @@
 //! | [`conn`] | a connection's socket and the read routine |
 //! | [`listen`] | listener specs and binding (Unix 0600 from the start) |
 //! | [`scm`] | SCM_RIGHTS reads |
+//! | [`stdio`] | standard input and output as a monitor connection (`-monitor stdio`) |
 //! | [`record`] | `--record` trace files |
 //! | [`clock`] | the clocks |
 //! | [`tuning`] | spins, batching and chunk sizes |
@@ -77,6 +78,7 @@ pub mod record;
 pub mod scm;
 pub mod server;
 pub mod shared;
+pub mod stdio;
 pub mod sync;
 #[cfg(feature = "tokio")]
 pub mod tokio;

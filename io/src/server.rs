@@ -216,7 +216,7 @@ impl QmpServerBuilder {
 /// A built server, ready to run.
 pub struct QmpServer {
     io: IoLoop,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     registry: Arc<Registry>,
     addresses: Vec<Address>,
     sig_ids: Vec<signal_hook::SigId>,

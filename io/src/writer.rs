@@ -70,6 +70,7 @@ impl SocketWrite for StreamWriter {
         match &*self.0 {
             Stream::Unix(s) => io::Write::write(&mut &*s, bytes),
             Stream::Tcp(s) => io::Write::write(&mut &*s, bytes),
+            Stream::Stdio(s) => s.write(bytes),
         }
     }
 }
@@ -99,7 +100,8 @@ pub enum Flushed {
     /// More than `WRITES_PER_FLUSH` chunks: the connection stays to be written on the IO
     /// thread's next pass.
     More,
-    /// The socket failed: the driver closed the connection.
+    /// The socket failed: the driver closed the connection (or, on standard output, dropped
+    /// the output).
     Failed(io::Error),
 }
 

@@ -93,7 +93,8 @@ impl DriverWorld {
             }
         }
         // A one-client (or N-client) listener serves the next client once a slot is free.
-        let open = self.driver.connections().count();
+        // The stdio monitor is no listener's client.
+        let open = self.driver.connections().count() - self.console_open_conns();
         if !self.backlog.is_empty() && open < self.opts.slots && self.driver.running() {
             let since = *self.slot_free_since.get_or_insert(self.now);
             if self.now - since > ACCEPT_WAIT_NS {
@@ -214,6 +215,7 @@ impl DriverWorld {
                 self.backlog.len()
             ));
         }
+        self.console_quiescent(&mut pending);
         if pending.is_empty() {
             Ok(())
         } else {

@@ -10,6 +10,10 @@
 //! a handler latency; `x-oob-test`'s lock waits for its unlock or for its holder's session to
 //! close, told through the [`qmp_driver::Registry`] session hooks as every adapter must).
 //!
+//! In some worlds a stdio monitor (QEMU's `-monitor stdio`) runs next to the clients, its input
+//! typed in chunks and then ended, its output sometimes failing (`driver_console.rs`, with its
+//! oracles); it draws from its own random stream, so the other worlds are unchanged.
+//!
 //! The oracles that run after every step are in `driver_oracles.rs`: the reference model of
 //! every client's replies, a closed peer cleaned up within [`CLEANUP_STEPS`], a free slot
 //! taking a waiting client within the accept back-off, descriptor accounting (each closed
@@ -42,11 +46,14 @@ use crate::sockets::{FdKind, FdLedger, ReadOutcome, SimFd, SimSocket, SocketFaul
 use crate::wire::{server_message, J};
 use crate::world::{version_j, Digest, WALL_BASE_NS};
 
+#[path = "driver_console.rs"]
+mod console;
 #[path = "driver_handlers.rs"]
 pub mod handlers;
 #[path = "driver_oracles.rs"]
 mod oracles;
 
+use console::Console;
 use handlers::{Running, SimControl};
 
 /// Steps in which a closed peer's connection may still be open although the driver could
@@ -210,6 +217,8 @@ enum Todo {
     Complete(CallId),
     Timeout,
     PeerClose(usize, bool),
+    /// Something happens to the stdio monitor's input.
+    Console(console::ConsoleEvent),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -262,7 +271,7 @@ struct InBand {
 pub type Marks = BTreeMap<&'static str, u64>;
 
 /// Every mark a driver world can set; a long enough run must hit each.
-pub const MARKS: [&str; 19] = [
+pub const MARKS: [&str; 24] = [
     "short read",
     "data then EOF after one event",
     "EOF alone",
@@ -282,6 +291,11 @@ pub const MARKS: [&str; 19] = [
     "close holding the lock",
     "next client served after a close",
     "client cut by the output budget",
+    "stdio EOF",
+    "stdio read error",
+    "stdio write failed",
+    "stdio input ended with lines unanswered",
+    "stdio readiness after its end",
 ];
 
 /// What a finished driver world reports.
@@ -336,6 +350,8 @@ pub struct DriverWorld {
     /// The named fds each monitor (listener slot) holds as its last client's model left them:
     /// they outlive the connection, and the next client of the slot meets them.
     slot_names: BTreeMap<MonitorId, [NameState; 3]>,
+    /// The stdio monitor, in some worlds (`driver_console.rs`).
+    console: Option<Console>,
 }
 
 fn exp_gap(rng: &mut ChaCha8Rng, mean: u64) -> u64 {
@@ -349,6 +365,7 @@ fn exp_gap(rng: &mut ChaCha8Rng, mean: u64) -> u64 {
 impl DriverWorld {
     /// A world for `opts`, with an optional planted bug.
     pub fn new(opts: DriverOptions, bug: Option<DriverBug>) -> DriverWorld {
+        let opts_seed = opts.base.seed;
         let server = build(config(&opts.base, None));
         let listener = ListenerConfig {
             chardev: "mon0".into(),
@@ -422,6 +439,7 @@ impl DriverWorld {
             messages: 0,
             marks: MARKS.iter().map(|m| (*m, 0)).collect(),
             served_after_close_due: false,
+            console: Console::for_seed(opts_seed),
         }
     }
 
@@ -464,6 +482,7 @@ impl DriverWorld {
     }
 
     fn run_inner(&mut self) -> Result<DriverRunStats, Failure> {
+        self.console_open()?;
         for i in 0..self.clients.len() {
             let at = self.rng.random_range(0..1_000_000);
             self.schedule(at, Todo::ClientAct(i));
@@ -500,6 +519,9 @@ impl DriverWorld {
         }
         self.check_quiescent()?;
         self.shutdown()?;
+        if let Some(c) = &self.console {
+            self.digest.bytes(&c.out);
+        }
         Ok(DriverRunStats {
             steps: self.step,
             messages: self.messages,
@@ -549,6 +571,10 @@ impl DriverWorld {
             Todo::Timeout => {
                 self.timeout_at = None;
                 self.driver.handle_timeout(self.t());
+                Ok(())
+            }
+            Todo::Console(ev) => {
+                self.console_event(ev);
                 Ok(())
             }
         }
@@ -829,13 +855,23 @@ impl DriverWorld {
                 continue;
             }
             if let Some(conn) = self.driver.next_transmit() {
-                self.write(conn)?;
+                if self.is_console(conn) {
+                    self.console_write()?;
+                } else {
+                    self.write(conn)?;
+                }
                 continue;
+            }
+            if let Some(c) = self.console.as_ref().map(|c| c.conn) {
+                if self.driver.should_read(c) {
+                    self.console_read()?;
+                    continue;
+                }
             }
             let readable: Vec<ConnId> = self
                 .driver
                 .connections()
-                .filter(|c| self.driver.should_read(*c))
+                .filter(|c| self.driver.should_read(*c) && !self.is_console(*c))
                 .collect();
             if !readable.is_empty() {
                 let conn = readable[self.rng.random_range(0..readable.len())];
@@ -883,6 +919,12 @@ impl DriverWorld {
                 monitor,
                 reason,
             } => {
+                if self.is_console(conn) {
+                    self.console_closed(reason)?;
+                    self.registry.session_closed(conn);
+                    self.sessions_closed();
+                    return Ok(());
+                }
                 let Some(&s) = self.by_conn.get(&conn) else {
                     return Err(self.fail(Failure::correctness(
                         "close-unknown-conn",

@@ -127,6 +127,13 @@ impl EventLoop {
         }
     }
 
+    /// Serve `stream` as connection `conn`, which the driver opened outside a handler (the
+    /// stdio monitor).
+    pub(crate) fn add_conn(&mut self, conn: ConnId, stream: Stream) {
+        self.conns.insert(conn, stream);
+        self.inbox.opened(conn);
+    }
+
     /// Serve until shutdown has finished.
     pub(crate) async fn run(mut self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.poll_turns(cx)).await

@@ -54,6 +54,7 @@
 mod control;
 mod event_loop;
 mod socket;
+mod stdio;
 mod wake;
 
 use std::io;

@@ -21,6 +21,8 @@ use crate::scm;
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// Standard input and output (`--monitor stdio`).
+    Stdio(super::stdio::TokioStdio),
 }
 
 impl Stream {
@@ -44,6 +46,7 @@ impl Stream {
                 // recv_with_fds says "descriptors came or were cut": none kept means cut.
                 .map(|(n, with_fds)| (n, with_fds && fds.is_empty())),
             Stream::Tcp(s) => s.try_read(buf).map(|n| (n, false)),
+            Stream::Stdio(s) => s.read(buf).map(|n| (n, false)),
         };
         let capacity = buf.len();
         match read {
@@ -67,6 +70,7 @@ impl Stream {
         let r = match self {
             Stream::Unix(s) => s.try_write(bytes),
             Stream::Tcp(s) => s.try_write(bytes),
+            Stream::Stdio(s) => s.write(bytes),
         };
         match r {
             Ok(n) => WriteFact::Wrote(n),
@@ -82,19 +86,19 @@ impl Stream {
     /// (or in error: the read that follows reports it).
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         match self {
-            Stream::Unix(s) => s.poll_read_ready(cx),
-            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx).map(|_| ()),
+            Stream::Tcp(s) => s.poll_read_ready(cx).map(|_| ()),
+            Stream::Stdio(s) => s.poll_read_ready(cx),
         }
-        .map(|_| ())
     }
 
     /// The same for writing.
     pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         match self {
-            Stream::Unix(s) => s.poll_write_ready(cx),
-            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx).map(|_| ()),
+            Stream::Tcp(s) => s.poll_write_ready(cx).map(|_| ()),
+            Stream::Stdio(s) => s.poll_write_ready(cx),
         }
-        .map(|_| ())
     }
 }
 

@@ -25,8 +25,15 @@ struct Args {
     /// `,id=NAME` the chardev id shown by query-yank (default compat_monitorI for the I-th listener, as QEMU names -qmp chardevs).
     /// `,mode=readline` a human monitor (HMP, QEMU's -monitor) instead of QMP (`mode=control`).
     /// Unix sockets are created with mode 0600; TCP must be loopback unless --allow-remote.
-    #[arg(long = "listen", value_name = "SPEC", required = true, value_parser = ListenSpec::parse)]
+    #[arg(long = "listen", value_name = "SPEC", required_unless_present = "monitor", value_parser = ListenSpec::parse)]
     listen: Vec<ListenSpec>,
+
+    /// `stdio`: a human monitor (HMP) on standard input and output too, as QEMU's
+    /// `-monitor stdio`: banner and `(qemu) ` prompt, QEMU's echo and line editing. On a
+    /// terminal, raw mode as QEMU sets it (no local echo; ctrl-c still stops qmpd), restored at
+    /// exit. EOF on standard input ends its input only: qmpd keeps running, as QEMU does.
+    #[arg(long, value_name = "DEV", value_parser = ["stdio"])]
+    monitor: Option<String>,
 
     /// Start in QEMU's preconfig state (`qemu -preconfig`): only commands allowed there run
     /// (QMP `allow-preconfig`, HMP flag `p`), until QMP `x-exit-preconfig` or HMP
@@ -214,6 +221,11 @@ fn run(args: Args) -> Result<(), String> {
         builder = builder.record(sink);
     }
     let server = builder.build().map_err(|e| e.to_string())?;
+    if args.monitor.is_some() {
+        server
+            .monitor_stdio()
+            .map_err(|e| format!("--monitor stdio: {e}"))?;
+    }
     for a in server.addresses() {
         tracing::info!(address = %a, "listening");
     }
@@ -268,7 +280,12 @@ fn run_tokio(
                 .map_err(|e| format!("--record {}: {e}", path.display()))?;
             builder = builder.record(sink);
         }
-        let server = builder.build().map_err(|e| e.to_string())?;
+        let mut server = builder.build().map_err(|e| e.to_string())?;
+        if args.monitor.is_some() {
+            server
+                .monitor_stdio()
+                .map_err(|e| format!("--monitor stdio: {e}"))?;
+        }
         for a in server.addresses() {
             tracing::info!(address = %a, runtime = "tokio", "listening");
         }
