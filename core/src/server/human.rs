@@ -209,7 +209,11 @@ impl Server {
             return;
         }
         let mut out = Vec::with_capacity(text.len() + 8);
-        hmp::puts(text, &mut out);
+        if planted!(self, HmpBareNewline) {
+            out.extend_from_slice(text);
+        } else {
+            hmp::puts(text, &mut out);
+        }
         self.append_message(id, &out);
     }
 
