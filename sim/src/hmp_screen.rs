@@ -203,18 +203,18 @@ impl Screen {
         if self.cr && b != b'\n' {
             return Err(("hmp-echo", "CR without LF".into()));
         }
-        let front = self.wants.front().cloned();
-        match front {
+        match self.wants.front() {
             Some(Want::Exact(e)) => {
                 if e.get(self.at) != Some(&b) {
                     return Err((
                         "hmp-output",
-                        format!("expected {} (byte {} of it)", show(&e), self.at),
+                        format!("expected {} (byte {} of it)", show(e), self.at),
                     ));
                 }
+                let done = self.at + 1 == e.len();
                 self.draw(b)?;
                 self.at += 1;
-                if self.at == e.len() {
+                if done {
                     self.at = 0;
                     self.wants.pop_front();
                 }
@@ -252,16 +252,17 @@ impl Screen {
             }
             Some(Want::LineEnd(line)) => {
                 let was_cr = self.cr;
-                let snapshot = (!was_cr && b == b'\r').then(|| self.cells.clone());
-                if let Some(screen) = snapshot {
-                    let mut expect = self.origin.clone();
-                    expect.extend_from_slice(&line);
-                    if screen != expect {
+                if !was_cr && b == b'\r' {
+                    let o = self.origin.len();
+                    if self.cells.get(..o) != Some(&self.origin[..]) || self.cells[o..] != line[..]
+                    {
+                        let mut expect = self.origin.clone();
+                        expect.extend_from_slice(line);
                         return Err((
                             "hmp-line",
                             format!(
                                 "the line entered shows {} on the screen, the model typed {}",
-                                show(&screen),
+                                show(&self.cells),
                                 show(&expect)
                             ),
                         ));

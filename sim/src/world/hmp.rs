@@ -52,6 +52,11 @@ pub const HMP_MARKS: [&str; 14] = [
     "sim_hmp_line_waited_for_inband",
 ];
 
+/// Fewest and most lines the people of one world start (at most half the world's requests).
+pub const MIN_LINES: u32 = 5;
+/// See [`MIN_LINES`].
+pub const MAX_LINES: u32 = 40;
+
 /// What the world does for a human monitor at an agenda entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum HmpAction {
@@ -98,6 +103,9 @@ pub(super) struct Hmps {
     habits: Habits,
     rng: ChaCha8Rng,
     marks: BTreeMap<&'static str, u64>,
+    /// Lines the people may still start: their share of the world's request budget, kept
+    /// apart so the QMP clients do not use it up first.
+    pub(super) lines_left: u32,
     /// The input being applied.
     pub(super) during: During,
 }
@@ -108,7 +116,16 @@ impl Hmps {
         // Their own stream: worlds without human monitors draw nothing from it.
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x484d_5020_7065_6f70);
         let habits = Habits::draw(&mut rng);
+        // Taken out of the world's request budget (see `World::new`), so worlds with human
+        // monitors do about as much work as the others.
+        let lines_left = if opts.hmp_monitors > 0 {
+            rng.random_range(MIN_LINES..=MAX_LINES)
+                .min(opts.requests / 2)
+        } else {
+            0
+        };
         Hmps {
+            lines_left,
             people: (0..opts.hmp_monitors)
                 .map(|k| Person {
                     monitor: MonitorId((opts.clients + k) as u64 + 1),
@@ -221,7 +238,7 @@ impl<C: Core> World<C> {
     }
 
     fn hmp_act(&mut self, i: usize) -> Result<(), Failure> {
-        if self.phase != Phase::Safety || self.requests_left == 0 {
+        if self.phase != Phase::Safety || self.hmp.lines_left == 0 {
             return Ok(());
         }
         let gap = exp_gap(&mut self.rng, self.opts.client_gap_ns).max(1_000);
@@ -274,7 +291,7 @@ impl<C: Core> World<C> {
         let h = &mut self.hmp;
         let p = &mut h.people[i];
         if p.plan.is_empty() {
-            self.requests_left = self.requests_left.saturating_sub(1);
+            h.lines_left = h.lines_left.saturating_sub(1);
             let keys = plan_line(&mut h.rng, &h.habits, &p.editor, preconfig);
             if keys.contains(&Key::Up) {
                 *h.marks.entry("sim_hmp_history_recalled").or_insert(0) += 1;
@@ -413,7 +430,7 @@ impl<C: Core> World<C> {
         self.hmp.people[i].conn = None;
         self.hmp.people[i].plan.clear();
         self.apply(Input::Close { monitor: m })?;
-        if self.phase == Phase::Safety && self.requests_left > 0 {
+        if self.phase == Phase::Safety && self.hmp.lines_left > 0 {
             let at = self.now + self.rng.random_range(0..5_000_000);
             self.schedule(at, Action::Hmp(HmpAction::Act(i)));
         }

@@ -255,8 +255,9 @@ impl<C: Core> World<C> {
                 names: [NameState::Absent; 3],
             })
             .collect();
+        let hmp = hmp::Hmps::new(&opts);
         World {
-            requests_left: opts.requests,
+            requests_left: opts.requests - hmp.lines_left,
             rng,
             core,
             now: 0,
@@ -286,7 +287,7 @@ impl<C: Core> World<C> {
             drops: Vec::new(),
             rr: Vec::new(),
             served: None,
-            hmp: hmp::Hmps::new(&opts),
+            hmp,
             opts,
         }
     }
@@ -337,7 +338,7 @@ impl<C: Core> World<C> {
         }
         self.hmp_start();
         while let Some(((at, _, _), action)) = self.agenda.pop_first() {
-            if self.phase == Phase::Safety && self.requests_left == 0 {
+            if self.phase == Phase::Safety && self.requests_left == 0 && self.hmp.lines_left == 0 {
                 self.phase = Phase::Liveness;
                 self.liveness_deadline = self.now + LIVENESS_NS;
                 self.end_faults()?;
