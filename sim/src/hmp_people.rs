@@ -78,6 +78,8 @@ pub struct Habits {
     pub p_pieces: f64,
     /// Chance per act of typing ahead while earlier lines still run.
     pub p_ahead: f64,
+    /// Chance per idle act of another subsystem suspending the monitor for a while.
+    pub p_suspended: f64,
 }
 
 impl Habits {
@@ -99,6 +101,7 @@ impl Habits {
             p_crlf: p(0.4, 0.5),
             p_pieces: p(0.6, 0.7),
             p_ahead: p(0.6, 0.8),
+            p_suspended: p(0.5, 0.3),
         }
     }
 }

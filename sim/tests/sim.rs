@@ -10,7 +10,7 @@ use qmp_sim::shrink::shrink;
 use qmp_sim::trace::load;
 
 /// Seeds of the bounded run (debug build: a few seconds per ten seeds on the 2-core machine).
-const BOUNDED_SEEDS: u64 = 80;
+const BOUNDED_SEEDS: u64 = 120;
 
 /// Probes the sim's default worlds cannot reach, and why.
 const UNREACHED_BY_DESIGN: [&str; 2] = [

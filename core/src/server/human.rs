@@ -124,6 +124,9 @@ impl Server {
             self.rr.insert(0, id);
         } else {
             self.probes.reopened += 1;
+            if self.inband_call_of(id) {
+                self.probes.reopened_while_call_runs += 1;
+            }
         }
         let mut out = format!(
             "QEMU {} monitor - type 'help' for more information\r\n",

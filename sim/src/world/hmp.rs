@@ -261,7 +261,7 @@ impl<C: Core> World<C> {
             return self.hmp_close(i);
         }
         self.schedule(next, Action::Hmp(HmpAction::Act(i)));
-        if idle && self.rng.random_bool(self.opts.p_suspend) {
+        if idle && self.hmp.rng.random_bool(self.hmp.habits.p_suspended) {
             // The resume prints the prompt (and restarts the empty line) before anything
             // typed meanwhile is read.
             let m = self.hmp.people[i].monitor;
