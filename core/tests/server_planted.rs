@@ -202,3 +202,30 @@ fn round_robin_broken() {
         w.settle();
     });
 }
+
+fn open_hmp(w: &mut World, id: u64) -> MonitorId {
+    let m = MonitorId(id);
+    w.input(Input::OpenHmp {
+        monitor: m,
+        options: HmpOptions::default(),
+    });
+    m
+}
+
+#[test]
+fn hmp_gets_events() {
+    check(PlantedBug::HmpGetsEvents, Dialect::Qemu72, |w| {
+        open_hmp(w, 1);
+        w.negotiated(2, false);
+        let ts = w.ts;
+        w.event("STOP", Object::new(), ts);
+    });
+}
+
+#[test]
+fn hmp_bare_newline() {
+    check(PlantedBug::HmpBareNewline, Dialect::Qemu72, |w| {
+        let m = open_hmp(w, 1);
+        w.send(m, b"help info\r");
+    });
+}

@@ -3,6 +3,7 @@
 //!
 //! Stable API:
 //! - [`run_inputs`]: apply inputs exactly as given (completions come from the inputs);
+//! - [`run_inputs_hmp`]: the same with human monitor (HMP) commands registered;
 //! - [`run_inputs_driven`]: also act as a trivial embedder (complete every call at once with
 //!   `{}`, run the dispatcher whenever it is ready, write all pending output);
 //! - [`check_output_line`]: one output message is acceptable QMP output.
@@ -13,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use qmp_core::hmp::HmpCommand;
 use qmp_core::json::{Object, Value};
 use qmp_core::server::{
     CallId, CallResult, CommandSpec, Config, Dialect, Input, Instant, MonitorId, Output, Server,
@@ -58,6 +60,10 @@ struct Mon {
     /// The core gave up on this monitor at the output or input limit (`Disconnect`): its
     /// pending output is dropped.
     given_up: bool,
+    /// A human monitor (HMP): its output is text, not QMP messages.
+    hmp: bool,
+    /// The last byte of its output checked so far.
+    last: Option<u8>,
 }
 
 struct Checker {
@@ -84,9 +90,11 @@ impl Checker {
                 _ => Vec::new(),
             };
             let opened = match &input {
-                Input::Open { monitor, options } => Some((*monitor, options.pretty)),
+                Input::Open { monitor, options } => Some((*monitor, options.pretty, false)),
+                Input::OpenHmp { monitor, .. } => Some((*monitor, false, true)),
                 _ => None,
             };
+            let event = matches!(input, Input::Event { .. } | Input::Tick);
             // `Destroy` of a monitor with a client ends that client's session too.
             let closed = match &input {
                 Input::Close { monitor } => Some(*monitor),
@@ -136,11 +144,12 @@ impl Checker {
                     self.closed_fds.remove(&fd);
                 }
             }
-            if let Some((m, pretty)) = opened {
+            if let Some((m, pretty, hmp)) = opened {
                 self.mons.insert(
                     m,
                     Mon {
                         pretty,
+                        hmp,
                         ..Mon::default()
                     },
                 );
@@ -261,7 +270,7 @@ impl Checker {
                 }
                 self.closed_fds.extend(taken);
             }
-            self.check_monitors(step, now, &held, dispatch)?;
+            self.check_monitors(step, now, &held, dispatch, event)?;
             if self.driven {
                 if self.server.dispatcher_ready() {
                     queue.insert(0, Input::NextInBand);
@@ -289,6 +298,7 @@ impl Checker {
         now: Instant,
         held: &BTreeSet<MonitorId>,
         dispatch: bool,
+        event: bool,
     ) -> Result<(), Failure> {
         let at = |f: Failure| f.at(step, now.0);
         let mut pending_total = 0;
@@ -318,7 +328,17 @@ impl Checker {
             }
             let fresh = &pending[mon.unwritten..];
             mon.unwritten = pending.len();
-            mon.rx.extend_from_slice(fresh);
+            if mon.hmp {
+                invariants::hmp_no_events(m, event, fresh).map_err(at)?;
+                invariants::hmp_line_ends(m, mon.last, fresh).map_err(at)?;
+                invariants::hmp_queue(m, self.server.queue_len(m)).map_err(at)?;
+            }
+            if let Some(&b) = fresh.last() {
+                mon.last = Some(b);
+            }
+            if !mon.hmp {
+                mon.rx.extend_from_slice(fresh);
+            }
             for msg in split_messages(&mut mon.rx, mon.pretty) {
                 self.report.messages += 1;
                 check_output_line(&msg).map_err(at)?;
@@ -423,12 +443,16 @@ impl Checker {
 fn run(
     config: &Config,
     registry: &[CommandSpec],
+    hmp: &[HmpCommand],
     inputs: &[(Instant, Input)],
     driven: bool,
 ) -> Result<CheckReport, Failure> {
     let mut server = Server::new(config.clone());
     for spec in registry {
         let _ = server.register(spec.clone());
+    }
+    for cmd in hmp {
+        let _ = server.register_hmp(cmd.clone());
     }
     let mut c = Checker {
         server,
@@ -454,7 +478,18 @@ pub fn run_inputs(
     registry: &[CommandSpec],
     inputs: &[(Instant, Input)],
 ) -> Result<CheckReport, Failure> {
-    run(config, registry, inputs, false)
+    run(config, registry, &[], inputs, false)
+}
+
+/// [`run_inputs`] with human monitor commands registered too (traces of worlds with human
+/// monitors).
+pub fn run_inputs_hmp(
+    config: &Config,
+    registry: &[CommandSpec],
+    hmp: &[HmpCommand],
+    inputs: &[(Instant, Input)],
+) -> Result<CheckReport, Failure> {
+    run(config, registry, hmp, inputs, false)
 }
 
 /// Like [`run_inputs`], but also acts as a trivial embedder: completes calls with `{}` at once,
@@ -464,5 +499,5 @@ pub fn run_inputs_driven(
     registry: &[CommandSpec],
     inputs: &[(Instant, Input)],
 ) -> Result<CheckReport, Failure> {
-    run(config, registry, inputs, true)
+    run(config, registry, &[], inputs, true)
 }

@@ -4,7 +4,7 @@
 //! Each function gets what the caller observed through the shim's view of the core and
 //! returns the failure, without position (the caller adds step and time).
 
-use qmp_core::server::MonitorId;
+use qmp_core::server::{CallId, MonitorId};
 
 use crate::failure::Failure;
 
@@ -97,6 +97,70 @@ pub fn memory(
             format!(
                 "memory estimate {estimate} bytes > {MEMORY_SLACK} + 2 x {pending_output} pending + 2 x {input_buffer_limit} input x {monitors} monitors"
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// One in-band call at a time, whichever kind of monitor it came from (QEMU runs QMP and
+/// HMP commands in the main loop one after the other): `call` may start only when no other
+/// in-band call (`busy`) is outstanding.
+pub fn dispatcher_free(busy: Option<CallId>, call: CallId) -> Result<(), Failure> {
+    match busy {
+        Some(b) => Err(Failure::correctness(
+            "dispatcher-overlap",
+            format!(
+                "in-band call {} issued while call {} still runs",
+                call.0, b.0
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A human monitor ends its lines with CR LF (QEMU's `monitor_puts`, and the line editor's
+/// own): no LF without a CR before it. `prev` is the byte before `fresh` on this connection.
+pub fn hmp_line_ends(m: MonitorId, prev: Option<u8>, fresh: &[u8]) -> Result<(), Failure> {
+    let mut last = prev;
+    for (k, &b) in fresh.iter().enumerate() {
+        if b == b'\n' && last != Some(b'\r') {
+            return Err(Failure::correctness(
+                "hmp-bare-lf",
+                format!(
+                    "human monitor {}: LF without CR at {}",
+                    m.0,
+                    crate::model::show(&fresh[k.saturating_sub(40)..(k + 1)])
+                ),
+            ));
+        }
+        last = Some(b);
+    }
+    Ok(())
+}
+
+/// A human monitor gets no QMP events: nothing appears on it while an event is broadcast or
+/// a throttle timer fires (`during_event`).
+pub fn hmp_no_events(m: MonitorId, during_event: bool, fresh: &[u8]) -> Result<(), Failure> {
+    if during_event && !fresh.is_empty() {
+        return Err(Failure::correctness(
+            "hmp-event",
+            format!(
+                "human monitor {} printed {} while an event was broadcast",
+                m.0,
+                crate::model::show(fresh)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A human monitor queues at most one line: a finished line suspends it, so the bytes
+/// typed after it wait until the line has run.
+pub fn hmp_queue(m: MonitorId, queued: usize) -> Result<(), Failure> {
+    if queued > 1 {
+        return Err(Failure::correctness(
+            "hmp-queue",
+            format!("human monitor {} has {queued} lines queued", m.0),
         ));
     }
     Ok(())

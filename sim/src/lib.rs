@@ -16,6 +16,15 @@
 //! Then a liveness phase (faults off, bounded virtual time, quiescence required, pending work
 //! named) and, for a share of seeds, a determinism re-run comparing the core's digest.
 //!
+//! Human monitors (HMP): in one world in three, one or two people type at human monitors
+//! beside the QMP clients ([`hmp_people`]: whole lines and pieces, editing keys, history,
+//! tab, CR/LF/CRLF, the machine's commands from [`hmp_registry`] and the core's, mistakes),
+//! some worlds in the preconfig phase. Their output is checked against an independent
+//! line-editor model ([`hmp_model`], [`hmp_screen`]): the screen line when Enter is pressed,
+//! each line's output (exact texts) printed once, during the dispatcher's turn or its call's
+//! completion, each HMP call once and in order, no events, CR LF line ends, one line queued,
+//! the suspend count; the in-band one-at-a-time rule holds across both kinds of monitor.
+//!
 //! The driver world ([`driver_world`]) runs the same clients one layer up: the system under test
 //! is the connection driver (`qmp-driver`: reads, EOF, resets, accept policy, descriptors,
 //! handler sessions) over simulated sockets with their faults ([`sockets`]), the world acting
@@ -36,10 +45,18 @@
 //!   nowhere: QEMU would deliver it to whichever client is connected then, a race the model
 //!   does not describe). The world ends by destroying every monitor (process exit), which
 //!   closes the named fds.
-//! - Not simulated: fd sets (`add-fd`), preconfig/run-state changes, `-compat` policies, HMP,
+//! - Not simulated: fd sets (`add-fd`), preconfig/run-state changes, `-compat` policies,
 //!   output/input-limit disconnects (the world reads only while `wants_read`), commands without
 //!   success response, 64 MiB tokens. 2.12 JSON errors are limited to lexical errors and
 //!   non-objects (2.12 parser texts are not simulated).
+//! - HMP: a preconfig world stays in preconfig (its QMP clients pass no descriptors); not
+//!   simulated are `human-monitor-command`, HMP in driver worlds, descriptors passed to human
+//!   monitors (`getfd` is typed without one) and HMP commands that suspend their monitor.
+//! - Human monitors: an external suspension is applied only while the person is idle (the
+//!   resume restarts the line and prints the prompt, which the model places there); after a
+//!   connection ended with typed keys the monitor may not have read, the history is unknown
+//!   to the model (no more Up/Down, `info history` not compared); tab is typed only on a
+//!   line of one word with the cursor at its end.
 //! - Shrinking minimises under the intent-free checks only; failures that only the reference
 //!   model sees are reproduced from their seed instead. Driver worlds have no trace or
 //!   shrinking: a failing one is reproduced from its seed (`--worlds driver`).
@@ -54,6 +71,10 @@ pub mod client;
 pub mod driver_world;
 pub mod events;
 pub mod failure;
+pub mod hmp_model;
+pub mod hmp_people;
+pub mod hmp_registry;
+pub mod hmp_screen;
 pub mod invariants;
 pub mod model;
 pub mod options;

@@ -277,6 +277,13 @@ fn cmd_run(
     if !missed.is_empty() {
         println!("marks not hit: {missed:?}");
     }
+    let hmp: Vec<String> = probes
+        .iter()
+        .filter_map(|(n, c)| n.strip_prefix("sim_hmp_").map(|n| format!("{n} {c}")))
+        .collect();
+    if !hmp.is_empty() {
+        println!("human monitors: {}", hmp.join(", "));
+    }
     if driver_on {
         let n = driver_seeds.load(Ordering::Relaxed);
         let busy = driver_nanos.load(Ordering::Relaxed) as f64 / 1e9;

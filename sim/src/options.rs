@@ -80,6 +80,12 @@ pub struct Options {
     pub output_limit: usize,
     /// 7.2: chance a well-formed in-band request is `sim-quiet` (no success response).
     pub p_quiet: f64,
+    /// Human monitors (HMP) beside the QMP clients (people typing at them).
+    pub hmp_monitors: usize,
+    /// 7.2 worlds with human monitors: the machine is in the preconfig phase (HMP commands
+    /// without the `p` flag are refused; the QMP clients then pass no descriptors, as
+    /// `getfd`/`closefd` need the machine).
+    pub preconfig: bool,
 }
 
 fn pick(rng: &mut ChaCha8Rng, on: f64, lo: f64, hi: f64) -> f64 {
@@ -141,8 +147,24 @@ impl Options {
             output_limit: Config::default().output_limit,
             // Drawn last: the options above stay what they were for every seed.
             p_quiet: pick(&mut rng, 0.3, 0.02, 0.1),
+            hmp_monitors: 0,
+            preconfig: false,
         }
         .with_small_output_limit(&mut rng)
+        .with_hmp(&mut rng)
+    }
+
+    /// In one world in three, one or two human monitors; a third of those (7.2 only) in
+    /// the preconfig phase.
+    fn with_hmp(mut self, rng: &mut ChaCha8Rng) -> Options {
+        if rng.random_bool(1.0 / 3.0) {
+            self.hmp_monitors = rng.random_range(1..=2);
+            self.preconfig = self.dialect == Dialect::Qemu72 && rng.random_bool(1.0 / 3.0);
+            if self.preconfig {
+                self.p_fds = 0.0;
+            }
+        }
+        self
     }
 
     /// In one world in four, a per-monitor output limit of 4 KiB, so a stalled client or a
@@ -186,6 +208,14 @@ impl fmt::Display for Options {
             f,
             "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3} p_quiet={:.3} output_limit={}",
             self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds, self.p_quiet, self.output_limit
-        )
+        )?;
+        if self.hmp_monitors > 0 {
+            write!(
+                f,
+                "\n  hmp_monitors={} preconfig={}",
+                self.hmp_monitors, self.preconfig
+            )?;
+        }
+        Ok(())
     }
 }

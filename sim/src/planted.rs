@@ -10,7 +10,7 @@ use crate::runner::run_seed;
 pub const MAX_SEEDS_PER_BUG: u64 = 2_000;
 
 /// Every planted bug the core offers.
-pub const ALL: [PlantedBug; 11] = [
+pub const ALL: [PlantedBug; 13] = [
     PlantedBug::QueueLimitOffByOne,
     PlantedBug::LastThrottledEventDropped,
     PlantedBug::NoResumeOnClose,
@@ -22,6 +22,8 @@ pub const ALL: [PlantedBug; 11] = [
     PlantedBug::FdLeakedOnClose,
     PlantedBug::NamedFdsDieWithConnection,
     PlantedBug::RoundRobinBroken,
+    PlantedBug::HmpGetsEvents,
+    PlantedBug::HmpBareNewline,
 ];
 
 /// How one planted bug fared.

@@ -1,9 +1,9 @@
 //! Running seeds: one world per seed, the determinism re-run, and traces of failing seeds.
 
-use qmp_core::server::trace::Recorder;
 use qmp_core::server::PlantedBug;
 
 use crate::failure::{Failure, FailureClass};
+use crate::hmp_registry::hmp_commands;
 use crate::options::Options;
 use crate::registry::commands;
 use crate::server::{build, config};
@@ -42,7 +42,7 @@ pub fn trace_seed(seed: u64, bug: Option<PlantedBug>) -> (String, Result<RunStat
     let mut world = World::new(opts, build(cfg.clone()));
     world.record_inputs();
     let result = world.run();
-    let mut rec = Recorder::new(&cfg, &commands(), Some(seed));
+    let mut rec = crate::trace::recorder(&cfg, &commands(), &hmp_commands(), Some(seed));
     // Replaying a recorded input list through a fresh server gives the same digest as the run.
     let mut replayed = build(cfg);
     for (now, input) in world.take_record() {

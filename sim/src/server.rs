@@ -1,7 +1,8 @@
 //! [`Core`] for the real `qmp_core::server::Server`, and how the simulator configures one.
 
 use qmp_core::server::{
-    Config, Dialect, FdId, Input, Instant, MonitorId, Output, PlantedBug, Server, TakeFdError,
+    Config, Dialect, FdId, Input, Instant, MonitorId, Output, PlantedBug, RunState, Server,
+    TakeFdError,
 };
 
 use crate::options::Options;
@@ -24,16 +25,23 @@ pub fn config(opts: &Options, bug: Option<PlantedBug>) -> Config {
         ..base
     };
     c.wall_clock_base.seconds = WALL_BASE_NS / 1_000_000_000;
+    if opts.preconfig {
+        c.run_state = RunState::Preconfig;
+    }
     c
 }
 
-/// A configured server with the simulator's commands registered.
+/// A configured server with the simulator's commands (QMP and HMP) registered.
 pub fn build(config: Config) -> Server {
     let mut s = Server::new(config);
     for spec in commands() {
         // The names are fixed and distinct from the built-ins; a refusal would show up as
         // "call-unknown"/"reference-model" failures, so it is not hidden here either.
         let _ = s.register(spec);
+    }
+    for cmd in crate::hmp_registry::hmp_commands() {
+        // Likewise: a refused one shows up as the people's lines printing the wrong text.
+        let _ = s.register_hmp(cmd);
     }
     s
 }

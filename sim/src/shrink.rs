@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use qmp_core::server::{Input, Instant};
 
-use crate::check::run_inputs;
+use crate::check::run_inputs_hmp;
 use crate::failure::Failure;
 use crate::trace::{load, write, Loaded};
 
@@ -53,12 +53,15 @@ pub fn ddmin(
 
 /// Shrinks a loaded trace; `None` when it does not fail under the intent-free checks.
 pub fn shrink(t: &Loaded) -> Option<(Loaded, Failure)> {
-    let f0 = run_inputs(&t.config, &t.commands, &t.inputs).err()?;
+    let run = |inputs: &[(Instant, Input)]| {
+        run_inputs_hmp(&t.config, &t.commands, &t.hmp_commands, inputs)
+    };
+    let f0 = run(&t.inputs).err()?;
     let oracle = f0.oracle;
     let min = ddmin(t.inputs.clone(), |c| {
-        run_inputs(&t.config, &t.commands, c).is_err_and(|f| f.oracle == oracle)
+        run(c).is_err_and(|f| f.oracle == oracle)
     });
-    let f = run_inputs(&t.config, &t.commands, &min).err().unwrap_or(f0);
+    let f = run(&min).err().unwrap_or(f0);
     Some((
         Loaded {
             inputs: min,

@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use qmp_core::server::trace::{replay, Line};
-use qmp_core::server::{CommandSpec, Config, Input, Instant};
+use qmp_core::hmp::HmpCommand;
+use qmp_core::server::trace::{replay, Header, Line, Recorder, TRACE_FORMAT, TRACE_VERSION};
+use qmp_core::server::{CommandSpec, Config, Input, Instant, Server};
 
-use crate::check::run_inputs;
+use crate::check::run_inputs_hmp;
 
 /// A trace as data.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct Loaded {
     pub config: Config,
     /// Registered commands.
     pub commands: Vec<CommandSpec>,
+    /// Registered human monitor commands.
+    pub hmp_commands: Vec<HmpCommand>,
     /// Inputs with their instants.
     pub inputs: Vec<(Instant, Input)>,
 }
@@ -32,6 +35,7 @@ pub fn load(text: &str) -> Result<Loaded> {
         seed: h.seed,
         config: h.config,
         commands: h.commands,
+        hmp_commands: h.hmp_commands,
         inputs: Vec::new(),
     };
     for (n, l) in lines.enumerate() {
@@ -44,13 +48,40 @@ pub fn load(text: &str) -> Result<Loaded> {
     Ok(t)
 }
 
-/// Writes inputs as a trace (core format) with the digest a replay must reproduce.
-pub fn write(t: &Loaded) -> String {
-    let mut rec = qmp_core::server::trace::Recorder::new(&t.config, &t.commands, t.seed);
-    let mut server = qmp_core::server::Server::new(t.config.clone());
+/// A trace recorder for a server with these commands (QMP and HMP).
+pub fn recorder(
+    config: &Config,
+    commands: &[CommandSpec],
+    hmp_commands: &[HmpCommand],
+    seed: Option<u64>,
+) -> Recorder {
+    Recorder::with_header(Header {
+        format: TRACE_FORMAT.to_owned(),
+        version: TRACE_VERSION,
+        seed,
+        config: config.clone(),
+        commands: commands.to_vec(),
+        hmp_commands: hmp_commands.to_vec(),
+        human_monitor_command: false,
+    })
+}
+
+/// A server as the trace's header describes it.
+fn server_of(t: &Loaded) -> Server {
+    let mut server = Server::new(t.config.clone());
     for spec in &t.commands {
         let _ = server.register(spec.clone());
     }
+    for cmd in &t.hmp_commands {
+        let _ = server.register_hmp(cmd.clone());
+    }
+    server
+}
+
+/// Writes inputs as a trace (core format) with the digest a replay must reproduce.
+pub fn write(t: &Loaded) -> String {
+    let mut rec = recorder(&t.config, &t.commands, &t.hmp_commands, t.seed);
+    let mut server = server_of(t);
     for (now, input) in &t.inputs {
         rec.input(*now, input);
         let _ = server.handle(*now, input.clone());
@@ -61,10 +92,7 @@ pub fn write(t: &Loaded) -> String {
 
 /// Prints every input and the output bytes it produced for monitor `m` (debugging aid).
 pub fn dump(t: &Loaded, m: u64) {
-    let mut server = qmp_core::server::Server::new(t.config.clone());
-    for spec in &t.commands {
-        let _ = server.register(spec.clone());
-    }
+    let mut server = server_of(t);
     let mon = qmp_core::server::MonitorId(m);
     let mut seen = 0usize;
     for (n, (now, input)) in t.inputs.iter().enumerate() {
@@ -165,7 +193,7 @@ pub fn cmd_replay(path: &Path) -> Result<u8> {
         None => println!("the trace has no end line: digest not checked"),
     }
     let t = load(text)?;
-    match run_inputs(&t.config, &t.commands, &t.inputs) {
+    match run_inputs_hmp(&t.config, &t.commands, &t.hmp_commands, &t.inputs) {
         Ok(r) => println!("invariants hold ({} messages checked)", r.messages),
         Err(f) => {
             println!("{f}");

@@ -10,7 +10,7 @@ use qmp_sim::shrink::shrink;
 use qmp_sim::trace::load;
 
 /// Seeds of the bounded run (debug build: a few seconds per ten seeds on the 2-core machine).
-const BOUNDED_SEEDS: u64 = 80;
+const BOUNDED_SEEDS: u64 = 120;
 
 /// Probes the sim's default worlds cannot reach, and why.
 const UNREACHED_BY_DESIGN: [&str; 2] = [
@@ -44,6 +44,12 @@ fn bounded_run_passes_and_hits_every_mark_that_matters() {
         "the core reports probes"
     );
     assert!(missed.is_empty(), "probes never hit: {missed:?}");
+    for mark in qmp_sim::world::HMP_MARKS {
+        assert!(
+            probes.get(mark).is_some_and(|&n| n > 0),
+            "human monitor mark {mark} never hit"
+        );
+    }
 }
 
 /// Seeds that failed before the model learned that with OOB off every reply comes in request

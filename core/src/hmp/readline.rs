@@ -309,7 +309,9 @@ impl ReadLine {
     }
 
     /// `readline_hist_add`: a line already in the history moves to its end; the oldest line
-    /// goes when the history is full.
+    /// goes when the history is full. A line equal to the newest of a full history changes
+    /// nothing, not even the history line on display (QEMU returns early there: after Up and
+    /// Enter on the newest line of a full history, Up shows the second newest).
     fn hist_add(&mut self) {
         if self.buf.is_empty() {
             return;
@@ -319,6 +321,7 @@ impl ReadLine {
             _ => self.history.iter().position(|h| *h == self.buf),
         };
         match same {
+            Some(i) if i == MAX_HISTORY - 1 => return,
             Some(i) => {
                 let e = self.history.remove(i);
                 self.history.push(e);
@@ -445,6 +448,18 @@ mod tests {
         // Empty lines are not kept.
         typed(&mut rl, b"\n\r");
         assert_eq!(rl.history().last().unwrap(), b"cmd10");
+    }
+
+    #[test]
+    fn the_newest_line_of_a_full_history_run_again_keeps_the_entry_on_display() {
+        // QEMU 7.2, live: 70 lines x0..x69, then Up, Enter, Up shows x68.
+        let mut rl = ReadLine::new();
+        for i in 0..70 {
+            typed(&mut rl, format!("x{i}\n").as_bytes());
+        }
+        typed(&mut rl, b"\x1b[A\n\x1b[A");
+        assert_eq!(rl.line(), b"x68");
+        assert_eq!(rl.history().last().unwrap(), b"x69");
     }
 
     #[test]

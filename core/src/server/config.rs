@@ -124,6 +124,10 @@ pub enum PlantedBug {
     NamedFdsDieWithConnection,
     /// The dispatcher always serves the lowest monitor id first instead of round robin.
     RoundRobinBroken,
+    /// Events also go to human monitors (HMP), which must get none.
+    HmpGetsEvents,
+    /// What an HMP command prints keeps its bare `\n` line ends (no `\r`).
+    HmpBareNewline,
 }
 
 /// The server's configuration; every limit is named here with its default.

@@ -60,7 +60,8 @@ impl Server {
             if !m.live() {
                 continue;
             }
-            if !m.negotiated && !all {
+            let hmp_too = m.hmp.is_some() && planted!(self, HmpGetsEvents);
+            if !m.negotiated && !all && !hmp_too {
                 skipped = true;
                 continue;
             }

@@ -124,6 +124,9 @@ impl Server {
             self.rr.insert(0, id);
         } else {
             self.probes.reopened += 1;
+            if self.inband_call_of(id) {
+                self.probes.reopened_while_call_runs += 1;
+            }
         }
         let mut out = format!(
             "QEMU {} monitor - type 'help' for more information\r\n",
@@ -209,7 +212,11 @@ impl Server {
             return;
         }
         let mut out = Vec::with_capacity(text.len() + 8);
-        hmp::puts(text, &mut out);
+        if planted!(self, HmpBareNewline) {
+            out.extend_from_slice(text);
+        } else {
+            hmp::puts(text, &mut out);
+        }
         self.append_message(id, &out);
     }
 

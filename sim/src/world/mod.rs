@@ -22,13 +22,17 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::ClientGen;
 use crate::events::{SimEvent, ThrottleModel};
 use crate::failure::{panic_text, Failure};
+use crate::invariants::dispatcher_free as invariants_dispatcher;
 use crate::model::{ConnModel, ExpectCall, NameState};
 use crate::options::Options;
 use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST, QUIET, TAKE_FD};
 use crate::sut::Core;
 use crate::wire::{server_message, J};
 
+mod hmp;
 mod oracles;
+
+pub use hmp::HMP_MARKS;
 
 /// Virtual time the liveness phase may take to reach quiescence (two throttle periods and more).
 pub const LIVENESS_NS: u64 = 10_000_000_000;
@@ -56,6 +60,7 @@ enum Action {
     Dispatch,
     Burst,
     Emit(u8, i64),
+    Hmp(hmp::HmpAction),
 }
 
 /// Which phase the world is in.
@@ -232,6 +237,8 @@ pub struct World<C: Core> {
     rr: Vec<MonitorId>,
     /// The monitor whose in-band request the current input served.
     served: Option<MonitorId>,
+    /// The human monitors and their people.
+    hmp: hmp::Hmps,
 }
 
 impl<C: Core> World<C> {
@@ -248,9 +255,9 @@ impl<C: Core> World<C> {
                 names: [NameState::Absent; 3],
             })
             .collect();
+        let hmp = hmp::Hmps::new(&opts);
         World {
-            requests_left: opts.requests,
-            opts,
+            requests_left: opts.requests - hmp.lines_left,
             rng,
             core,
             now: 0,
@@ -280,6 +287,8 @@ impl<C: Core> World<C> {
             drops: Vec::new(),
             rr: Vec::new(),
             served: None,
+            hmp,
+            opts,
         }
     }
 
@@ -327,8 +336,9 @@ impl<C: Core> World<C> {
             let at = exp_gap(&mut self.rng, self.opts.event_gap_ns);
             self.schedule(at, Action::Burst);
         }
+        self.hmp_start();
         while let Some(((at, _, _), action)) = self.agenda.pop_first() {
-            if self.phase == Phase::Safety && self.requests_left == 0 {
+            if self.phase == Phase::Safety && self.requests_left == 0 && self.hmp.lines_left == 0 {
                 self.phase = Phase::Liveness;
                 self.liveness_deadline = self.now + LIVENESS_NS;
                 self.end_faults()?;
@@ -363,6 +373,9 @@ impl<C: Core> World<C> {
         for (name, hits) in self.core.probes() {
             *probes.entry(name).or_insert(0) += hits;
         }
+        if self.opts.hmp_monitors > 0 {
+            probes.extend(self.hmp.marks());
+        }
         Ok(RunStats {
             inputs: self.step,
             messages: self.messages,
@@ -386,6 +399,7 @@ impl<C: Core> World<C> {
             self.schedule(self.now, Action::Flush(i));
             self.schedule(self.now, Action::Deliver(i));
         }
+        self.hmp_end_faults();
         Ok(())
     }
 
@@ -437,9 +451,11 @@ impl<C: Core> World<C> {
                     // A reply that took its monitor past the output limit is dropped with its
                     // output: nothing of it is seen.
                     let given_up = predicted.is_some_and(|m| {
-                        self.client_of(m)
-                            .and_then(|i| self.clients[i].conn.as_ref())
-                            .is_some_and(|c| c.given_up)
+                        self.hmp.given_up(m)
+                            || self
+                                .client_of(m)
+                                .and_then(|i| self.clients[i].conn.as_ref())
+                                .is_some_and(|c| c.given_up)
                     });
                     if self.served != predicted && !(self.served.is_none() && given_up) {
                         return Err(self.fail(Failure::correctness(
@@ -461,6 +477,7 @@ impl<C: Core> World<C> {
             }
             Action::Burst => self.burst(),
             Action::Emit(kind, n) => self.emit(kind, n),
+            Action::Hmp(a) => self.hmp_perform(a),
         }
     }
 
@@ -851,6 +868,7 @@ impl<C: Core> World<C> {
                 Input::Complete { call, .. } => Some(*call),
                 _ => None,
             };
+            self.hmp.during = hmp::during(&input);
             let now = Instant(self.now);
             let core = &mut self.core;
             let r = catch_unwind(AssertUnwindSafe(|| core.handle(now, input)));
@@ -872,11 +890,13 @@ impl<C: Core> World<C> {
             }
             self.drain()?;
             self.check_output()?;
+            self.hmp_check_output()?;
             self.check_invariants()?;
         }
         for i in 0..self.clients.len() {
             self.schedule_io(i);
         }
+        self.hmp_schedule_all();
         if self.inband_busy.is_none() && !self.dispatch_scheduled && self.core.dispatcher_ready() {
             self.dispatch_scheduled = true;
             let at = self.now + self.rng.random_range(0..2_000);
@@ -933,9 +953,10 @@ impl<C: Core> World<C> {
             match out {
                 Output::Call(call) => self.on_call(call)?,
                 Output::Transmit(m) => {
-                    let open = self
-                        .client_of(m)
-                        .is_some_and(|i| self.clients[i].conn.is_some());
+                    let open = self.hmp.is_open(m)
+                        || self
+                            .client_of(m)
+                            .is_some_and(|i| self.clients[i].conn.is_some());
                     if !open {
                         return Err(self.fail(Failure::correctness(
                             "output-after-close",
@@ -960,6 +981,24 @@ impl<C: Core> World<C> {
                             )))
                         }
                     }
+                }
+                Output::Disconnect { monitor, reason } if self.hmp.owns(monitor) => {
+                    if !self.hmp.is_open(monitor) {
+                        return Err(self.fail(Failure::correctness(
+                            "disconnect-closed",
+                            format!(
+                                "Disconnect for human monitor {} which is not open",
+                                monitor.0
+                            ),
+                        )));
+                    }
+                    if let DisconnectReason::InputLimit { limit } = reason {
+                        return Err(self.fail(Failure::correctness(
+                            "input-limit",
+                            format!("input limit {limit} hit on a human monitor the world only reads while wants_read"),
+                        )));
+                    }
+                    self.hmp_disconnect(monitor);
                 }
                 Output::Disconnect { monitor, reason } => {
                     let i = self
@@ -1000,6 +1039,29 @@ impl<C: Core> World<C> {
                 "call-id-reused",
                 format!("call id {} issued twice", call.id.0),
             )));
+        }
+        if call
+            .command
+            .as_str()
+            .starts_with(qmp_core::hmp::HMP_CALL_PREFIX)
+        {
+            let (epoch, result) = self.hmp_on_call(&call)?;
+            invariants_dispatcher(self.inband_busy, call.id).map_err(|f| self.fail(f))?;
+            self.calls.insert(
+                call.id,
+                CallInfo {
+                    monitor: call.monitor,
+                    epoch,
+                    oob: false,
+                    suspends: true,
+                    result,
+                },
+            );
+            self.inband_busy = Some(call.id);
+            self.served = Some(call.monitor);
+            let latency = self.handler_latency();
+            self.schedule(self.now + latency, Action::Complete(call.id));
+            return Ok(());
         }
         let Some(i) = self.client_of(call.monitor) else {
             return Err(self.fail(Failure::correctness(
@@ -1107,15 +1169,7 @@ impl<C: Core> World<C> {
             }
             return Ok(());
         }
-        if let Some(busy) = self.inband_busy {
-            return Err(self.fail(Failure::correctness(
-                "dispatcher-overlap",
-                format!(
-                    "in-band call {} issued while call {} still runs",
-                    call.id.0, busy.0
-                ),
-            )));
-        }
+        invariants_dispatcher(self.inband_busy, call.id).map_err(|f| self.fail(f))?;
         self.inband_busy = Some(call.id);
         self.served = Some(call.monitor);
         if call.command == OOB_TEST {
@@ -1126,12 +1180,19 @@ impl<C: Core> World<C> {
                 return Ok(());
             }
         }
-        let mut latency = exp_gap(&mut self.rng, self.opts.handler_latency_ns);
-        if self.rng.random_bool(self.opts.p_slow_handler) {
-            latency = latency.saturating_mul(100).min(2_000_000_000);
-        }
+        let latency = self.handler_latency();
         self.schedule(self.now + latency, Action::Complete(call.id));
         Ok(())
+    }
+
+    /// How long an in-band handler runs.
+    fn handler_latency(&mut self) -> u64 {
+        let latency = exp_gap(&mut self.rng, self.opts.handler_latency_ns);
+        if self.rng.random_bool(self.opts.p_slow_handler) {
+            latency.saturating_mul(100).min(2_000_000_000)
+        } else {
+            latency
+        }
     }
 
     /// Closes every connection (the final accounting needs every descriptor released).
@@ -1184,6 +1245,6 @@ impl<C: Core> World<C> {
                 self.apply(Input::Destroy { monitor: m })?;
             }
         }
-        Ok(())
+        self.hmp_close_all()
     }
 }

@@ -241,12 +241,14 @@ impl<C: Core> World<C> {
                 )));
             }
         }
+        self.hmp_invariants()?;
         if self.step.is_multiple_of(64) {
             let open: Vec<MonitorId> = self
                 .clients
                 .iter()
                 .filter(|c| c.conn.is_some())
                 .map(|c| c.monitor)
+                .chain(self.hmp.open_monitors())
                 .collect();
             let pending: usize = open
                 .iter()
@@ -333,6 +335,7 @@ impl<C: Core> World<C> {
                 call.0
             ));
         }
+        self.hmp_quiescent(&mut pending);
         if self.core.dispatcher_ready() {
             pending.push("dispatcher still has work".to_string());
         }
