@@ -3,17 +3,22 @@
 //!
 //! Each turn follows the driver's order (`qmp_driver` crate docs): apply what handlers and
 //! handles queued; run out-of-band calls at once; poll the in-band call that is awaiting, or
-//! start the next ones (a synchronous handler runs right here, an async one's future is kept
-//! and polled as its wakers fire); carry out the driver's actions; write what the driver lists;
-//! read every connection it says to read (stopping as soon as a read produced an out-of-band
-//! call); accept while it says to; turn readiness events into `handle_readable` /
+//! start the next ones (an async handler's future, or a synchronous handler's run on the
+//! blocking pool, is kept and polled as its wakers fire; with `SyncHandlers::Inline` a
+//! synchronous handler runs right here); carry out the driver's actions; write what the
+//! driver lists; read every connection it says to read (stopping as soon as a read produced an
+//! out-of-band call); accept while it says to; turn readiness events into `handle_readable` /
 //! `handle_writable` / `handle_listener_ready`; fire timers. A turn that changed nothing
-//! returns `Pending`, with a waker registered on every source that could change something.
+//! returns `Pending`, with a waker registered on every source that could change something;
+//! within [`super::TokioServerBuilder::spin`] of its last work it first reads the connection
+//! it wrote last, if the core wants its input (`Driver::wants_input`, as the std adapter's
+//! dispatcher does), and yields to the runtime instead of sleeping.
 //!
 //! Invariants: at most one in-band call is outstanding (the driver hands out the next only
 //! after `complete`); an operation a handler queued is applied before that handler's call is
 //! completed; every connection the driver closes is dropped (socket closed) and its session
-//! hooks told, in that order; the loop never reads or accepts on its own judgement.
+//! hooks told, in that order; the loop never accepts on its own judgement, and reads only what
+//! the driver says to read or the core wants read.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -29,10 +34,11 @@ use ::tokio::signal::unix::Signal;
 use ::tokio::time::Sleep;
 use qmp_core::server::{CallId, CallResult, Instant};
 use qmp_driver::{
-    Action, ConnId, Driver, Registry, SessionCall, ShutdownCause, ShutdownState, Started, WriteFact,
+    Action, ConnId, Driver, ReadFact, Registry, SessionCall, ShutdownCause, ShutdownState, Started,
+    WriteFact,
 };
 
-use super::control::{Inbox, LoopControl, Op};
+use super::control::{BlockingControl, Inbox, LoopControl, Op};
 use super::socket::{Listener, Stream};
 use super::wake::ReadyFlag;
 use crate::clock::Clock;
@@ -90,6 +96,11 @@ pub(crate) struct EventLoop {
     pub(crate) spin: Duration,
     /// When the last busy turn ended.
     last_work: Option<std::time::Instant>,
+    /// Synchronous in-band handlers run on the blocking pool (see [`super::SyncHandlers`]).
+    pub(crate) sync_blocking: bool,
+    /// The connection written last: the one the loop reads itself while it spins (its client's
+    /// next request usually follows the reply).
+    follow_up: Option<ConnId>,
 }
 
 impl EventLoop {
@@ -124,6 +135,8 @@ impl EventLoop {
             on_shutdown: Vec::new(),
             spin: DEFAULT_SPIN,
             last_work: None,
+            follow_up: None,
+            sync_blocking: true,
         }
     }
 
@@ -147,7 +160,7 @@ impl EventLoop {
             busy |= self.accept(cx, now);
             busy |= self.poll_readiness(cx);
             busy |= self.poll_timer(cx, now);
-            if !busy {
+            if !busy && !self.spin_read(now) {
                 return self.idle(cx);
             }
             self.last_work = None;
@@ -172,6 +185,37 @@ impl EventLoop {
         Poll::Pending
     }
 
+    /// While the loop spins, read the connection written last straight from its socket (see
+    /// [`Stream::read_now`]) when the core wants its input and the driver waits for its
+    /// readiness: the client's next request is then read as soon as it arrives, not one trip
+    /// through the runtime's reactor later, often before the client sleeps in its own read
+    /// (whose wake-up the read would otherwise pay for). True when the read brought something
+    /// to report; a would-block is no fact here (tokio's readiness still decides when the
+    /// driver hears the connection is readable).
+    fn spin_read(&mut self, now: Instant) -> bool {
+        let Some(conn) = self.follow_up else {
+            return false;
+        };
+        if self.spin.is_zero()
+            || self.driver.is_readable(conn)
+            || !self.driver.wants_input(conn)
+            || self.last_work.is_some_and(|t| t.elapsed() >= self.spin)
+        {
+            return false;
+        }
+        let Some(s) = self.conns.get(&conn) else {
+            self.follow_up = None;
+            return false;
+        };
+        match s.read_now(&mut self.buf) {
+            ReadFact::WouldBlock | ReadFact::Interrupted => false,
+            fact => {
+                self.driver.handle_read(now, conn, fact);
+                true
+            }
+        }
+    }
+
     /// Apply what handlers and handles queued. True when there was something.
     fn apply_ops(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         self.inbox.take(cx.waker(), &mut self.ops);
@@ -186,6 +230,12 @@ impl EventLoop {
                 }
                 Op::Yank(id) => {
                     self.driver.yank(now, &id);
+                }
+                Op::Driver(request) => {
+                    let control = LoopControl::new(&self.inbox, &mut self.driver);
+                    request.answer(&control);
+                    let added = control.into_added();
+                    self.adopt(added);
                 }
             }
         }
@@ -245,6 +295,11 @@ impl EventLoop {
                     call: c.call.id,
                     future: self.start_async(c),
                 });
+            } else if self.sync_blocking {
+                self.awaiting = Some(Awaiting {
+                    call: c.call.id,
+                    future: self.start_blocking(c),
+                });
             } else {
                 let result = self.run_sync(&c);
                 self.complete(cx, now, c.call.id, result);
@@ -257,11 +312,39 @@ impl EventLoop {
     fn run_sync(&mut self, c: &SessionCall) -> CallResult {
         let control = LoopControl::new(&self.inbox, &mut self.driver);
         let result = self.registry.run(&control, &c.call, c.session);
-        for (conn, stream) in control.into_added() {
+        let added = control.into_added();
+        self.adopt(added);
+        result
+    }
+
+    /// Serve the clients a handler added from now on.
+    fn adopt(&mut self, added: Vec<(ConnId, Stream)>) {
+        for (conn, stream) in added {
             self.conns.insert(conn, stream);
             self.inbox.opened(conn);
         }
-        result
+    }
+
+    /// A synchronous in-band call run on the blocking pool, as a future the loop awaits like
+    /// an async handler's; what it needs of the driver it asks of the loop
+    /// ([`BlockingControl`]).
+    fn start_blocking(&self, c: SessionCall) -> Pin<Box<dyn Future<Output = CallResult> + Send>> {
+        let registry = self.registry.clone();
+        let control = BlockingControl(self.inbox.clone());
+        let command = c.call.command.clone();
+        let task =
+            ::tokio::task::spawn_blocking(move || registry.run(&control, &c.call, c.session));
+        Box::pin(async move {
+            // The registry turns a panic into an error reply: a join error is the runtime
+            // shutting down under the call.
+            task.await.unwrap_or_else(|e| {
+                tracing::warn!(%command, error = %e, "in-band handler lost");
+                CallResult::Error {
+                    class: qmp_core::server::ErrorClass::GenericError,
+                    desc: format!("Command {command} failed unexpectedly"),
+                }
+            })
+        })
     }
 
     /// The future of an async handler's call, owning what it borrows.
@@ -301,6 +384,7 @@ impl EventLoop {
                 continue;
             };
             any = true;
+            self.follow_up = Some(conn);
             loop {
                 let fact = s.write(self.driver.pending_output(conn));
                 self.driver.handle_written(now, conn, fact);
@@ -430,6 +514,7 @@ impl EventLoop {
         self.awaiting = None;
         self.driver.finish(now);
         self.carry_out_actions();
+        self.inbox.close();
         for path in self.unix_paths.drain(..) {
             let _ = std::fs::remove_file(path);
         }

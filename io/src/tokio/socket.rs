@@ -14,6 +14,8 @@ use ::tokio::io::Interest;
 use ::tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use qmp_driver::{AcceptFact, ReadFact, WriteFact};
 
+use crate::conn::{read_fact, Chunk};
+use crate::listen::accept_fact;
 use crate::scm;
 
 /// An accepted connection.
@@ -33,33 +35,33 @@ impl Stream {
         })
     }
 
-    /// One non-blocking read into `buf`, as the driver's fact.
+    /// One non-blocking read into `buf`, as the driver's fact (after tokio's readiness: a
+    /// would-block clears it).
     pub(crate) fn read<'a>(&self, buf: &'a mut [u8]) -> ReadFact<'a, OwnedFd> {
         let mut fds = Vec::new();
         let read = match self {
-            Stream::Unix(s) => s
-                .try_io(Interest::READABLE, || {
-                    scm::recv_with_fds(s, &mut *buf, &mut fds)
-                })
-                // recv_with_fds says "descriptors came or were cut": none kept means cut.
-                .map(|(n, with_fds)| (n, with_fds && fds.is_empty())),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || {
+                scm::recv_with_fds(s, &mut *buf, &mut fds)
+            }),
             Stream::Tcp(s) => s.try_read(buf).map(|n| (n, false)),
         };
-        let capacity = buf.len();
-        match read {
-            Ok((0, _)) => ReadFact::Eof,
-            Ok((n, cut)) => ReadFact::Data {
-                bytes: &buf[..n],
-                fds,
-                fds_cut: cut,
-                capacity,
-            },
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock => ReadFact::WouldBlock,
-                io::ErrorKind::Interrupted => ReadFact::Interrupted,
-                kind => ReadFact::Failed(kind),
-            },
-        }
+        read_fact(read.map(chunk), buf, fds)
+    }
+
+    /// One non-blocking read straight from the socket, whatever tokio's readiness says: the
+    /// loop's look at a connection while it spins, before the runtime's reactor has seen the
+    /// bytes arrive. Tokio's readiness is left as it is (a later [`Stream::read`] that says
+    /// would-block clears it).
+    pub(crate) fn read_now<'a>(&self, buf: &'a mut [u8]) -> ReadFact<'a, OwnedFd> {
+        let mut fds = Vec::new();
+        let read = match self {
+            Stream::Unix(s) => scm::recv_with_fds(s, &mut *buf, &mut fds),
+            Stream::Tcp(s) => rustix::net::recv(s, &mut *buf, rustix::net::RecvFlags::DONTWAIT)
+                // (bytes in the buffer, bytes the message had)
+                .map(|(n, _)| (n, false))
+                .map_err(io::Error::from),
+        };
+        read_fact(read.map(chunk), buf, fds)
     }
 
     /// One non-blocking write of a prefix of `bytes`, as the driver's fact.
@@ -124,17 +126,12 @@ impl Listener {
     }
 }
 
-/// An accept error as the driver's fact.
-fn accept_fact(e: &io::Error) -> AcceptFact {
-    use rustix::io::Errno;
-    match e.kind() {
-        io::ErrorKind::WouldBlock => AcceptFact::WouldBlock,
-        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => AcceptFact::Retry,
-        _ => match e.raw_os_error().map(Errno::from_raw_os_error) {
-            Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
-                AcceptFact::OutOfResources
-            }
-            _ => AcceptFact::Failed(e.kind()),
-        },
+/// Bytes read and whether the kernel cut descriptors (MSG_CTRUNC), as the driver's read takes
+/// them (`filled` is the std adapter's own business).
+fn chunk((n, cut): (usize, bool)) -> Chunk {
+    Chunk {
+        n,
+        filled: false,
+        cut,
     }
 }
