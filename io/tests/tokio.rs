@@ -584,3 +584,45 @@ fn typed_sync_and_async_handlers_on_the_tokio_builder() {
     );
     assert_eq!(call(&mut c, "resize-later", "disk0", 300), sync);
 }
+
+#[test]
+fn a_pipelining_client_is_answered_once_per_request_and_its_descriptors_arrive_once() {
+    // Batches of several requests per write make the loop read this client with MSG_PEEK and
+    // take the bytes off later: each request must still be answered exactly once, and a
+    // descriptor passed then must be held once (the peek's copy closed).
+    let (s, _) = serve(&["unix:qmp.sock"], |b| b);
+    let mut c = Client::connect(&s.path("qmp.sock"));
+    c.negotiate(true);
+    for batch in 0..20 {
+        let mut text = String::new();
+        for i in 0..3 {
+            text.push_str(&format!(
+                "{{\"execute\": \"query-name\", \"id\": {}}}\n",
+                batch * 3 + i
+            ));
+        }
+        c.send(&text);
+        for i in 0..3 {
+            assert_eq!(
+                c.read_msg(),
+                format!("{{\"return\": {{}}, \"id\": {}}}\r\n", batch * 3 + i)
+            );
+        }
+    }
+    let (r, w) = pipe();
+    send_with_fds(
+        &c.sock,
+        b"{\"execute\": \"query-name\", \"id\": \"a\"}\n{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"f\"}, \"id\": \"g\"}\n",
+        &[w.as_fd()],
+    );
+    drop(w);
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"a\"}\r\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"g\"}\r\n");
+    c.send("{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"f\"}, \"id\": \"c\"}\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"c\"}\r\n");
+    assert!(
+        writer_closed(&r, TIMEOUT),
+        "closefd closed the only copy the server held"
+    );
+    assert_eq!(c.read_msg_within(QUIET), None, "no reply twice");
+}

@@ -20,7 +20,7 @@
 //! hooks told, in that order; the loop never accepts on its own judgement, and reads only what
 //! the driver says to read or the core wants read.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -51,6 +51,12 @@ pub const READ_CHUNK: usize = 32 * 1024;
 /// once), so that a client that keeps it busy cannot starve the application's other tasks on
 /// the same worker.
 const TURNS_PER_POLL: usize = 64;
+
+/// Reads of the connection written last per look while the loop spins, before it yields to
+/// the runtime: a yield costs more than a read that finds nothing, and the sooner the
+/// client's next request is read, the less of its wake-up the loop pays for. Few enough that
+/// other sources wait at most a few microseconds longer.
+const SPIN_READS: usize = 4;
 
 /// Default of [`super::TokioServerBuilder::spin`]: how long after its last piece of work the
 /// loop keeps polling instead of sleeping. A sleeping thread costs a wake-up (an eventfd
@@ -85,6 +91,12 @@ pub(crate) struct EventLoop {
     ops: VecDeque<Op>,
     /// Scratch list of connections, reused every turn.
     scratch: Vec<ConnId>,
+    /// Bytes read with `MSG_PEEK` and reported, still queued in their sockets: taken off after
+    /// the next writes (see [`EventLoop::read_conn`]); at most one entry per open connection.
+    peeked: Vec<(ConnId, usize)>,
+    /// Connections whose last read brought more than one request: read with `MSG_PEEK` (see
+    /// [`EventLoop::read_conn`]); a subset of the open connections.
+    pipelining: BTreeSet<ConnId>,
     awaiting: Option<Awaiting>,
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Instant>,
@@ -128,6 +140,8 @@ impl EventLoop {
             buf: vec![0; READ_CHUNK],
             ops: VecDeque::new(),
             scratch: Vec::new(),
+            peeked: Vec::new(),
+            pipelining: BTreeSet::new(),
             awaiting: None,
             timer: Box::pin(::tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
@@ -153,6 +167,7 @@ impl EventLoop {
             busy |= self.run_calls(cx, now);
             busy |= self.carry_out_actions();
             busy |= self.write(now);
+            self.consume_peeked(now);
             if self.shutdown_finished(cx, now) {
                 return Poll::Ready(Ok(()));
             }
@@ -186,34 +201,111 @@ impl EventLoop {
     }
 
     /// While the loop spins, read the connection written last straight from its socket (see
-    /// [`Stream::read_now`]) when the core wants its input and the driver waits for its
-    /// readiness: the client's next request is then read as soon as it arrives, not one trip
-    /// through the runtime's reactor later, often before the client sleeps in its own read
-    /// (whose wake-up the read would otherwise pay for). True when the read brought something
-    /// to report; a would-block is no fact here (tokio's readiness still decides when the
-    /// driver hears the connection is readable).
+    /// [`Stream::read_now`]) when it pipelines, the core wants its input and the driver waits
+    /// for its readiness: the client's next batch is then read as soon as it arrives, not one
+    /// trip through the runtime's reactor later. For a client that sends one request at a
+    /// time the reactor is about as quick and these reads cost more than they save (figures in
+    /// BENCHMARKS.md). True when the read brought something to report; a would-block is no
+    /// fact here (tokio's readiness still decides when the driver hears the connection is
+    /// readable).
     fn spin_read(&mut self, now: Instant) -> bool {
         let Some(conn) = self.follow_up else {
             return false;
         };
         if self.spin.is_zero()
+            || !self.pipelining.contains(&conn)
             || self.driver.is_readable(conn)
             || !self.driver.wants_input(conn)
             || self.last_work.is_some_and(|t| t.elapsed() >= self.spin)
         {
             return false;
         }
-        let Some(s) = self.conns.get(&conn) else {
+        if !self.conns.contains_key(&conn) {
             self.follow_up = None;
             return false;
+        }
+        for _ in 0..SPIN_READS {
+            if self.read_conn(now, conn, true) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
+    /// Read `conn` once (after tokio's readiness, or `direct`ly: see [`Stream::read_now`]) and
+    /// report what came, except a direct read's would-block (no fact about readiness); true
+    /// when something was reported.
+    ///
+    /// A client that pipelines (its last read brought more than one request) has its bytes
+    /// peeked: they stay queued in the socket until [`EventLoop::consume_peeked`] takes them
+    /// off after the next writes. Taking a client's bytes off its socket wakes that client if
+    /// it sleeps in its own read (the kernel wakes a Unix socket's writer when its queue
+    /// shrinks, and a blocked reader waits on the same queue); after the replies are written
+    /// it is awake already, so that wake-up is not paid on the way to the replies. It costs one
+    /// more syscall per read, which a client sending one request at a time does not repay: the
+    /// spinning loop usually reads its request before it sleeps. A peek that brought
+    /// descriptors (copies) is not kept: they are closed and the bytes read for real, with the
+    /// originals.
+    fn read_conn(&mut self, now: Instant, conn: ConnId, direct: bool) -> bool {
+        let Some(s) = self.conns.get(&conn) else {
+            return false;
         };
-        match s.read_now(&mut self.buf) {
-            ReadFact::WouldBlock | ReadFact::Interrupted => false,
-            fact => {
+        let peek = self.pipelining.contains(&conn);
+        let fact = if direct {
+            s.read_now(&mut self.buf, peek)
+        } else {
+            s.read(&mut self.buf, peek)
+        };
+        let fact = match fact {
+            ReadFact::Data {
+                bytes,
+                fds,
+                fds_cut,
+                capacity,
+            } if !peek || (fds.is_empty() && !fds_cut) => {
+                if peek {
+                    self.peeked.push((conn, bytes.len()));
+                }
+                if several_lines(bytes) {
+                    self.pipelining.insert(conn);
+                } else {
+                    self.pipelining.remove(&conn);
+                }
+                ReadFact::Data {
+                    bytes,
+                    fds,
+                    fds_cut,
+                    capacity,
+                }
+            }
+            ReadFact::Data { fds, .. } => {
+                drop(fds);
+                s.read_now(&mut self.buf, false)
+            }
+            ReadFact::WouldBlock | ReadFact::Interrupted if direct => return false,
+            fact => fact,
+        };
+        self.driver.handle_read(now, conn, fact);
+        true
+    }
+
+    /// Take the bytes peeked so far off their sockets (see [`EventLoop::read_conn`]), before
+    /// any further read of them. Bounded by the open connections (one entry per read, and
+    /// every read is preceded by this).
+    fn consume_peeked(&mut self, now: Instant) {
+        let mut peeked = std::mem::take(&mut self.peeked);
+        for (conn, n) in peeked.drain(..) {
+            let Some(s) = self.conns.get(&conn) else {
+                continue;
+            };
+            if let Err(fact) = s.consume(n, &mut self.buf) {
+                // Only this loop reads the socket and the bytes were queued: the connection
+                // failed meanwhile, which its driver hears as the read's outcome.
                 self.driver.handle_read(now, conn, fact);
-                true
             }
         }
+        self.peeked = peeked;
     }
 
     /// Apply what handlers and handles queued. True when there was something.
@@ -367,6 +459,7 @@ impl EventLoop {
             match action {
                 Action::CloseConn { conn, .. } => {
                     drop(self.conns.remove(&conn));
+                    self.pipelining.remove(&conn);
                     self.inbox.closed(conn);
                     self.registry.session_closed(conn);
                 }
@@ -399,23 +492,21 @@ impl EventLoop {
     /// Read every connection the driver says to read, once; stop when a read produced an
     /// out-of-band call (it runs before anything further is read).
     fn read(&mut self, now: Instant) -> bool {
+        self.consume_peeked(now);
         let mut any = false;
-        self.scratch.clear();
-        self.scratch.extend(self.conns.keys().copied());
-        for &conn in &self.scratch {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend(self.conns.keys().copied());
+        for &conn in &scratch {
             if !self.driver.should_read(conn) {
                 continue;
             }
-            let Some(s) = self.conns.get(&conn) else {
-                continue;
-            };
-            any = true;
-            let fact = s.read(&mut self.buf);
-            self.driver.handle_read(now, conn, fact);
+            any |= self.read_conn(now, conn, false);
             if self.driver.has_oob_calls() {
                 break;
             }
         }
+        self.scratch = scratch;
         any
     }
 
@@ -520,4 +611,9 @@ impl EventLoop {
         }
         true
     }
+}
+
+/// Whether more than one line ends in `bytes` (a read that brought several requests).
+fn several_lines(bytes: &[u8]) -> bool {
+    bytes.iter().filter(|&&b| b == b'\n').nth(1).is_some()
 }

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use ::tokio::io::Interest;
 use ::tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use qmp_driver::{AcceptFact, ReadFact, WriteFact};
+use rustix::net::RecvFlags;
 
 use crate::conn::{read_fact, Chunk};
 use crate::listen::accept_fact;
@@ -35,33 +36,68 @@ impl Stream {
         })
     }
 
-    /// One non-blocking read into `buf`, as the driver's fact (after tokio's readiness: a
-    /// would-block clears it).
-    pub(crate) fn read<'a>(&self, buf: &'a mut [u8]) -> ReadFact<'a, OwnedFd> {
+    /// One non-blocking `recv` (`MSG_PEEK` when `peek`), descriptors into `fds`: the bytes
+    /// and whether the kernel cut descriptors.
+    fn recv(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        peek: bool,
+    ) -> io::Result<(usize, bool)> {
+        let flags = if peek {
+            RecvFlags::PEEK
+        } else {
+            RecvFlags::empty()
+        };
+        match self {
+            Stream::Unix(s) => scm::recv_with_fds_flags(s, buf, fds, flags),
+            Stream::Tcp(s) => rustix::net::recv(s, buf, RecvFlags::DONTWAIT | flags)
+                // (bytes in the buffer, bytes the message had)
+                .map(|(n, _)| (n, false))
+                .map_err(io::Error::from),
+        }
+    }
+
+    /// One non-blocking read into `buf` after tokio's readiness (a would-block clears it), as
+    /// the driver's fact; `peek` leaves the bytes queued (see [`Stream::consume`]).
+    pub(crate) fn read<'a>(&self, buf: &'a mut [u8], peek: bool) -> ReadFact<'a, OwnedFd> {
         let mut fds = Vec::new();
         let read = match self {
-            Stream::Unix(s) => s.try_io(Interest::READABLE, || {
-                scm::recv_with_fds(s, &mut *buf, &mut fds)
-            }),
-            Stream::Tcp(s) => s.try_read(buf).map(|n| (n, false)),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || self.recv(buf, &mut fds, peek)),
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, || self.recv(buf, &mut fds, peek)),
         };
         read_fact(read.map(chunk), buf, fds)
     }
 
-    /// One non-blocking read straight from the socket, whatever tokio's readiness says: the
-    /// loop's look at a connection while it spins, before the runtime's reactor has seen the
-    /// bytes arrive. Tokio's readiness is left as it is (a later [`Stream::read`] that says
+    /// [`Stream::read`] straight from the socket, whatever tokio's readiness says: the loop's
+    /// look at a connection while it spins, before the runtime's reactor has seen the bytes
+    /// arrive. Tokio's readiness is left as it is (a later [`Stream::read`] that says
     /// would-block clears it).
-    pub(crate) fn read_now<'a>(&self, buf: &'a mut [u8]) -> ReadFact<'a, OwnedFd> {
+    pub(crate) fn read_now<'a>(&self, buf: &'a mut [u8], peek: bool) -> ReadFact<'a, OwnedFd> {
         let mut fds = Vec::new();
-        let read = match self {
-            Stream::Unix(s) => scm::recv_with_fds(s, &mut *buf, &mut fds),
-            Stream::Tcp(s) => rustix::net::recv(s, &mut *buf, rustix::net::RecvFlags::DONTWAIT)
-                // (bytes in the buffer, bytes the message had)
-                .map(|(n, _)| (n, false))
-                .map_err(io::Error::from),
-        };
+        let read = self.recv(buf, &mut fds, peek);
         read_fact(read.map(chunk), buf, fds)
+    }
+
+    /// Take `n` bytes a peek returned off the socket (they are queued: only the loop reads it),
+    /// using `scratch`. An error is the connection's, as the driver's fact.
+    pub(crate) fn consume(
+        &self,
+        mut n: usize,
+        scratch: &mut [u8],
+    ) -> Result<(), ReadFact<'static, OwnedFd>> {
+        while n > 0 {
+            let len = n.min(scratch.len());
+            // No descriptors were among these bytes (a peek that brought any is not kept).
+            let mut fds = Vec::new();
+            match self.recv(&mut scratch[..len], &mut fds, false) {
+                Ok((0, _)) => return Err(ReadFact::Eof),
+                Ok((k, _)) => n -= k.min(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadFact::Failed(e.kind())),
+            }
+        }
+        Ok(())
     }
 
     /// One non-blocking write of a prefix of `bytes`, as the driver's fact.
