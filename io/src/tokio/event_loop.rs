@@ -11,8 +11,10 @@
 //! `handle_writable` / `handle_listener_ready`; fire timers. A turn that changed nothing
 //! returns `Pending`, with a waker registered on every source that could change something;
 //! within [`super::TokioServerBuilder::spin`] of its last work it first reads the connection
-//! it wrote last, if the core wants its input (`Driver::wants_input`, as the std adapter's
-//! dispatcher does), and yields to the runtime instead of sleeping.
+//! it wrote last if that client pipelines and the core wants its input
+//! (`Driver::wants_input`, as the std adapter's dispatcher does), and yields to the runtime
+//! instead of sleeping. A pipelining client's bytes are peeked and taken off its socket after
+//! the next writes (see `EventLoop::read_conn` for why).
 //!
 //! Invariants: at most one in-band call is outstanding (the driver hands out the next only
 //! after `complete`); an operation a handler queued is applied before that handler's call is
@@ -53,9 +55,8 @@ pub const READ_CHUNK: usize = 32 * 1024;
 const TURNS_PER_POLL: usize = 64;
 
 /// Reads of the connection written last per look while the loop spins, before it yields to
-/// the runtime: a yield costs more than a read that finds nothing, and the sooner the
-/// client's next request is read, the less of its wake-up the loop pays for. Few enough that
-/// other sources wait at most a few microseconds longer.
+/// the runtime: a yield (a reactor poll) costs more than a read that finds nothing. Few enough
+/// that other sources wait at most a few microseconds longer.
 const SPIN_READS: usize = 4;
 
 /// Default of [`super::TokioServerBuilder::spin`]: how long after its last piece of work the
