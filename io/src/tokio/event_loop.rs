@@ -165,16 +165,18 @@ impl EventLoop {
             let now = self.inbox.clock.now();
             let mut busy = self.apply_ops(cx, now);
             busy |= self.poll_signals(cx, now);
-            busy |= self.run_calls(cx, now);
-            busy |= self.carry_out_actions();
-            busy |= self.write(now);
-            self.consume_peeked(now);
+            // Readiness first, so that a connection found readable is read in this turn.
+            busy |= self.poll_readiness(cx);
+            busy |= self.answer(cx, now);
             if self.shutdown_finished(cx, now) {
                 return Poll::Ready(Ok(()));
             }
-            busy |= self.read(now);
+            if self.read(now) {
+                // What was read is answered in the same turn.
+                busy = true;
+                self.answer(cx, now);
+            }
             busy |= self.accept(cx, now);
-            busy |= self.poll_readiness(cx);
             busy |= self.poll_timer(cx, now);
             if !busy && !self.spin_read(now) {
                 return self.idle(cx);
@@ -183,6 +185,17 @@ impl EventLoop {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Run the calls the driver has, carry out its actions, write what it lists and take the
+    /// peeked bytes off their sockets (see [`EventLoop::read_conn`]). True when there was
+    /// anything to do.
+    fn answer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut busy = self.run_calls(cx, now);
+        busy |= self.carry_out_actions();
+        busy |= self.write(now);
+        self.consume_peeked(now);
+        busy
     }
 
     /// Nothing to do: every source has a waker. Within [`EventLoop::spin`] of the last work,
