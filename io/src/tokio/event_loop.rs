@@ -2,13 +2,14 @@
 //! into the driver's socket facts.
 //!
 //! Each turn follows the driver's order (`qmp_driver` crate docs): apply what handlers and
-//! handles queued; run out-of-band calls at once; poll the in-band call that is awaiting, or
-//! start the next ones (an async handler's future, or a synchronous handler's run on the
-//! blocking pool, is kept and polled as its wakers fire; with `SyncHandlers::Inline` a
-//! synchronous handler runs right here); carry out the driver's actions; write what the
-//! driver lists; read every connection it says to read (stopping as soon as a read produced an
-//! out-of-band call); accept while it says to; turn readiness events into `handle_readable` /
-//! `handle_writable` / `handle_listener_ready`; fire timers. A turn that changed nothing
+//! handles queued; turn readiness events into `handle_readable` / `handle_writable` /
+//! `handle_listener_ready`; then answer: run out-of-band calls at once, poll the in-band call
+//! that is awaiting or start the next ones (an async handler's future, or a synchronous
+//! handler's run on the blocking pool, is kept and polled as its wakers fire; with
+//! `SyncHandlers::Inline` a synchronous handler runs right here), carry out the driver's
+//! actions, write what the driver lists; read every connection it says to read (stopping as
+//! soon as a read produced an out-of-band call) and answer what came in the same turn; accept
+//! while it says to; fire timers. A turn that changed nothing
 //! returns `Pending`, with a waker registered on every source that could change something;
 //! within [`super::TokioServerBuilder::spin`] of its last work it first reads the connection
 //! it wrote last if that client pipelines and the core wants its input
