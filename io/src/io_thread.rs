@@ -17,10 +17,10 @@ use std::time::{Duration, Instant as StdInstant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use qmp_core::server::Instant;
-use qmp_driver::{AcceptFact, CloseReason, ConnId, ReadFact, Registry, ShutdownCause};
+use qmp_driver::{CloseReason, ConnId, ReadFact, Registry, ShutdownCause};
 
 use crate::conn::{read_fact, Stream};
-use crate::listen::BoundListener;
+use crate::listen::{accept_fact, BoundListener};
 use crate::reader::{ReadToken, Reader};
 use crate::shared::{CoreState, Shared};
 use crate::sync::{Arc, AtomicBool, Ordering};
@@ -601,21 +601,6 @@ impl Conn {
     /// (read without the lock; see `writer`).
     pub fn write_blocked(&self) -> bool {
         self.write_blocked.load(Ordering::SeqCst)
-    }
-}
-
-/// What a failed accept means to the driver.
-fn accept_fact(e: &io::Error) -> AcceptFact {
-    use rustix::io::Errno;
-    match e.kind() {
-        io::ErrorKind::WouldBlock => AcceptFact::WouldBlock,
-        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => AcceptFact::Retry,
-        _ => match e.raw_os_error().map(Errno::from_raw_os_error) {
-            Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
-                AcceptFact::OutOfResources
-            }
-            _ => AcceptFact::Failed(e.kind()),
-        },
     }
 }
 

@@ -25,7 +25,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`server`] | the embedding API: builder, running server, handle |
+//! | [`builder`] | the builder both adapters share (each setter once) |
+//! | [`server`] | the std adapter's embedding API: build, running server, handle |
 //! | [`shared`] | the lock, the locked state, who wakes whom |
 //! | [`dispatcher`] | the in-band lane: wait, spin, runs of calls |
 //! | [`io_thread`] | sockets: accept, read, write, close, shutdown |
@@ -67,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod builder;
 pub mod clock;
 pub mod conn;
 pub mod dispatcher;
@@ -89,8 +91,9 @@ pub mod writer;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+pub use builder::Builder;
 pub use listen::{Address, ListenSpec};
 pub use qmp_driver::demo;
 pub use qmp_driver::{CallContext, Handler, Registry, TraceSink};
-pub use server::{QmpServer, QmpServerBuilder, RunningServer, ServerHandle};
+pub use server::{QmpServer, QmpServerBuilder, RunningServer, ServerHandle, StdOptions};
 pub use typed::TypedCommands;

@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use qmp_core::server::{Dialect, MonitorOptions};
-use qmp_driver::ListenerConfig;
+use qmp_driver::{AcceptFact, ListenerConfig};
 
 /// Most clients one listener may serve at once (`clients=N`).
 pub const MAX_CLIENTS_PER_LISTENER: usize = 1024;
@@ -247,6 +247,21 @@ fn private_dir_beside(path: &Path) -> io::Result<PathBuf> {
     ));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
+}
+
+/// What a failed accept means to the driver (either adapter's accept).
+pub(crate) fn accept_fact(e: &io::Error) -> AcceptFact {
+    use rustix::io::Errno;
+    match e.kind() {
+        io::ErrorKind::WouldBlock => AcceptFact::WouldBlock,
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => AcceptFact::Retry,
+        _ => match e.raw_os_error().map(Errno::from_raw_os_error) {
+            Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+                AcceptFact::OutOfResources
+            }
+            _ => AcceptFact::Failed(e.kind()),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ impl TraceSink for FileSink {
     }
 }
 
-/// A [`FileSink`] for `path`, boxed for [`crate::QmpServerBuilder::record`].
+/// A [`FileSink`] for `path`, boxed for [`crate::Builder::record`].
 pub fn file_sink(
     path: &Path,
     config: &Config,
@@ -170,10 +170,10 @@ pub fn file_sink(
 
 /// A [`FileSink`] for `path` recording everything `builder` registers (QMP commands, human
 /// monitor commands, the core's `human-monitor-command`), boxed for
-/// [`crate::QmpServerBuilder::record`].
-pub fn file_sink_for(
+/// [`crate::Builder::record`] (either adapter).
+pub fn file_sink_for<A>(
     path: &Path,
-    builder: &crate::QmpServerBuilder,
+    builder: &crate::Builder<A>,
 ) -> std::io::Result<Box<dyn TraceSink>> {
     file_sink_with(path, builder.config(), builder.registry())
 }

@@ -19,6 +19,17 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<(usize, bool)> {
+    recv_with_fds_flags(sock, buf, fds, RecvFlags::empty())
+}
+
+/// [`recv_with_fds`] with more `recvmsg` flags (`MSG_PEEK`: the bytes stay queued, and the
+/// kernel passes copies of any descriptors).
+pub fn recv_with_fds_flags(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: RecvFlags,
+) -> io::Result<(usize, bool)> {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_READ))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
@@ -26,7 +37,7 @@ pub fn recv_with_fds(
         sock,
         &mut iov,
         &mut control,
-        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT | flags,
     )
     .map_err(io::Error::from)?;
     for m in control.drain() {

@@ -5,12 +5,12 @@ use std::io;
 use std::thread::JoinHandle;
 
 use qmp_core::json::Object;
-use qmp_core::server::{CallResult, CommandSpec, Config, RunState, Server, Timestamp};
-use qmp_driver::{CallContext, Driver, Handler, Limits, Registry, ShutdownCause, TraceSink};
+use qmp_core::server::{RunState, Server};
+use qmp_driver::{Driver, Registry, ShutdownCause};
 
-use crate::clock::{Clock, SystemClock};
+use crate::builder::Builder;
 use crate::io_thread::{IoLoop, WAKER_TOKEN};
-use crate::listen::{bind, Address, ListenSpec};
+use crate::listen::Address;
 use crate::shared::{Shared, Wake};
 use crate::sync::Arc;
 use crate::tuning::DISPATCHER_JOIN;
@@ -28,157 +28,43 @@ impl Wake for MioWake {
     }
 }
 
-/// Builds a [`QmpServer`].
-pub struct QmpServerBuilder {
-    config: Config,
-    registry: Registry,
-    listeners: Vec<ListenSpec>,
-    allow_remote: bool,
-    limits: Limits,
-    recorder: Option<Box<dyn TraceSink>>,
-    signals: bool,
+/// The std adapter's own builder options (the rest are [`Builder`]'s).
+#[derive(Debug)]
+pub struct StdOptions {
     dispatcher_reads: bool,
-    on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
 }
 
-impl QmpServerBuilder {
-    /// A builder for a server behaving as `config` says (dialect, version object, limits).
-    pub fn new(config: Config) -> Self {
-        QmpServerBuilder {
-            config,
-            registry: Registry::new(),
-            listeners: Vec::new(),
-            allow_remote: false,
-            limits: Limits::default(),
-            recorder: None,
-            signals: false,
+impl Default for StdOptions {
+    fn default() -> Self {
+        StdOptions {
             dispatcher_reads: true,
-            on_shutdown: Vec::new(),
         }
     }
+}
 
+/// Builds a [`QmpServer`]: [`Builder`]'s setters, plus [`Builder::dispatcher_reads`].
+pub type QmpServerBuilder = Builder<StdOptions>;
+
+impl Builder<StdOptions> {
     /// Whether the dispatcher reads a monitor's next requests itself while it waits for work
     /// after answering that monitor (default on; see [`crate::reader`]). Off, only the IO
     /// thread reads, as in QEMU.
     pub fn dispatcher_reads(mut self, on: bool) -> Self {
-        self.dispatcher_reads = on;
+        self.adapter.dispatcher_reads = on;
         self
-    }
-
-    /// Register a command whose handler only needs its arguments.
-    pub fn command<F>(self, spec: CommandSpec, handler: F) -> Self
-    where
-        F: Fn(&Object) -> CallResult + Send + Sync + 'static,
-    {
-        self.command_with_context(spec, move |_ctx, args| handler(args))
-    }
-
-    /// Register a command whose handler also acts through its [`CallContext`] (emit events,
-    /// change the run state, request shutdown...).
-    pub fn command_with_context<F>(mut self, spec: CommandSpec, handler: F) -> Self
-    where
-        F: Fn(&CallContext<'_>, &Object) -> CallResult + Send + Sync + 'static,
-    {
-        let handler: Handler = std::sync::Arc::new(handler);
-        self.registry.insert(spec, handler);
-        self
-    }
-
-    /// Add a listener.
-    pub fn listen(mut self, spec: ListenSpec) -> Self {
-        self.listeners.push(spec);
-        self
-    }
-
-    /// Allow TCP listeners on non-loopback addresses (QMP has no authentication).
-    pub fn allow_remote(mut self, allow: bool) -> Self {
-        self.allow_remote = allow;
-        self
-    }
-
-    /// The global limit on connections open at once (default [`DEFAULT_MAX_CONNECTIONS`]).
-    /// Clients beyond it wait in the kernel backlog.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.limits.max_connections = n.max(1);
-        self
-    }
-
-    /// The driver's limits at once (connections, the fd table and its per-client share, the
-    /// process-wide output budget).
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Register commands (and session hooks) directly in the registry, e.g.
-    /// `.commands(|r| machine.register(r, false))` for `qmp_driver::demo::Machine`.
-    pub fn commands(mut self, f: impl FnOnce(&mut Registry)) -> Self {
-        f(&mut self.registry);
-        self
-    }
-
-    /// Record every core input (and output) to `sink`.
-    pub fn record(mut self, sink: Box<dyn TraceSink>) -> Self {
-        self.recorder = Some(sink);
-        self
-    }
-
-    /// Shut down cleanly on SIGINT and SIGTERM.
-    pub fn handle_signals(mut self, on: bool) -> Self {
-        self.signals = on;
-        self
-    }
-
-    /// Run `f` once the IO thread has stopped (e.g. to release a handler that blocks, so the
-    /// dispatcher can finish).
-    pub fn on_shutdown(mut self, f: impl FnOnce() + Send + 'static) -> Self {
-        self.on_shutdown.push(Box::new(f));
-        self
-    }
-
-    /// The command specs registered so far (the header of a trace needs them).
-    pub fn specs(&self) -> &[CommandSpec] {
-        self.registry.specs()
-    }
-
-    /// Everything registered so far (QMP and human monitor commands).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// Bind the listeners and build the server (nothing is served until [`QmpServer::run`]).
     pub fn build(mut self) -> io::Result<QmpServer> {
-        let clock = SystemClock::new();
-        if self.config.wall_clock_base == Timestamp::default() {
-            // Events the core makes itself (2.12's COMMAND_DROPPED) are stamped base + now.
-            self.config.wall_clock_base = wall_at_origin(&clock);
-        }
-        let mut server = Server::new(self.config.clone());
-        self.registry
-            .register_with(&mut server)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
+        let prepared = self.prepare()?;
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let mut bound = Vec::with_capacity(self.listeners.len());
-        let mut configs = Vec::with_capacity(self.listeners.len());
-        let mut addresses = Vec::with_capacity(self.listeners.len());
-        for (i, spec) in self.listeners.into_iter().enumerate() {
-            let l = bind(&spec, self.allow_remote)?;
-            addresses.push(l.local_address()?);
-            bound.push(l);
-            configs.push(spec.listener_config(i, self.config.dialect));
-        }
-        let mut driver = Driver::new(server, configs, self.limits);
+        let mut driver = Driver::new(prepared.server, prepared.configs, self.limits);
         driver.set_recorder(self.recorder);
         let shared = Arc::new(Shared::new(
             driver,
             Box::new(MioWake(waker)),
-            Box::new(clock),
+            Box::new(prepared.clock),
         ));
         let (signals, sig_ids) = if self.signals {
             let (r, w) = std::os::unix::net::UnixStream::pair()?;
@@ -198,15 +84,15 @@ impl QmpServerBuilder {
             poll,
             shared.clone(),
             registry.clone(),
-            bound,
+            prepared.listeners,
             signals,
-            self.dispatcher_reads,
+            self.adapter.dispatcher_reads,
         )?;
         Ok(QmpServer {
             io,
             shared,
             registry,
-            addresses,
+            addresses: prepared.addresses,
             sig_ids,
             on_shutdown: self.on_shutdown,
         })
@@ -269,21 +155,6 @@ impl QmpServer {
             addresses,
             thread: Some(thread),
         })
-    }
-}
-
-/// The wall-clock time at `clock`'s monotonic origin.
-pub(crate) fn wall_at_origin(clock: &SystemClock) -> Timestamp {
-    let wall = clock.wall();
-    let since = clock.now().0 / 1_000; // microseconds since the origin
-    let total = wall
-        .seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(wall.microseconds)
-        .saturating_sub(i64::try_from(since).unwrap_or(i64::MAX));
-    Timestamp {
-        seconds: total.div_euclid(1_000_000),
-        microseconds: total.rem_euclid(1_000_000),
     }
 }
 

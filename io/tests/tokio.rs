@@ -473,3 +473,156 @@ fn add_client_makes_a_passed_socket_a_client_and_refusals_close_the_fd() {
     b.send("{\"execute\": \"query-name\", \"id\": 2}\n");
     assert_eq!(b.read_msg(), "{\"return\": {}, \"id\": 2}\r\n");
 }
+
+#[test]
+fn a_blocking_sync_handler_runs_off_the_loop_while_out_of_band_calls_and_events_go_on() {
+    // `slow` (sync, in-band) tells the test it runs, then blocks until the test releases it.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let (s, _) = serve(&["unix:qmp.sock"], move |b| {
+        b.command(CommandSpec::new("slow"), move |_args| {
+            started_tx.lock().unwrap().send(()).expect("started");
+            release_rx.lock().unwrap().recv().expect("released");
+            CallResult::Return(Value::Int(1))
+        })
+    });
+    let mut c = Client::connect(&s.path("qmp.sock"));
+    c.negotiate(true);
+    c.send("{\"execute\": \"slow\", \"id\": \"slow\"}\n");
+    c.send("{\"execute\": \"query-name\", \"id\": \"behind\"}\n");
+    started.recv_timeout(TIMEOUT).expect("the handler runs");
+    c.send("{\"exec-oob\": \"query-yank\", \"id\": \"oob\"}\n");
+    assert_eq!(
+        c.read_msg(),
+        "{\"return\": [{\"type\": \"chardev\", \"id\": \"compat_monitor0\"}], \"id\": \"oob\"}\r\n",
+        "the out-of-band call answers while the sync handler blocks"
+    );
+    s.handle.emit_event("MY_EVENT", Object::new());
+    assert!(
+        c.read_msg().contains("\"event\": \"MY_EVENT\""),
+        "an event goes out meanwhile"
+    );
+    assert_eq!(
+        c.read_msg_within(QUIET),
+        None,
+        "no in-band reply before the handler returns"
+    );
+    release.send(()).expect("release");
+    assert_eq!(c.read_msg(), "{\"return\": 1, \"id\": \"slow\"}\r\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"behind\"}\r\n");
+}
+
+#[test]
+fn typed_sync_and_async_handlers_on_the_tokio_builder() {
+    use qmp_core::server::{ArgType, CommandError};
+    use qmp_io::TypedCommands;
+
+    #[derive(serde::Deserialize)]
+    struct Resize {
+        device: String,
+        size: u8,
+    }
+    #[derive(serde::Serialize)]
+    struct Resized {
+        device: String,
+        #[serde(rename = "new-size")]
+        new_size: u8,
+    }
+    let spec = |name: &str| {
+        CommandSpec::new(name)
+            .arg("device", ArgType::String)
+            .arg("size", ArgType::Int)
+    };
+    let (s, _) = serve(&["unix:qmp.sock"], move |b| {
+        b.command_typed(spec("resize"), |a: Resize| -> Result<_, CommandError> {
+            Ok(Resized {
+                device: a.device,
+                new_size: a.size,
+            })
+        })
+        .async_command_typed(spec("resize-later"), |a: Resize| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if a.device != "disk0" {
+                return Err(CommandError::generic(format!("no device {}", a.device)));
+            }
+            Ok(Resized {
+                device: a.device,
+                new_size: a.size,
+            })
+        })
+    });
+    let mut c = Client::connect(&s.path("qmp.sock"));
+    c.negotiate(false);
+    let call = |c: &mut Client, name: &str, device: &str, size: i64| {
+        c.send(&format!(
+            "{{\"execute\": \"{name}\", \"arguments\": {{\"device\": \"{device}\", \"size\": {size}}}}}\n"
+        ));
+        c.read_msg()
+    };
+    assert_eq!(
+        call(&mut c, "resize", "disk0", 7),
+        "{\"return\": {\"device\": \"disk0\", \"new-size\": 7}}\r\n"
+    );
+    assert_eq!(
+        call(&mut c, "resize-later", "disk0", 9),
+        "{\"return\": {\"device\": \"disk0\", \"new-size\": 9}}\r\n"
+    );
+    assert_eq!(
+        call(&mut c, "resize-later", "disk1", 9),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no device disk1\"}}\r\n"
+    );
+    // An Int the spec accepts but `u8` does not: both kinds answer as `call_typed` does.
+    let sync = call(&mut c, "resize", "disk0", 300);
+    assert!(
+        sync.starts_with(&format!(
+            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{}: ",
+            qmp_core::server::ARGS_MISMATCH
+        )),
+        "{sync}"
+    );
+    assert_eq!(call(&mut c, "resize-later", "disk0", 300), sync);
+}
+
+#[test]
+fn a_pipelining_client_is_answered_once_per_request_and_its_descriptors_arrive_once() {
+    // Batches of several requests per write make the loop read this client with MSG_PEEK and
+    // take the bytes off later: each request must still be answered exactly once, and a
+    // descriptor passed then must be held once (the peek's copy closed).
+    let (s, _) = serve(&["unix:qmp.sock"], |b| b);
+    let mut c = Client::connect(&s.path("qmp.sock"));
+    c.negotiate(true);
+    for batch in 0..20 {
+        let mut text = String::new();
+        for i in 0..3 {
+            text.push_str(&format!(
+                "{{\"execute\": \"query-name\", \"id\": {}}}\n",
+                batch * 3 + i
+            ));
+        }
+        c.send(&text);
+        for i in 0..3 {
+            assert_eq!(
+                c.read_msg(),
+                format!("{{\"return\": {{}}, \"id\": {}}}\r\n", batch * 3 + i)
+            );
+        }
+    }
+    let (r, w) = pipe();
+    send_with_fds(
+        &c.sock,
+        b"{\"execute\": \"query-name\", \"id\": \"a\"}\n{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"f\"}, \"id\": \"g\"}\n",
+        &[w.as_fd()],
+    );
+    drop(w);
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"a\"}\r\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"g\"}\r\n");
+    c.send("{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"f\"}, \"id\": \"c\"}\n");
+    assert_eq!(c.read_msg(), "{\"return\": {}, \"id\": \"c\"}\r\n");
+    assert!(
+        writer_closed(&r, TIMEOUT),
+        "closefd closed the only copy the server held"
+    );
+    assert_eq!(c.read_msg_within(QUIET), None, "no reply twice");
+}

@@ -5,15 +5,20 @@
 //! actions (emit an event, set the run state, yank, request shutdown) and an embedder's (from
 //! any task or thread) are queued here and applied by the loop: right after the handler returns
 //! and before its completion, so an event a handler emits reaches the wire before its reply, as
-//! in QEMU. The few questions a handler asks get answers that need no driver: the chardev ids
-//! are fixed at build time and the set of open sessions is kept here by the loop.
+//! in QEMU. Most questions a handler asks get answers that need no driver: the chardev ids
+//! are fixed at build time and the set of open sessions is kept here by the loop. The few that
+//! need it (take a named fd, add a client, suspend an HMP caller) are answered with the driver
+//! lent by the loop ([`LoopControl`]): at once for a handler in the loop task, through a
+//! [`DriverRequest`] the loop answers for a handler on the blocking pool ([`BlockingControl`]).
 //!
 //! Bounds: the queue holds what handlers and handles push between two turns of the loop;
-//! a handler pushes a handful, and an embedder emitting events faster than the loop turns is
+//! a handler pushes a handful (a handler on the blocking pool at most one driver request at a
+//! time: it waits for each answer), and an embedder emitting events faster than the loop turns is
 //! what the core's event throttle and output limits are for once they are applied.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use std::os::fd::OwnedFd;
@@ -41,6 +46,36 @@ pub(crate) enum Op {
     Shutdown(ShutdownCause),
     /// Drop the clients of a chardev.
     Yank(String),
+    /// A synchronous handler on the blocking pool asks what needs the driver at once.
+    Driver(DriverRequest),
+}
+
+/// What a handler running off the loop ([`BlockingControl`]) asks the loop for, with where
+/// the answer goes; the handler's thread waits for it.
+#[derive(Debug)]
+pub(crate) enum DriverRequest {
+    SuspendHmpCaller(CallId, SyncSender<bool>),
+    TakeNamedFd(MonitorId, String, SyncSender<Result<TakenFd, TakeFdError>>),
+    AddClient(String, TakenFd, SyncSender<AddClient>),
+}
+
+impl DriverRequest {
+    /// Answer it through `control` (the driver lent by the loop). A handler that stopped
+    /// waiting (none does, but the loop must not care) loses the answer: a taken descriptor
+    /// is then closed with it.
+    pub(crate) fn answer(self, control: &dyn Control) {
+        match self {
+            DriverRequest::SuspendHmpCaller(call, tx) => {
+                let _ = tx.send(control.suspend_hmp_caller(call));
+            }
+            DriverRequest::TakeNamedFd(monitor, name, tx) => {
+                let _ = tx.send(control.take_named_fd(monitor, &name));
+            }
+            DriverRequest::AddClient(chardev, fd, tx) => {
+                let _ = tx.send(control.add_client(&chardev, fd));
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -48,6 +83,9 @@ struct Queue {
     ops: VecDeque<Op>,
     /// The event loop's waker, set each time it goes to sleep.
     waker: Option<Waker>,
+    /// The loop has finished: what is pushed now is dropped at once (a handler on the
+    /// blocking pool waiting for an answer then gets none instead of waiting for ever).
+    closed: bool,
 }
 
 /// The queue between the world and the event loop, and the answers handlers need at once.
@@ -79,6 +117,9 @@ impl Inbox {
     pub(crate) fn push(&self, op: Op) {
         let waker = {
             let mut q = lock(&self.queue);
+            if q.closed {
+                return;
+            }
             q.ops.push_back(op);
             q.waker.take()
         };
@@ -97,6 +138,16 @@ impl Inbox {
         } else {
             out.append(&mut q.ops);
         }
+    }
+
+    /// The loop has finished: drop what is queued and everything pushed from now on.
+    pub(crate) fn close(&self) {
+        let ops = {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            std::mem::take(&mut q.ops)
+        };
+        drop(ops);
     }
 
     pub(crate) fn opened(&self, conn: ConnId) {
@@ -166,9 +217,66 @@ impl Control for Inbox {
     }
 }
 
-/// The control a sync handler gets: the [`Inbox`] for everything it queues, plus the driver,
-/// lent by the loop for the handler's run (it runs inline on the loop's task), for the
-/// requests answered at once: take a named fd, add a client.
+/// The control of a synchronous in-band handler on the blocking pool
+/// ([`super::SyncHandlers::Blocking`]): the [`Inbox`] for everything it queues; what needs the
+/// driver at once is asked of the loop ([`DriverRequest`]), and the handler's thread waits for
+/// the answer, as the std adapter's dispatcher waits for the driver's lock.
+pub(crate) struct BlockingControl(pub(crate) Arc<Inbox>);
+
+impl BlockingControl {
+    /// Ask the loop and wait for its answer; `None` when the loop finished first.
+    fn ask<T>(&self, request: impl FnOnce(SyncSender<T>) -> DriverRequest) -> Option<T> {
+        let (tx, rx) = sync_channel(1);
+        self.0.push(Op::Driver(request(tx)));
+        rx.recv().ok()
+    }
+}
+
+impl Control for BlockingControl {
+    fn emit_event(&self, name: &str, data: Object) {
+        self.0.emit_event(name, data);
+    }
+
+    fn set_run_state(&self, state: RunState) {
+        self.0.set_run_state(state);
+    }
+
+    fn request_shutdown(&self) {
+        Control::request_shutdown(&*self.0);
+    }
+
+    fn chardevs(&self) -> Vec<String> {
+        self.0.chardevs()
+    }
+
+    fn yank_chardev(&self, id: &str) -> bool {
+        self.0.yank_chardev(id)
+    }
+
+    fn session_open(&self, session: ConnId) -> bool {
+        self.0.session_open(session)
+    }
+
+    fn suspend_hmp_caller(&self, call: CallId) -> bool {
+        self.ask(|tx| DriverRequest::SuspendHmpCaller(call, tx))
+            .unwrap_or(false)
+    }
+
+    fn take_named_fd(&self, monitor: MonitorId, name: &str) -> Result<TakenFd, TakeFdError> {
+        self.ask(|tx| DriverRequest::TakeNamedFd(monitor, name.to_owned(), tx))
+            .unwrap_or_else(|| Err(TakeFdError::NotFound { name: name.into() }))
+    }
+
+    fn add_client(&self, chardev: &str, fd: TakenFd) -> AddClient {
+        self.ask(|tx| DriverRequest::AddClient(chardev.to_owned(), fd, tx))
+            .unwrap_or(AddClient::Refused)
+    }
+}
+
+/// The control a sync handler running in the loop task gets ([`super::SyncHandlers::Inline`],
+/// out-of-band calls), and the one the loop answers a [`DriverRequest`] through: the
+/// [`Inbox`] for everything it queues, plus the driver, lent by the loop for the call, for
+/// the requests answered at once: take a named fd, add a client.
 pub(crate) struct LoopControl<'a> {
     inbox: &'a Inbox,
     driver: Mutex<&'a mut Driver<OwnedFd>>,

@@ -11,7 +11,7 @@
 //!
 //! # Handlers
 //!
-//! The same [`Registry`] as the std adapter, so the demo machine and any embedder's commands
+//! The same [`qmp_driver::Registry`] as the std adapter, so the demo machine and any embedder's commands
 //! run unchanged. Where they run:
 //!
 //! * **async handlers** ([`TokioServerBuilder::async_command`]): the in-band call's future is
@@ -20,8 +20,12 @@
 //!   still holds at most 8 requests (a full queue suspends reading it), and out-of-band calls
 //!   run at once and answer first. An async handler may use anything of the runtime (timers,
 //!   sockets, channels, `tokio::spawn`).
-//! * **synchronous handlers** run inline in the loop task, like any synchronous code on a
-//!   tokio runtime: they must not block (a handler that waits for something is an async one).
+//! * **synchronous handlers** ([`Builder::command`], typed ones from
+//!   [`crate::TypedCommands`]) run in-band on tokio's blocking pool by default
+//!   ([`SyncHandlers::Blocking`]), one at a time, as the std adapter's dispatcher thread runs
+//!   them: one may block while the loop goes on serving (out-of-band calls answer, events go
+//!   out). [`SyncHandlers::Inline`] runs them in the loop task instead, with no thread hop per
+//!   call, for handlers that never block (qmpd's demo machine).
 //! * **out-of-band calls** run at once, in the loop task, before anything further is read.
 //!
 //! # Embedding
@@ -49,7 +53,9 @@
 //! ```
 //!
 //! The runtime needs its IO and time drivers (`enable_all`); [`TokioServerBuilder::build`] must
-//! be called inside it (it registers the listeners with its reactor).
+//! be called inside it (it registers the listeners with its reactor). With the default
+//! [`SyncHandlers::Blocking`], a handler still blocked when the runtime is dropped keeps the
+//! drop waiting for it (tokio's blocking pool); `Runtime::shutdown_timeout` bounds that.
 
 mod control;
 mod event_loop;
@@ -60,70 +66,63 @@ mod wake;
 use std::io;
 use std::sync::Arc;
 
+use std::future::Future;
+
 use ::tokio::signal::unix::{signal, SignalKind};
 use qmp_core::json::Object;
-use qmp_core::server::{CallResult, CommandSpec, Config, RunState, Server, Timestamp};
-use qmp_driver::{
-    AsyncHandler, CallContext, CallFuture, Control, Driver, Handler, Limits, Registry,
-    ShutdownCause, TraceSink,
-};
+use qmp_core::server::{CommandError, CommandSpec, RunState};
+use qmp_driver::{AsyncHandler, CallContext, CallFuture, Control, Driver, ShutdownCause};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::clock::SystemClock;
-use crate::listen::{bind, Address, BoundListener, ListenSpec};
+use crate::builder::Builder;
+use crate::listen::{Address, BoundListener};
+use crate::typed::{call_typed_args, typed_result};
 use control::{Inbox, Op};
 use event_loop::EventLoop;
 use socket::Listener;
 
 pub use event_loop::{DEFAULT_SPIN, READ_CHUNK, SHUTDOWN_GRACE};
 
-/// Builds a [`TokioServer`]: the same options as [`crate::QmpServerBuilder`].
-pub struct TokioServerBuilder {
-    config: Config,
-    registry: Registry,
-    listeners: Vec<ListenSpec>,
-    allow_remote: bool,
-    limits: Limits,
-    recorder: Option<Box<dyn TraceSink>>,
-    signals: bool,
-    on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
-    spin: std::time::Duration,
+/// Where the tokio adapter runs synchronous in-band handlers ([`TokioServerBuilder::sync_handlers`]).
+/// Out-of-band calls always run in the loop task, at once (they must not block on any
+/// adapter), and async handlers are always polled by it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum SyncHandlers {
+    /// On tokio's blocking pool (`spawn_blocking`), one call at a time, as the std adapter's
+    /// dispatcher thread runs them: a handler may block (a file, a lock, a slow computation)
+    /// while the loop goes on serving: out-of-band calls answer, events go out, other monitors'
+    /// requests are read and queued. Each call costs a hop to a pool thread and back. The
+    /// default.
+    #[default]
+    Blocking,
+    /// In the loop task itself: no hop per call, for handlers that never block (qmpd's demo
+    /// machine, whose only waiting command is async). A handler that blocks stalls the whole
+    /// server and, on a current-thread runtime, the application with it.
+    Inline,
 }
 
-impl TokioServerBuilder {
-    /// A builder for a server behaving as `config` says (dialect, version object, limits).
-    pub fn new(config: Config) -> Self {
-        TokioServerBuilder {
-            config,
-            registry: Registry::new(),
-            listeners: Vec::new(),
-            allow_remote: false,
-            limits: Limits::default(),
-            recorder: None,
-            signals: false,
-            on_shutdown: Vec::new(),
+/// The tokio adapter's own builder options (the rest are [`Builder`]'s).
+#[derive(Debug)]
+pub struct TokioOptions {
+    spin: std::time::Duration,
+    sync_handlers: SyncHandlers,
+}
+
+impl Default for TokioOptions {
+    fn default() -> Self {
+        TokioOptions {
             spin: DEFAULT_SPIN,
+            sync_handlers: SyncHandlers::default(),
         }
     }
+}
 
-    /// Register a command whose synchronous handler only needs its arguments (it runs on the
-    /// runtime and must not block).
-    pub fn command<F>(self, spec: CommandSpec, handler: F) -> Self
-    where
-        F: Fn(&Object) -> CallResult + Send + Sync + 'static,
-    {
-        self.command_with_context(spec, move |_ctx, args| handler(args))
-    }
+/// Builds a [`TokioServer`]: [`Builder`]'s setters (the same as [`crate::QmpServerBuilder`]'s),
+/// plus async handlers and the loop's own options.
+pub type TokioServerBuilder = Builder<TokioOptions>;
 
-    /// Register a command whose synchronous handler also acts through its [`CallContext`].
-    pub fn command_with_context<F>(mut self, spec: CommandSpec, handler: F) -> Self
-    where
-        F: Fn(&CallContext<'_>, &Object) -> CallResult + Send + Sync + 'static,
-    {
-        let handler: Handler = Arc::new(handler);
-        self.registry.insert(spec, handler);
-        self
-    }
-
+impl Builder<TokioOptions> {
     /// Register a command with an async handler: `|ctx, args| Box::pin(async move { ... })`,
     /// or `|ctx, args| Box::pin(my_async_fn(ctx, args))`. The future may borrow both.
     pub fn async_command<F>(mut self, spec: CommandSpec, handler: F) -> Self
@@ -135,46 +134,33 @@ impl TokioServerBuilder {
         self
     }
 
-    /// Register commands (and session hooks) directly in the registry, e.g. the demo machine.
-    pub fn commands(mut self, f: impl FnOnce(&mut Registry)) -> Self {
-        f(&mut self.registry);
-        self
+    /// Register a command with a typed async handler: its checked arguments as `A` (owned, so
+    /// the future borrows nothing), its result as `R` (see [`qmp_core::server::call_typed`];
+    /// [`qmp_core::server::Empty`] for none).
+    pub fn async_command_typed<A, R, F, Fut>(self, spec: CommandSpec, handler: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, CommandError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.async_command(spec, move |_ctx, args| {
+            let handler = handler.clone();
+            // Arguments that do not fit `A` are answered as `call_typed` answers them.
+            let parsed = call_typed_args::<A>(args);
+            Box::pin(async move {
+                match parsed {
+                    Ok(a) => typed_result(handler(a).await),
+                    Err(e) => e,
+                }
+            })
+        })
     }
 
-    /// Add a listener.
-    pub fn listen(mut self, spec: ListenSpec) -> Self {
-        self.listeners.push(spec);
-        self
-    }
-
-    /// Allow TCP listeners on non-loopback addresses (QMP has no authentication).
-    pub fn allow_remote(mut self, allow: bool) -> Self {
-        self.allow_remote = allow;
-        self
-    }
-
-    /// The global limit on connections open at once. Clients beyond it wait in the backlog.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.limits.max_connections = n.max(1);
-        self
-    }
-
-    /// The driver's limits at once (connections, descriptors, output budget).
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Record every core input to `sink` (e.g. [`crate::record::file_sink`]).
-    pub fn record(mut self, sink: Box<dyn TraceSink>) -> Self {
-        self.recorder = Some(sink);
-        self
-    }
-
-    /// Shut down cleanly on SIGINT and SIGTERM (tokio's signal handling: once installed, it
-    /// stays for the life of the process).
-    pub fn handle_signals(mut self, on: bool) -> Self {
-        self.signals = on;
+    /// Where synchronous in-band handlers run (default [`SyncHandlers::Blocking`]).
+    pub fn sync_handlers(mut self, how: SyncHandlers) -> Self {
+        self.adapter.sync_handlers = how;
         self
     }
 
@@ -183,50 +169,17 @@ impl TokioServerBuilder {
     /// spin). Spinning trades a little CPU after each burst of work for the wake-up latency of
     /// the next request; an idle server sleeps either way.
     pub fn spin(mut self, spin: std::time::Duration) -> Self {
-        self.spin = spin;
+        self.adapter.spin = spin;
         self
     }
 
-    /// Run `f` once shutdown is requested (e.g. to release what an awaiting handler waits for,
-    /// so that it completes before [`SHUTDOWN_GRACE`] runs out and is not cancelled).
-    pub fn on_shutdown(mut self, f: impl FnOnce() + Send + 'static) -> Self {
-        self.on_shutdown.push(Box::new(f));
-        self
-    }
-
-    /// The command specs registered so far (the header of a trace needs them).
-    pub fn specs(&self) -> &[CommandSpec] {
-        self.registry.specs()
-    }
-
-    /// The commands registered so far (QMP and human monitor; the header of a trace needs them).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Bind the listeners and build the server; call inside the runtime.
+    /// Bind the listeners and build the server; call inside the runtime (it registers the
+    /// listeners with its reactor).
     pub fn build(mut self) -> io::Result<TokioServer> {
-        let clock = SystemClock::new();
-        if self.config.wall_clock_base == Timestamp::default() {
-            self.config.wall_clock_base = crate::server::wall_at_origin(&clock);
-        }
-        let mut server = Server::new(self.config.clone());
-        self.registry
-            .register_with(&mut server)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
-        let mut listeners = Vec::with_capacity(self.listeners.len());
-        let mut configs = Vec::with_capacity(self.listeners.len());
-        let mut addresses = Vec::with_capacity(self.listeners.len());
+        let prepared = self.prepare()?;
+        let mut listeners = Vec::with_capacity(prepared.listeners.len());
         let mut unix_paths = Vec::new();
-        for (i, spec) in self.listeners.iter().enumerate() {
-            let bound = bind(spec, self.allow_remote)?;
-            addresses.push(bound.local_address()?);
-            configs.push(spec.listener_config(i, self.config.dialect));
+        for bound in prepared.listeners {
             listeners.push(match bound {
                 BoundListener::Unix(l, path) => {
                     unix_paths.push(path);
@@ -239,8 +192,8 @@ impl TokioServerBuilder {
                 }
             });
         }
-        let chardevs = configs.iter().map(|c| c.chardev.clone()).collect();
-        let mut driver = Driver::new(server, configs, self.limits);
+        let chardevs = prepared.configs.iter().map(|c| c.chardev.clone()).collect();
+        let mut driver = Driver::new(prepared.server, prepared.configs, self.limits);
         driver.set_recorder(self.recorder);
         let signals = if self.signals {
             vec![
@@ -250,15 +203,16 @@ impl TokioServerBuilder {
         } else {
             Vec::new()
         };
-        let inbox = Arc::new(Inbox::new(chardevs, clock));
+        let inbox = Arc::new(Inbox::new(chardevs, prepared.clock));
         let registry = Arc::new(self.registry);
         let mut event_loop =
             EventLoop::new(driver, registry, inbox, listeners, unix_paths, signals);
         event_loop.on_shutdown = self.on_shutdown;
-        event_loop.spin = self.spin;
+        event_loop.spin = self.adapter.spin;
+        event_loop.sync_blocking = self.adapter.sync_handlers == SyncHandlers::Blocking;
         Ok(TokioServer {
             event_loop,
-            addresses,
+            addresses: prepared.addresses,
         })
     }
 }

@@ -13,7 +13,10 @@ use std::task::{Context, Poll};
 use ::tokio::io::Interest;
 use ::tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use qmp_driver::{AcceptFact, ReadFact, WriteFact};
+use rustix::net::RecvFlags;
 
+use crate::conn::{read_fact, Chunk};
+use crate::listen::accept_fact;
 use crate::scm;
 
 /// An accepted connection.
@@ -35,34 +38,79 @@ impl Stream {
         })
     }
 
-    /// One non-blocking read into `buf`, as the driver's fact.
-    pub(crate) fn read<'a>(&self, buf: &'a mut [u8]) -> ReadFact<'a, OwnedFd> {
+    /// Whether [`Stream::read`] may peek: a socket's queue can be, standard input cannot.
+    pub(crate) fn can_peek(&self) -> bool {
+        !matches!(self, Stream::Stdio(_))
+    }
+
+    /// One non-blocking `recv` (`MSG_PEEK` when `peek`), descriptors into `fds`: the bytes
+    /// and whether the kernel cut descriptors.
+    fn recv(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        peek: bool,
+    ) -> io::Result<(usize, bool)> {
+        let flags = if peek {
+            RecvFlags::PEEK
+        } else {
+            RecvFlags::empty()
+        };
+        match self {
+            Stream::Unix(s) => scm::recv_with_fds_flags(s, buf, fds, flags),
+            Stream::Tcp(s) => rustix::net::recv(s, buf, RecvFlags::DONTWAIT | flags)
+                // (bytes in the buffer, bytes the message had)
+                .map(|(n, _)| (n, false))
+                .map_err(io::Error::from),
+            // Standard input is no socket: it cannot be peeked (see `Stream::can_peek`).
+            Stream::Stdio(s) => {
+                debug_assert!(!peek, "standard input cannot be peeked");
+                s.read(buf).map(|n| (n, false))
+            }
+        }
+    }
+
+    /// One non-blocking read into `buf` after tokio's readiness (a would-block clears it), as
+    /// the driver's fact; `peek` leaves the bytes queued (see [`Stream::consume`]).
+    pub(crate) fn read<'a>(&self, buf: &'a mut [u8], peek: bool) -> ReadFact<'a, OwnedFd> {
         let mut fds = Vec::new();
         let read = match self {
-            Stream::Unix(s) => s
-                .try_io(Interest::READABLE, || {
-                    scm::recv_with_fds(s, &mut *buf, &mut fds)
-                })
-                // recv_with_fds says "descriptors came or were cut": none kept means cut.
-                .map(|(n, with_fds)| (n, with_fds && fds.is_empty())),
-            Stream::Tcp(s) => s.try_read(buf).map(|n| (n, false)),
-            Stream::Stdio(s) => s.read(buf).map(|n| (n, false)),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || self.recv(buf, &mut fds, peek)),
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, || self.recv(buf, &mut fds, peek)),
+            Stream::Stdio(_) => self.recv(buf, &mut fds, peek),
         };
-        let capacity = buf.len();
-        match read {
-            Ok((0, _)) => ReadFact::Eof,
-            Ok((n, cut)) => ReadFact::Data {
-                bytes: &buf[..n],
-                fds,
-                fds_cut: cut,
-                capacity,
-            },
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock => ReadFact::WouldBlock,
-                io::ErrorKind::Interrupted => ReadFact::Interrupted,
-                kind => ReadFact::Failed(kind),
-            },
+        read_fact(read.map(chunk), buf, fds)
+    }
+
+    /// [`Stream::read`] straight from the socket, whatever tokio's readiness says: the loop's
+    /// look at a connection while it spins, before the runtime's reactor has seen the bytes
+    /// arrive. Tokio's readiness is left as it is (a later [`Stream::read`] that says
+    /// would-block clears it).
+    pub(crate) fn read_now<'a>(&self, buf: &'a mut [u8], peek: bool) -> ReadFact<'a, OwnedFd> {
+        let mut fds = Vec::new();
+        let read = self.recv(buf, &mut fds, peek);
+        read_fact(read.map(chunk), buf, fds)
+    }
+
+    /// Take `n` bytes a peek returned off the socket (they are queued: only the loop reads it),
+    /// using `scratch`. An error is the connection's, as the driver's fact.
+    pub(crate) fn consume(
+        &self,
+        mut n: usize,
+        scratch: &mut [u8],
+    ) -> Result<(), ReadFact<'static, OwnedFd>> {
+        while n > 0 {
+            let len = n.min(scratch.len());
+            // No descriptors were among these bytes (a peek that brought any is not kept).
+            let mut fds = Vec::new();
+            match self.recv(&mut scratch[..len], &mut fds, false) {
+                Ok((0, _)) => return Err(ReadFact::Eof),
+                Ok((k, _)) => n -= k.min(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadFact::Failed(e.kind())),
+            }
         }
+        Ok(())
     }
 
     /// One non-blocking write of a prefix of `bytes`, as the driver's fact.
@@ -128,17 +176,12 @@ impl Listener {
     }
 }
 
-/// An accept error as the driver's fact.
-fn accept_fact(e: &io::Error) -> AcceptFact {
-    use rustix::io::Errno;
-    match e.kind() {
-        io::ErrorKind::WouldBlock => AcceptFact::WouldBlock,
-        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => AcceptFact::Retry,
-        _ => match e.raw_os_error().map(Errno::from_raw_os_error) {
-            Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
-                AcceptFact::OutOfResources
-            }
-            _ => AcceptFact::Failed(e.kind()),
-        },
+/// Bytes read and whether the kernel cut descriptors (MSG_CTRUNC), as the driver's read takes
+/// them (`filled` is the std adapter's own business).
+fn chunk((n, cut): (usize, bool)) -> Chunk {
+    Chunk {
+        n,
+        filled: false,
+        cut,
     }
 }

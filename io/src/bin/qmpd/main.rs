@@ -10,7 +10,7 @@ use clap::Parser;
 use qmp_core::json::{Object, Value};
 use qmp_core::server::qapi::QapiSchema;
 use qmp_core::server::{ArgType, Config, Dialect, RunState};
-use qmp_io::{ListenSpec, QmpServerBuilder};
+use qmp_io::{Builder, ListenSpec, QmpServerBuilder};
 
 /// A demo QMP daemon: QEMU 7.2's monitor protocol (or QEMU 2.12's) over Unix and TCP sockets,
 /// with a small machine behind it (`-machine none`).
@@ -202,25 +202,10 @@ fn run(args: Args) -> Result<(), String> {
         #[cfg(not(feature = "tokio"))]
         return Err("--runtime tokio: qmpd was built without the 'tokio' feature".into());
     }
-    let mut builder = QmpServerBuilder::new(config)
-        .allow_remote(args.allow_remote)
-        .max_connections(args.max_connections)
-        .dispatcher_reads(args.dispatcher_reads)
-        .handle_signals(true);
-    for l in &args.listen {
-        builder = builder.listen(l.clone());
-    }
-    let test_commands = args.test_commands;
-    builder = builder.commands(|r| machine.register(r, test_commands));
-    builder = builder.commands(|r| register_schema(r, schema.as_ref()));
-    let m = machine.clone();
-    builder = builder.on_shutdown(move || m.release());
-    if let Some(path) = &args.record {
-        let sink = qmp_io::record::file_sink_for(path, &builder)
-            .map_err(|e| format!("--record {}: {e}", path.display()))?;
-        builder = builder.record(sink);
-    }
-    let server = builder.build().map_err(|e| e.to_string())?;
+    let builder = QmpServerBuilder::new(config).dispatcher_reads(args.dispatcher_reads);
+    let server = configure(builder, &args, &machine, schema.as_ref())?
+        .build()
+        .map_err(|e| e.to_string())?;
     if args.monitor.is_some() {
         server
             .monitor_stdio()
@@ -230,6 +215,34 @@ fn run(args: Args) -> Result<(), String> {
         tracing::info!(address = %a, "listening");
     }
     server.run().map_err(|e| e.to_string())
+}
+
+/// What qmpd sets on either adapter's builder: listeners and their policy, signals, the demo
+/// machine and the schema, shutdown, recording.
+fn configure<A>(
+    mut builder: Builder<A>,
+    args: &Args,
+    machine: &std::sync::Arc<qmp_io::demo::Machine>,
+    schema: Option<&std::sync::Arc<QapiSchema>>,
+) -> Result<Builder<A>, String> {
+    builder = builder
+        .allow_remote(args.allow_remote)
+        .max_connections(args.max_connections)
+        .handle_signals(true);
+    for l in &args.listen {
+        builder = builder.listen(l.clone());
+    }
+    let test_commands = args.test_commands;
+    builder = builder.commands(|r| machine.register(r, test_commands));
+    builder = builder.commands(|r| register_schema(r, schema));
+    let m = machine.clone();
+    builder = builder.on_shutdown(move || m.release());
+    if let Some(path) = &args.record {
+        let sink = qmp_io::record::file_sink_for(path, &builder)
+            .map_err(|e| format!("--record {}: {e}", path.display()))?;
+        builder = builder.record(sink);
+    }
+    Ok(builder)
 }
 
 /// `query-qmp-schema`: with `--schema`, every command of that schema with its argument checking
@@ -263,23 +276,11 @@ fn run_tokio(
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let mut builder = qmp_io::tokio::TokioServerBuilder::new(config)
-            .allow_remote(args.allow_remote)
-            .max_connections(args.max_connections)
-            .handle_signals(true);
-        for l in &args.listen {
-            builder = builder.listen(l.clone());
-        }
-        let test_commands = args.test_commands;
-        builder = builder.commands(|r| machine.register(r, test_commands));
-        builder = builder.commands(|r| register_schema(r, schema.as_ref()));
-        let m = machine.clone();
-        builder = builder.on_shutdown(move || m.release());
-        if let Some(path) = &args.record {
-            let sink = qmp_io::record::file_sink_with(path, builder.config(), builder.registry())
-                .map_err(|e| format!("--record {}: {e}", path.display()))?;
-            builder = builder.record(sink);
-        }
+        // The demo machine's synchronous handlers never block (its one waiting command,
+        // `x-oob-test`, is async): they run in the loop task, with no hop per call.
+        let builder = qmp_io::tokio::TokioServerBuilder::new(config)
+            .sync_handlers(qmp_io::tokio::SyncHandlers::Inline);
+        let builder = configure(builder, args, &machine, schema.as_ref())?;
         let mut server = builder.build().map_err(|e| e.to_string())?;
         if args.monitor.is_some() {
             server
