@@ -54,6 +54,7 @@ pub mod client;
 pub mod driver_world;
 pub mod events;
 pub mod failure;
+pub mod fdsets;
 pub mod invariants;
 pub mod model;
 pub mod options;
