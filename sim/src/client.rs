@@ -47,7 +47,9 @@ pub const MAX_REMEMBERED_FDS: usize = 8;
 /// What a request is meant to exercise.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Req {
-    Caps { oob: bool },
+    Caps {
+        oob: bool,
+    },
     Echo,
     EchoBadArg(u8),
     Unknown,

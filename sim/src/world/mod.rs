@@ -1,7 +1,8 @@
 //! The simulated world around one server: clients and their network, the main loop's
 //! dispatcher and handlers, event sources, clocks and descriptors. This module drives it; the
 //! oracles that run after every input are in `oracles.rs` (intent-free invariants, shared with
-//! the checker, in [`crate::invariants`]).
+//! the checker, in [`crate::invariants`]); the run state, fd-set cleanup and limit-disconnect
+//! checks in `fd_sets.rs`.
 //!
 //! Everything is driven from one seeded ChaCha generator and an agenda of timed actions; the
 //! loop always jumps to the earliest pending action (no busy stepping). The world never looks at
@@ -564,8 +565,9 @@ impl<C: Core> World<C> {
                     let fd = self.next_fd;
                     conn.fd_marks
                         .push_back((conn.tx_sent + conn.tx.len() as u64, fd));
-                    if let Some(crate::fdsets::FdSetOp::Add { fd: f @ Some(_), .. }) =
-                        p.fdset.as_mut().map(|c| &mut c.op)
+                    if let Some(crate::fdsets::FdSetOp::Add {
+                        fd: f @ Some(_), ..
+                    }) = p.fdset.as_mut().map(|c| &mut c.op)
                     {
                         *f = Some(fd);
                         client.gen.added_fd(fd);
@@ -703,7 +705,11 @@ impl<C: Core> World<C> {
         let bytes: Vec<u8> = conn.tx.drain(..n).collect();
         let mut fds = Vec::new();
         conn.tx_sent += n as u64;
-        while conn.fd_marks.front().is_some_and(|&(at, _)| at < conn.tx_sent) {
+        while conn
+            .fd_marks
+            .front()
+            .is_some_and(|&(at, _)| at < conn.tx_sent)
+        {
             if let Some((_, fd)) = conn.fd_marks.pop_front() {
                 self.fds.insert(fd, false);
                 fds.push(FdId(fd));
