@@ -9,6 +9,7 @@ use qmp_core::server::Dialect;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::fdsets::{FdSetCall, FdSetOp};
 use crate::model::{err_reply, ok_reply, ConnModel, Expect, ExpectCall, ReplyLane, Session};
 use crate::options::Options;
 use crate::registry::{handler_result, ECHO, OOB_ECHO, OOB_TEST, QUIET, TAKE_FD};
@@ -35,12 +36,20 @@ pub struct Planned {
     pub fd: bool,
     /// With `lock`: the length of the lock request's bytes (the unlock follows them).
     pub lock_end: usize,
+    /// An fd-set request (alone in its write): its reply is worked out when it is checked
+    /// ([`crate::fdsets`]). With `fd`, the world fills in the descriptor's number.
+    pub fdset: Option<FdSetCall>,
 }
+
+/// Descriptors a client remembers from its `add-fd` requests, to name in `remove-fd`.
+pub const MAX_REMEMBERED_FDS: usize = 8;
 
 /// What a request is meant to exercise.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Req {
-    Caps { oob: bool },
+    Caps {
+        oob: bool,
+    },
     Echo,
     EchoBadArg(u8),
     Unknown,
@@ -60,6 +69,18 @@ enum Req {
     CloseFd(u8),
     TakeFd(u8),
     Quiet,
+    /// `add-fd`: a descriptor is passed; `fdset-id` (`-1`: the negative-id error); `opaque`
+    /// `op<n>`.
+    AddFd {
+        fd: bool,
+        set: Option<i64>,
+        opaque: Option<u8>,
+    },
+    RemoveFd {
+        set: i64,
+        fd: Option<i64>,
+    },
+    QueryFdsets,
 }
 
 /// Garbage the 7.2 JSON layer answers with known errors (spec §1.3–1.5, Appendix A).
@@ -107,6 +128,9 @@ pub struct ClientGen {
     /// Give the next requests fresh ids (the blocking pair must not fail its id check, or the
     /// lock would never be released).
     force_id: bool,
+    /// Descriptors this client passed with `add-fd`, newest last (at most
+    /// [`MAX_REMEMBERED_FDS`]).
+    added_fds: Vec<u64>,
 }
 
 impl ClientGen {
@@ -121,7 +145,16 @@ impl ClientGen {
             pre_negotiation: 0,
             negotiation_sent: false,
             force_id: false,
+            added_fds: Vec::new(),
         }
+    }
+
+    /// The world numbered the descriptor of this client's `add-fd`.
+    pub fn added_fd(&mut self, fd: u64) {
+        if self.added_fds.len() == MAX_REMEMBERED_FDS {
+            self.added_fds.remove(0);
+        }
+        self.added_fds.push(fd);
     }
 
     /// Draws this connection's plan.
@@ -267,7 +300,7 @@ impl ClientGen {
         } else if rng.random_bool(opts.p_fds)
             && matches!(conn.projected, Session::Command { .. })
             && !(d == Dialect::Qemu212 && conn.confirmed.oob())
-            && !conn.inband.iter().any(|e| e.what == "getfd")
+            && !claim_in_flight(conn)
         {
             // One getfd in flight at a time: its descriptor is then surely pending when it runs.
             let n = rng.random_range(0..3u8);
@@ -280,6 +313,14 @@ impl ClientGen {
             } else {
                 Req::TakeFd(n)
             }
+        } else if opts.p_fdsets > 0.0
+            && rng.random_bool(opts.p_fdsets)
+            && matches!(conn.projected, Session::Command { .. })
+            && !(d == Dialect::Qemu212 && conn.confirmed.oob())
+        {
+            // Drawn only in worlds with fd sets, so other worlds' streams are unchanged. Not
+            // with 2.12's OOB (a dropped request would leave the sets unknown).
+            self.fdset_request(rng, opts, conn)
         } else if rng.random_bool(opts.p_oob) && settled {
             // With OOB off this exercises the refusal texts.
             let kinds = [
@@ -299,6 +340,44 @@ impl ClientGen {
         };
         self.add(rng, opts, conn, next_tag, req, &mut p);
         Some(p)
+    }
+
+    /// An `add-fd`, `remove-fd` or `query-fdsets`. One request that claims a passed descriptor
+    /// at a time (its own descriptor is then the one pending when it runs, as for `getfd`);
+    /// without a descriptor only in worlds that pass no stray ones (nothing can be pending).
+    fn fdset_request(&mut self, rng: &mut ChaCha8Rng, opts: &Options, conn: &ConnModel) -> Req {
+        let k = rng.random_range(0..10);
+        if k < 4 && !claim_in_flight(conn) {
+            let fd = opts.p_fds > 0.0 || rng.random_bool(0.9);
+            let set = match rng.random_range(0..20) {
+                0..=9 => None,
+                10 => Some(-1),
+                n => Some(i64::from(n % 4)),
+            };
+            let opaque = rng.random_bool(0.4).then(|| rng.random_range(0..100u8));
+            return Req::AddFd { fd, set, opaque };
+        }
+        if k < 8 {
+            // Automatic ids start at 0: low ids name existing sets most of the time.
+            let set = if rng.random_bool(0.8) {
+                rng.random_range(0..3i64)
+            } else {
+                rng.random_range(0..8i64)
+            };
+            let fd = match rng.random_range(0..5) {
+                0 | 1 => None,
+                2 => Some(rng.random_range(0..2000i64)),
+                _ => {
+                    let known = &self.added_fds;
+                    (!known.is_empty()).then(|| {
+                        let fd = known[rng.random_range(0..known.len())];
+                        i64::try_from(fd).unwrap_or(i64::MAX)
+                    })
+                }
+            };
+            return Req::RemoveFd { set, fd };
+        }
+        Req::QueryFdsets
     }
 
     /// `{"a": [[[…]]]}` one level too deep: one limit error, then one error per leftover closer
@@ -350,6 +429,20 @@ impl ClientGen {
         let oob_when_read = conn.projected.oob();
         let tag = *next_tag;
         *next_tag += 1;
+        let fdset_op = match req {
+            Req::AddFd { fd, set, opaque } => Some(FdSetOp::Add {
+                // Numbered by the world when it queues the write.
+                fd: fd.then_some(0),
+                set,
+                opaque: opaque.map(|n| format!("op{n}")),
+            }),
+            Req::RemoveFd { set, fd } => Some(FdSetOp::Remove { set, fd }),
+            Req::QueryFdsets => Some(FdSetOp::Query),
+            _ => None,
+        };
+        if let Some(FdSetOp::Add { fd: Some(_), .. }) = fdset_op {
+            p.fd = true;
+        }
         let (command, args): (J, Option<J>) = match req {
             Req::Caps { oob } => (
                 J::s("qmp_capabilities"),
@@ -399,6 +492,10 @@ impl ClientGen {
                 Some(J::obj(vec![("fdname", J::Str(format!("fd{n}")))])),
             ),
             Req::Unlock => (J::s(OOB_TEST), Some(J::obj(vec![("lock", J::Bool(false))]))),
+            Req::AddFd { .. } | Req::RemoveFd { .. } | Req::QueryFdsets => {
+                let op = fdset_op.as_ref().unwrap_or(&FdSetOp::Query);
+                (J::s(op.command()), op.arguments())
+            }
         };
         let mut members: Vec<(&str, J)> = Vec::new();
         if req != Req::LacksExecute {
@@ -458,6 +555,17 @@ impl ClientGen {
         if let Some(call) = call {
             p.calls.push(call);
         }
+        if let Some(op) = fdset_op {
+            if e.what == op.command() {
+                p.fdset = Some(FdSetCall {
+                    op,
+                    id: id.clone(),
+                    pretty,
+                });
+                p.expects.push(e);
+                return;
+            }
+        }
         if e.bytes.is_empty() {
             // A success without a success response: nothing comes back.
             return;
@@ -479,6 +587,13 @@ fn big_payload(rng: &mut ChaCha8Rng, max_read: usize) -> J {
         }
         v
     }
+}
+
+/// A request that claims the pending descriptor (`getfd`, `add-fd`) is still unanswered.
+pub fn claim_in_flight(conn: &ConnModel) -> bool {
+    conn.inband
+        .iter()
+        .any(|e| e.what == "getfd" || e.what == "add-fd")
 }
 
 const NEGOTIATE_FIRST: &str = "Expecting capabilities negotiation with 'qmp_capabilities'";
@@ -617,6 +732,10 @@ fn expect_in_band_command(
                 }),
             )
         }
+        // Worked out when the reply is checked (`Planned::fdset`).
+        Req::AddFd { .. } => (expect(InBand, Vec::new(), "add-fd"), None),
+        Req::RemoveFd { .. } => (expect(InBand, Vec::new(), "remove-fd"), None),
+        Req::QueryFdsets => (expect(InBand, Vec::new(), "query-fdsets"), None),
         Req::Quiet => (
             match handler_result(tag) {
                 // No reply at all: empty bytes, never pushed (`add`).

@@ -128,6 +128,10 @@ impl DriverOptions {
         // The core's per-client output limit is the core world's subject; here a client is cut
         // only by the driver's process-wide budget (`output_budget`), which the world predicts.
         base.output_limit = qmp_core::server::Config::default().output_limit;
+        // Likewise the input limit; and fd sets are the core world's subject.
+        base.input_buffer_limit = qmp_core::server::Config::default().input_buffer_limit;
+        base.p_fdsets = 0.0;
+        base.p_pause = 0.0;
         // One listener: its monitors share one set of options.
         let (oob, pretty) = (base.oob_capable[0], base.pretty[0]);
         base.oob_capable = vec![oob; base.clients];

@@ -5,14 +5,18 @@
 //! dialects ([`client`]), their network (reads split down to one byte, short and zero writes,
 //! readers that stall), the main loop's dispatcher with a handler latency distribution and the
 //! blocking `x-oob-test` pair, external suspend/resume, event bursts with and without throttle
-//! keys, a monotonic virtual clock and a drifting, jumping wall clock, and passed descriptors
-//! ([`world::World`]). The loop always jumps to the earliest pending action.
+//! keys, a monotonic virtual clock and a drifting, jumping wall clock, passed descriptors and
+//! fd sets with the VM stopping and continuing, and small output and input limits in some
+//! worlds ([`world::World`]). The loop always jumps to the earliest pending action.
 //!
 //! Oracles, after every input: the reference model ([`model`], [`events`]: exact reply bytes
 //! per request, lanes and order, events per negotiated monitor, `COMMAND_DROPPED` attribution),
 //! the dispatcher's round robin, queue length, suspend count and `wants_read`, output after
 //! close, call/lane consistency, descriptor accounting, named fds kept by a monitor across
-//! its connections, output validity and a memory bound.
+//! its connections, the fd sets ([`fdsets`]: `add-fd`/`remove-fd`/`query-fdsets` replies and
+//! the descriptors closed at each monitor close, by run state), limit disconnects, output
+//! validity and a memory bound. Every coverage mark of the core must be reached by the
+//! bounded run (`tests/sim.rs`); a mark the swarm cannot reach is a hole in the swarm.
 //! Then a liveness phase (faults off, bounded virtual time, quiescence required, pending work
 //! named) and, for a share of seeds, a determinism re-run comparing the core's digest.
 //!
@@ -45,9 +49,17 @@
 //!   nowhere: QEMU would deliver it to whichever client is connected then, a race the model
 //!   does not describe). The world ends by destroying every monitor (process exit), which
 //!   closes the named fds.
-//! - Not simulated: fd sets (`add-fd`), preconfig/run-state changes, `-compat` policies,
-//!   output/input-limit disconnects (the world reads only while `wants_read`), commands without
-//!   success response, 64 MiB tokens. 2.12 JSON errors are limited to lexical errors and
+//! - Not simulated: `-compat` policies, 64 MiB tokens; preconfig only in worlds with human
+//!   monitors (below), and without fd sets or run-state changes there. Input-limit
+//!   disconnects come only from one read's leftover after a suspension (the world reads only
+//!   while `wants_read`), so only worlds with the small limit (128 bytes) reach them.
+//! - Fd sets only in worlds with the default limits and not on 2.12 connections with OOB on: a
+//!   request queued on a monitor the core gave up on, or dropped with `COMMAND_DROPPED`, may
+//!   or may not run, which would leave the global sets unknown. `add-fd` without a descriptor
+//!   only in worlds that pass no stray descriptors, and none are passed while an `add-fd` is
+//!   due (the pending descriptor is the one it must claim). The VM's stop/cont is an input
+//!   (`SetRunState`), not the `stop`/`cont` commands. At exit a stopped VM continues and the
+//!   last close releases the sets (QEMU leaves them to the process exit). 2.12 JSON errors are limited to lexical errors and
 //!   non-objects (2.12 parser texts are not simulated).
 //! - HMP: a preconfig world stays in preconfig (its QMP clients pass no descriptors); not
 //!   simulated are `human-monitor-command`, HMP in driver worlds, descriptors passed to human
@@ -71,6 +83,7 @@ pub mod client;
 pub mod driver_world;
 pub mod events;
 pub mod failure;
+pub mod fdsets;
 pub mod hmp_model;
 pub mod hmp_people;
 pub mod hmp_registry;

@@ -15,9 +15,15 @@
 //! connection's model; a name whose `getfd`/`closefd` had no reply seen when the connection
 //! closed may or may not have been changed, so it is [`NameState::Unknown`] until a later
 //! `getfd` settles it.
+//!
+//! Fd-set requests (`add-fd`, `remove-fd`, `query-fdsets`) act on sets shared by every
+//! monitor: their expected replies are empty until checked, when [`ConnModel::check_with`]
+//! works them out from the world's [`FdSets`] as they are then (the world checks an in-band
+//! reply in the input that ran its request).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use crate::fdsets::{FdSetCall, FdSets};
 use crate::wire::{server_message, validate_message, J};
 
 /// How far a session has got, as the model sees it.
@@ -164,6 +170,8 @@ pub struct ConnModel {
     pub fd_unknown: [bool; 3],
     /// The monitor's named fds as of the replies seen.
     fd_seen: [NameState; 3],
+    /// Fd-set requests among the in-band replies due, by sequence number.
+    fdset_calls: BTreeMap<u64, FdSetCall>,
     /// Sequence number of the next expected reply.
     next_seq: u64,
 }
@@ -186,6 +194,7 @@ impl ConnModel {
             fd_names: [false; 3],
             fd_unknown: [false; 3],
             fd_seen: [NameState::Absent; 3],
+            fdset_calls: BTreeMap::new(),
             next_seq: 0,
         }
     }
@@ -212,14 +221,37 @@ impl ConnModel {
         names
     }
 
-    /// Adds a reply due, after every one already due.
-    pub fn push(&mut self, mut e: Expect) {
-        e.seq = self.next_seq;
+    /// Adds a reply due, after every one already due; returns its sequence number.
+    pub fn push(&mut self, mut e: Expect) -> u64 {
+        let seq = self.next_seq;
+        e.seq = seq;
         self.next_seq += 1;
         match e.lane {
             ReplyLane::InBand => self.inband.push_back(e),
             ReplyLane::Immediate => self.immediate.push_back(e),
         }
+        seq
+    }
+
+    /// The in-band reply `seq` (just pushed, bytes empty) answers the fd-set request `call`.
+    pub fn set_fdset_call(&mut self, seq: u64, call: FdSetCall) {
+        self.fdset_calls.insert(seq, call);
+    }
+
+    /// The exact bytes `e` must have with the fd sets as they are now (`trial`, updated as
+    /// its request would), when it is an fd-set reply and `sets` is given.
+    fn expected_bytes<'a>(
+        &self,
+        e: &'a Expect,
+        sets: Option<&(&mut FdSets, usize)>,
+    ) -> Option<(std::borrow::Cow<'a, [u8]>, Option<FdSets>)> {
+        let Some(call) = self.fdset_calls.get(&e.seq) else {
+            return Some((std::borrow::Cow::Borrowed(&e.bytes), None));
+        };
+        let (sets, open) = sets?;
+        let mut trial = (**sets).clone();
+        let bytes = trial.execute(call, *open);
+        Some((std::borrow::Cow::Owned(bytes), Some(trial)))
     }
 
     /// An immediate reply with `bytes` could be confused with a pending in-band reply that it
@@ -258,8 +290,20 @@ impl ConnModel {
                 .any(|e| e.on_reply.is_some())
     }
 
-    /// Checks one complete message produced at input `step`.
+    /// Checks one complete message produced at input `step` (no fd-set request due).
     pub fn check(&mut self, msg: &[u8], step: u64) -> Result<Seen, String> {
+        self.check_with(msg, step, None)
+    }
+
+    /// Checks one complete message produced at input `step`; `sets`: the world's fd sets and
+    /// the number of monitor connections open, against which a due fd-set reply is worked
+    /// out (and which its request then changes).
+    pub fn check_with(
+        &mut self,
+        msg: &[u8],
+        step: u64,
+        mut sets: Option<(&mut FdSets, usize)>,
+    ) -> Result<Seen, String> {
         self.messages += 1;
         validate_message(msg).map_err(|e| {
             format!(
@@ -318,11 +362,25 @@ impl ConnModel {
                 continue;
             }
             let q = match lane {
-                ReplyLane::Immediate => &mut self.immediate,
-                ReplyLane::InBand => &mut self.inband,
+                ReplyLane::Immediate => &self.immediate,
+                ReplyLane::InBand => &self.inband,
             };
-            if q.front().is_some_and(|e| e.bytes == msg) {
+            let Some(front) = q.front() else {
+                continue;
+            };
+            let Some((bytes, after)) = self.expected_bytes(front, sets.as_ref()) else {
+                continue;
+            };
+            if *bytes == *msg {
+                if let (Some(after), Some((sets, _))) = (after, sets.as_mut()) {
+                    **sets = after;
+                }
+                let q = match lane {
+                    ReplyLane::Immediate => &mut self.immediate,
+                    ReplyLane::InBand => &mut self.inband,
+                };
                 if let Some(e) = q.pop_front() {
+                    self.fdset_calls.remove(&e.seq);
                     if let Some((n, named)) = e.fd_effect {
                         self.fd_seen[usize::from(n)] = if named {
                             NameState::Named
@@ -346,7 +404,10 @@ impl ConnModel {
             self.inband
                 .iter()
                 .take(3)
-                .map(|e| format!("{} ({})", show(&e.bytes), e.what))
+                .map(|e| match self.expected_bytes(e, sets.as_ref()) {
+                    Some((b, _)) if !b.is_empty() => format!("{} ({})", show(&b), e.what),
+                    _ => format!("({}, worked out when it runs)", e.what),
+                })
                 .collect::<Vec<_>>()
                 .join("\n                 "),
             self.immediate

@@ -12,6 +12,10 @@ use rand_chacha::ChaCha8Rng;
 /// The output limit of the worlds that draw a small one.
 pub const SMALL_OUTPUT_LIMIT: usize = 4 * 1024;
 
+/// The input buffer limit of the worlds that draw a small one: below the biggest read
+/// (`max_read` 200 and 4096), so the bytes a suspension leaves unread in one read can pass it.
+pub const SMALL_INPUT_LIMIT: usize = 128;
+
 /// Upper bound on simulated clients per world (each owns one monitor).
 pub const MAX_CLIENTS: usize = 4;
 
@@ -80,6 +84,13 @@ pub struct Options {
     pub output_limit: usize,
     /// 7.2: chance a well-formed in-band request is `sim-quiet` (no success response).
     pub p_quiet: f64,
+    /// Chance a well-formed request is `add-fd`, `remove-fd` or `query-fdsets` (0 in worlds
+    /// with a small output or input limit: a monitor given up with such a request queued
+    /// would leave the global sets unknown).
+    pub p_fdsets: f64,
+    /// With fd sets: chance per client action of the VM stopping or continuing (fd-set
+    /// cleanup only closes while it runs).
+    pub p_pause: f64,
     /// Human monitors (HMP) beside the QMP clients (people typing at them).
     pub hmp_monitors: usize,
     /// 7.2 worlds with human monitors: the machine is in the preconfig phase (HMP commands
@@ -147,21 +158,29 @@ impl Options {
             output_limit: Config::default().output_limit,
             // Drawn last: the options above stay what they were for every seed.
             p_quiet: pick(&mut rng, 0.3, 0.02, 0.1),
+            p_fdsets: 0.0,
+            p_pause: 0.0,
             hmp_monitors: 0,
             preconfig: false,
         }
         .with_small_output_limit(&mut rng)
+        .with_small_input_limit(&mut rng)
+        .with_fdsets(&mut rng)
         .with_hmp(&mut rng)
     }
 
     /// In one world in three, one or two human monitors; a third of those (7.2 only) in
-    /// the preconfig phase.
+    /// the preconfig phase, where the QMP clients pass no descriptors (`getfd`/`closefd` need
+    /// the machine), use no fd sets (`add-fd` is refused in preconfig) and the run state
+    /// does not change.
     fn with_hmp(mut self, rng: &mut ChaCha8Rng) -> Options {
         if rng.random_bool(1.0 / 3.0) {
             self.hmp_monitors = rng.random_range(1..=2);
             self.preconfig = self.dialect == Dialect::Qemu72 && rng.random_bool(1.0 / 3.0);
             if self.preconfig {
                 self.p_fds = 0.0;
+                self.p_fdsets = 0.0;
+                self.p_pause = 0.0;
             }
         }
         self
@@ -174,6 +193,32 @@ impl Options {
             self.output_limit = SMALL_OUTPUT_LIMIT;
         }
         self
+    }
+
+    /// In one world in five, an input buffer limit of [`SMALL_INPUT_LIMIT`], so the bytes a
+    /// suspension leaves unread make the core give up on the client (`InputLimit`).
+    fn with_small_input_limit(mut self, rng: &mut ChaCha8Rng) -> Options {
+        if rng.random_bool(0.2) {
+            self.input_buffer_limit = SMALL_INPUT_LIMIT;
+        }
+        self
+    }
+
+    /// Fd sets in about half of the worlds that keep the default limits.
+    fn with_fdsets(mut self, rng: &mut ChaCha8Rng) -> Options {
+        let p = pick(rng, 0.6, 0.02, 0.15);
+        let pause = pick(rng, 0.6, 0.005, 0.05);
+        if self.limits_are_default() {
+            self.p_fdsets = p;
+            self.p_pause = if p > 0.0 { pause } else { 0.0 };
+        }
+        self
+    }
+
+    /// No small output or input limit was drawn: the core gives up on no client.
+    pub fn limits_are_default(&self) -> bool {
+        let d = Config::default();
+        self.output_limit == d.output_limit && self.input_buffer_limit == d.input_buffer_limit
     }
 }
 
@@ -204,10 +249,15 @@ impl fmt::Display for Options {
             "  handler_latency_ns={} p_slow_handler={:.3} client_gap_ns={} p_suspend={:.3}",
             self.handler_latency_ns, self.p_slow_handler, self.client_gap_ns, self.p_suspend
         )?;
-        write!(
+        writeln!(
             f,
             "  event_gap_ns={} max_burst={} wall_drift_ppm={} p_wall_jump={:.3} p_fds={:.3} p_quiet={:.3} output_limit={}",
             self.event_gap_ns, self.max_burst, self.wall_drift_ppm, self.p_wall_jump, self.p_fds, self.p_quiet, self.output_limit
+        )?;
+        write!(
+            f,
+            "  input_buffer_limit={} p_fdsets={:.3} p_pause={:.3}",
+            self.input_buffer_limit, self.p_fdsets, self.p_pause
         )?;
         if self.hmp_monitors > 0 {
             write!(

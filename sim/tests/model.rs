@@ -149,3 +149,48 @@ fn with_oob_on_an_immediate_reply_may_overtake_an_in_band_one() {
     assert_eq!(m.check(&slow, 2), Ok(Seen::Reply(ReplyLane::InBand)));
     assert!(!m.twin_of_overtakable(&slow));
 }
+
+/// An fd-set reply is worked out when it is checked, from the sets as they are then (another
+/// monitor's `add-fd` may have run since the request was sent), and the request's effect is
+/// applied only when its reply matched.
+#[test]
+fn fd_set_replies_are_worked_out_from_the_sets_when_checked() {
+    use qmp_sim::fdsets::{FdSetCall, FdSetOp, FdSets};
+    let mut m = greeted();
+    let add = FdSetCall {
+        op: FdSetOp::Add {
+            fd: Some(1001),
+            set: None,
+            opaque: None,
+        },
+        id: Some(J::Int(5)),
+        pretty: false,
+    };
+    let seq = m.push(in_band(Vec::new(), "add-fd", false));
+    m.set_fdset_call(seq, add);
+    let mut sets = FdSets::default();
+    // Another monitor's add-fd took set 0 in the meantime.
+    let other = FdSetCall {
+        op: FdSetOp::Add {
+            fd: Some(1000),
+            set: None,
+            opaque: None,
+        },
+        id: None,
+        pretty: false,
+    };
+    sets.execute(&other, 2);
+    let stale = b"{\"return\": {\"fd\": 1001, \"fdset-id\": 0}, \"id\": 5}\r\n";
+    let e = m.check_with(stale, 1, Some((&mut sets, 2))).unwrap_err();
+    assert!(e.starts_with("unexpected reply"), "{e}");
+    assert!(
+        !sets.holds(1001),
+        "a reply that did not match changes nothing"
+    );
+    let right = b"{\"return\": {\"fd\": 1001, \"fdset-id\": 1}, \"id\": 5}\r\n";
+    assert_eq!(
+        m.check_with(right, 2, Some((&mut sets, 2))),
+        Ok(Seen::Reply(ReplyLane::InBand))
+    );
+    assert!(sets.holds(1001) && m.outstanding() == 0);
+}

@@ -429,6 +429,8 @@ impl<C: Core> World<C> {
         }
         self.hmp.people[i].conn = None;
         self.hmp.people[i].plan.clear();
+        // A human monitor's close is counted by QEMU's fd-set cleanup like a QMP one's.
+        self.fdsets.cleanup(self.open_sessions());
         self.apply(Input::Close { monitor: m })?;
         if self.phase == Phase::Safety && self.hmp.lines_left > 0 {
             let at = self.now + self.rng.random_range(0..5_000_000);
@@ -759,13 +761,18 @@ impl<C: Core> World<C> {
         }
     }
 
-    /// Every person leaves, then every human monitor is destroyed.
-    pub(super) fn hmp_close_all(&mut self) -> Result<(), Failure> {
+    /// Every person leaves.
+    pub(super) fn hmp_leave_all(&mut self) -> Result<(), Failure> {
         for i in 0..self.hmp.people.len() {
             if self.hmp.people[i].conn.is_some() {
                 self.hmp_close(i)?;
             }
         }
+        Ok(())
+    }
+
+    /// The process exits: every human monitor is destroyed.
+    pub(super) fn hmp_destroy_all(&mut self) -> Result<(), Failure> {
         for i in 0..self.hmp.people.len() {
             if self.hmp.people[i].epoch > 0 {
                 let m = self.hmp.people[i].monitor;

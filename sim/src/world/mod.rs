@@ -1,7 +1,8 @@
 //! The simulated world around one server: clients and their network, the main loop's
 //! dispatcher and handlers, event sources, clocks and descriptors. This module drives it; the
 //! oracles that run after every input are in `oracles.rs` (intent-free invariants, shared with
-//! the checker, in [`crate::invariants`]).
+//! the checker, in [`crate::invariants`]); the run state, fd-set cleanup and limit-disconnect
+//! checks in `fd_sets.rs`.
 //!
 //! Everything is driven from one seeded ChaCha generator and an agenda of timed actions; the
 //! loop always jumps to the earliest pending action (no busy stepping). The world never looks at
@@ -22,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::ClientGen;
 use crate::events::{SimEvent, ThrottleModel};
 use crate::failure::{panic_text, Failure};
+use crate::fdsets::FdSets;
 use crate::invariants::dispatcher_free as invariants_dispatcher;
 use crate::model::{ConnModel, ExpectCall, NameState};
 use crate::options::Options;
@@ -29,6 +31,7 @@ use crate::registry::{call_result, empty_return, ECHO, OOB_ECHO, OOB_TEST, QUIET
 use crate::sut::Core;
 use crate::wire::{server_message, J};
 
+mod fd_sets;
 mod hmp;
 mod oracles;
 
@@ -81,16 +84,17 @@ struct Conn {
     written: u64,
     ext_suspends: u32,
     closing: bool,
-    /// The core gave up on this client at its output limit: its output was dropped, and the
-    /// model's expectations are void (the connection is being closed).
+    /// The core gave up on this client at its output or input limit: its output was dropped,
+    /// and the model's expectations are void (the connection is being closed).
     given_up: bool,
     waiting: bool,
     /// The x-oob-test unlock of this connection has not reached its handler yet.
     unlock_due: bool,
     /// Request bytes handed to the server so far.
     tx_sent: u64,
-    /// Absolute request-byte positions that carry one descriptor (`getfd`).
-    fd_marks: VecDeque<u64>,
+    /// Absolute request-byte positions that carry one descriptor (`getfd`, `add-fd`), with
+    /// the descriptor's number.
+    fd_marks: VecDeque<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -239,6 +243,12 @@ pub struct World<C: Core> {
     served: Option<MonitorId>,
     /// The human monitors and their people.
     hmp: hmp::Hmps,
+    /// The fd-set model (global, like QEMU's) and the VM run state it depends on.
+    fdsets: FdSets,
+    /// Descriptors the core closed in the current input.
+    closed_now: Vec<u64>,
+    /// The monitor the current input (a `Receive`) reads from.
+    receiving: Option<MonitorId>,
 }
 
 impl<C: Core> World<C> {
@@ -289,6 +299,9 @@ impl<C: Core> World<C> {
             served: None,
             hmp,
             opts,
+            fdsets: FdSets::default(),
+            closed_now: Vec::new(),
+            receiving: None,
         }
     }
 
@@ -508,6 +521,9 @@ impl<C: Core> World<C> {
             self.schedule(at, Action::Resume(i, epoch));
             self.apply(Input::Suspend { monitor: m })?;
         }
+        if self.opts.p_pause > 0.0 && self.rng.random_bool(self.opts.p_pause) {
+            self.toggle_run_state()?;
+        }
         let lock_busy = self.clients[i].conn.as_ref().is_some_and(|c| c.unlock_due);
         if !lock_busy && self.rng.random_bool(self.opts.p_disconnect) {
             // Sometimes mid-message: part of a request goes out, then the connection drops.
@@ -559,17 +575,31 @@ impl<C: Core> World<C> {
                 let at = self.now + gap.max(1_000);
                 self.schedule(at, Action::ClientAct(i));
             }
-            Some(p) => {
+            Some(mut p) => {
                 self.requests_left = self.requests_left.saturating_sub(1);
                 if p.fd {
-                    conn.fd_marks.push_back(conn.tx_sent + conn.tx.len() as u64);
+                    self.next_fd += 1;
+                    let fd = self.next_fd;
+                    conn.fd_marks
+                        .push_back((conn.tx_sent + conn.tx.len() as u64, fd));
+                    if let Some(crate::fdsets::FdSetOp::Add {
+                        fd: f @ Some(_), ..
+                    }) = p.fdset.as_mut().map(|c| &mut c.op)
+                    {
+                        *f = Some(fd);
+                        client.gen.added_fd(fd);
+                    }
                 }
                 conn.tx.extend(&p.bytes);
                 if p.lock {
                     conn.unlock_due = true;
                 }
+                let mut last = None;
                 for e in p.expects {
-                    conn.model.push(e);
+                    last = Some(conn.model.push(e));
+                }
+                if let (Some(call), Some(seq)) = (p.fdset, last) {
+                    conn.model.set_fdset_call(seq, call);
                 }
                 for call in p.calls {
                     if let Some(tag) = call.tag {
@@ -654,6 +684,7 @@ impl<C: Core> World<C> {
         if let Some(conn) = self.clients[i].conn.take() {
             self.clients[i].names = conn.model.names_at_close();
         }
+        self.fdsets.cleanup(self.open_sessions());
         self.apply(Input::Close { monitor: m })?;
         self.check_names_kept(i)?;
         if unlock_due {
@@ -691,13 +722,22 @@ impl<C: Core> World<C> {
         let bytes: Vec<u8> = conn.tx.drain(..n).collect();
         let mut fds = Vec::new();
         conn.tx_sent += n as u64;
-        while conn.fd_marks.front().is_some_and(|&at| at < conn.tx_sent) {
-            conn.fd_marks.pop_front();
-            self.next_fd += 1;
-            self.fds.insert(self.next_fd, false);
-            fds.push(FdId(self.next_fd));
+        while conn
+            .fd_marks
+            .front()
+            .is_some_and(|&(at, _)| at < conn.tx_sent)
+        {
+            if let Some((_, fd)) = conn.fd_marks.pop_front() {
+                self.fds.insert(fd, false);
+                fds.push(FdId(fd));
+            }
         }
-        if faults && self.rng.random_bool(self.opts.p_fds) {
+        // No stray descriptors while an `add-fd` is due: a later read's would replace its
+        // own before it runs, and the reply names the descriptor.
+        if faults
+            && self.rng.random_bool(self.opts.p_fds)
+            && !conn.model.inband.iter().any(|e| e.what == "add-fd")
+        {
             for _ in 0..self.rng.random_range(1..=3) {
                 self.next_fd += 1;
                 self.fds.insert(self.next_fd, false);
@@ -869,6 +909,10 @@ impl<C: Core> World<C> {
                 _ => None,
             };
             self.hmp.during = hmp::during(&input);
+            self.receiving = match &input {
+                Input::Receive { monitor, .. } => Some(*monitor),
+                _ => None,
+            };
             let now = Instant(self.now);
             let core = &mut self.core;
             let r = catch_unwind(AssertUnwindSafe(|| core.handle(now, input)));
@@ -891,6 +935,7 @@ impl<C: Core> World<C> {
             self.drain()?;
             self.check_output()?;
             self.hmp_check_output()?;
+            self.settle_fdset_closes()?;
             self.check_invariants()?;
         }
         for i in 0..self.clients.len() {
@@ -966,6 +1011,7 @@ impl<C: Core> World<C> {
                 }
                 Output::CloseFd(fd) => {
                     self.digest.num(fd.0);
+                    self.closed_now.push(fd.0);
                     match self.fds.get_mut(&fd.0) {
                         Some(closed @ false) => *closed = true,
                         Some(true) => {
@@ -993,10 +1039,7 @@ impl<C: Core> World<C> {
                         )));
                     }
                     if let DisconnectReason::InputLimit { limit } = reason {
-                        return Err(self.fail(Failure::correctness(
-                            "input-limit",
-                            format!("input limit {limit} hit on a human monitor the world only reads while wants_read"),
-                        )));
+                        self.check_input_limit_of(monitor, limit, None)?;
                     }
                     self.hmp_disconnect(monitor);
                 }
@@ -1011,12 +1054,8 @@ impl<C: Core> World<C> {
                         )));
                     };
                     if let DisconnectReason::InputLimit { limit } = reason {
-                        return Err(self.fail(Failure::correctness(
-                            "input-limit",
-                            format!(
-                                "input limit {limit} hit although the world only reads while wants_read"
-                            ),
-                        )));
+                        let sent = self.clients[i].conn.as_ref().map_or(0, |c| c.tx_sent);
+                        self.check_input_limit_of(monitor, limit, Some(sent))?;
                     }
                     // The shim closes the connection and reports it.
                     let epoch = self.clients[i].epoch;
@@ -1229,14 +1268,17 @@ impl<C: Core> World<C> {
         }
     }
 
-    /// Every client leaves, then the process exits: each monitor is destroyed, which closes
-    /// its named fds.
+    /// Every client and person leaves, then the process exits: each monitor is destroyed,
+    /// which closes its named fds.
     fn close_all(&mut self) -> Result<(), Failure> {
+        self.run_before_exit()?;
         for i in 0..self.clients.len() {
             if self.clients[i].conn.is_some() {
                 self.close_conn(i)?;
             }
         }
+        self.hmp_leave_all()?;
+        self.last_close_cleans_up()?;
         for i in 0..self.clients.len() {
             if self.clients[i].epoch > 0 {
                 let m = self.clients[i].monitor;
@@ -1245,6 +1287,6 @@ impl<C: Core> World<C> {
                 self.apply(Input::Destroy { monitor: m })?;
             }
         }
-        self.hmp_close_all()
+        self.hmp_destroy_all()
     }
 }

@@ -21,6 +21,7 @@ impl<C: Core> World<C> {
         let step = self.step;
         // Clients waiting for a reply that came: they act again now.
         let mut answered = Vec::new();
+        let open = self.open_sessions();
         for i in 0..self.clients.len() {
             let m = self.clients[i].monitor;
             let pending = self.core.pending_output(m);
@@ -40,12 +41,12 @@ impl<C: Core> World<C> {
                 continue;
             };
             if conn.given_up {
-                // Dropped at the output limit: only the core's own invariants apply now.
+                // Dropped at the output or input limit: only the core's own invariants apply.
                 if !pending.is_empty() {
                     return Err(Failure::correctness(
                         "output-after-give-up",
                         format!(
-                            "monitor {}: {} bytes pending after the output-limit disconnect",
+                            "monitor {}: {} bytes pending after a limit disconnect",
                             m.0,
                             pending.len()
                         ),
@@ -92,7 +93,10 @@ impl<C: Core> World<C> {
             }
             for msg in msgs {
                 self.messages += 1;
-                match conn.model.check(&msg, step) {
+                match conn
+                    .model
+                    .check_with(&msg, step, Some((&mut self.fdsets, open)))
+                {
                     Err(e) => {
                         return Err(Failure::correctness(
                             "reference-model",
