@@ -294,3 +294,18 @@ fn pending_fd_replacement_counted() {
     assert_eq!(w.closed_fds, vec![FdId(1), FdId(2)]);
     assert_eq!(w.server.probes().pending_fds_replaced, 2);
 }
+
+/// 2.12 answers a parser error with the parser's own text and a lexer error with `Invalid
+/// JSON syntax`, both at once and without id (spec §13.2.2).
+#[test]
+fn dialect_212_parse_errors_keep_their_text() {
+    let mut w = World::new(Config::qemu212());
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(m, b"} %p ");
+    assert_eq!(
+        w.take(m),
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n\
+         {\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid JSON syntax\"}}\r\n"
+    );
+}
