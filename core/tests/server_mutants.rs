@@ -309,3 +309,35 @@ fn dialect_212_parse_errors_keep_their_text() {
          {\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid JSON syntax\"}}\r\n"
     );
 }
+
+/// 2.12 never suspends a monitor on a full queue (it drops instead), so taking a request off
+/// a full queue resumes nothing: an external suspension stays in force.
+#[test]
+fn dialect_212_full_queue_pop_leaves_an_external_suspension() {
+    let mut w = World::new(Config::qemu212());
+    let m = w.open(1, true, false);
+    w.take(m);
+    w.send(
+        m,
+        b"{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}",
+    );
+    assert_eq!(w.take(m), "{\"return\": {}}\r\n");
+    w.dispatcher_running = false;
+    for i in 0..8 {
+        w.send(
+            m,
+            format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+        );
+    }
+    assert_eq!(w.server.queue_len(m), 8);
+    w.input(Input::Suspend { monitor: m });
+    w.send(m, b"{\"execute\": \"query-name\", \"id\": 8}");
+    w.dispatcher_running = true;
+    w.settle();
+    let out = w.take(m);
+    assert_eq!(out.matches("\"return\"").count(), 8, "{out}");
+    assert!(!out.contains("\"id\": 8"), "{out}");
+    assert_eq!(w.server.suspend_count(m), 1);
+    w.input(Input::Resume { monitor: m });
+    assert_eq!(w.take(m), "{\"return\": {}, \"id\": 8}\r\n");
+}
