@@ -62,7 +62,16 @@ fn a_zero_period_rule_throttles_nothing() {
         ..Config::default()
     });
     let m = w.negotiated(1, true);
-    w.event("STOP", Object::new(), ts(1));
+    // Right after the event, before any other input: no state, no timer to wake up for.
+    let stop = |s| Input::Event {
+        name: "STOP".into(),
+        data: Object::new(),
+        timestamp: ts(s),
+    };
+    assert_eq!(handle_unread(&mut w, stop(1)), vec![Output::Transmit(m)]);
+    assert_eq!(w.server.throttle_states(), 0);
+    assert_eq!(w.server.poll_timeout(), None);
+    w.settle();
     w.event("STOP", Object::new(), ts(2));
     assert_eq!(
         w.take(m),
