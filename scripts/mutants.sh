@@ -5,7 +5,7 @@
 #
 # Usage: scripts/mutants.sh [extra cargo-mutants args, e.g. --re REGEX or --list]
 #   MUTANTS_SEEDS  simulator seeds run per mutant (default below; see docs/mutants.md for why)
-#   MUTANTS_JOBS   parallel mutant builds (default 1: the machine has 2 shared cores)
+#   MUTANTS_JOBS   parallel mutant builds (default 2, one per core; each has its own build dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +50,8 @@ args+=(--cargo-arg=--no-default-features)
 # test is reproduced outside cargo-mutants anyway (docs/mutants.md).
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
 # Timeouts: a mutant that loops forever is cut off after the larger of a minute and five times
-# the unmutated run's test time (cargo-mutants' own multiplier), not after cargo's default.
+# the unmutated run's test time (cargo-mutants' multiplier); cargo-mutants' own floor of 20 s
+# is too short for a test run on the loaded machine, which would count as a false timeout.
 args+=(--minimum-test-timeout 60 --jobs "${MUTANTS_JOBS:-2}")
 
 exec nice -n 10 "$CARGO" mutants "${args[@]}" "$@" -- -- --include-ignored
