@@ -8,6 +8,7 @@
 #   make loom     loom models of the io/ shim
 #   make bench    qmpd (std and tokio runtimes) side by side with QEMU 7.2
 #   make compat   differential suite against real QEMU 7.2
+#   make mutants  mutation testing of the request path, about an hour (docs/mutants.md; not in make test)
 
 CARGO ?= cargo
 SEEDS ?= 10000
@@ -15,7 +16,7 @@ SIM_CI_SEEDS ?= 20000
 T ?= json_stream
 S ?= 60
 
-.PHONY: all build run test test-rust lint sim sim-ci planted-free sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps
+.PHONY: all build run test test-rust lint sim sim-ci planted-free sim-smoke fuzz fuzz-smoke loom bench bench-core compat deps mutants
 
 all: build
 
@@ -79,3 +80,6 @@ bench: deps
 
 bench-core:
 	$(CARGO) bench -p qmp-core
+
+mutants:
+	bash scripts/mutants.sh

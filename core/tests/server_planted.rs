@@ -229,3 +229,82 @@ fn hmp_bare_newline() {
         w.send(m, b"help info\r");
     });
 }
+
+// ---- what each planted bug does, exactly (docs/mutants.md: a mutant of the planted code
+// that changes the bug into another wrong behaviour is caught here, not by `check`) ----
+
+fn planted(bug: PlantedBug) -> World {
+    World::new(Config {
+        planted_bug: Some(bug),
+        ..Config::default()
+    })
+}
+
+/// The queue is full one request late: 8 waiting requests leave the monitor reading, the
+/// 9th suspends it.
+#[test]
+fn queue_limit_off_by_one_suspends_at_nine() {
+    let mut w = planted(PlantedBug::QueueLimitOffByOne);
+    let m = w.negotiated(1, true);
+    w.dispatcher_running = false;
+    for i in 0..8 {
+        w.send(
+            m,
+            format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+        );
+    }
+    assert_eq!((w.server.queue_len(m), w.server.suspend_count(m)), (8, 0));
+    w.send(m, b"{\"execute\": \"query-name\", \"id\": 8}");
+    assert_eq!((w.server.queue_len(m), w.server.suspend_count(m)), (9, 1));
+}
+
+/// The pending event is lost at the period end and the period restarts empty: the key stays
+/// throttled, so an event in the new period is held, not sent.
+#[test]
+fn last_throttled_event_dropped_restarts_the_period_empty() {
+    let mut w = planted(PlantedBug::LastThrottledEventDropped);
+    let m = w.negotiated(1, true);
+    let t0 = w.now;
+    w.event("RTC_CHANGE", Object::new(), TS);
+    w.event("RTC_CHANGE", Object::new(), TS);
+    assert_eq!(w.take(m).matches("RTC_CHANGE").count(), 1);
+    w.now = t0.plus_nanos(1_000_000_000);
+    w.input(Input::Tick);
+    assert_eq!(w.take(m), "", "the pending event is dropped");
+    assert_eq!(w.server.throttle_states(), 1);
+    assert_eq!(w.server.poll_timeout(), Some(t0.plus_nanos(2_000_000_000)));
+    w.event("RTC_CHANGE", Object::new(), TS);
+    assert_eq!(w.take(m), "", "held by the restarted period");
+}
+
+/// The dispatcher always serves the lowest monitor id with work instead of going round.
+#[test]
+fn round_robin_broken_serves_the_lowest_id_first() {
+    let mut w = planted(PlantedBug::RoundRobinBroken);
+    let a = w.negotiated(1, true);
+    let b = w.negotiated(2, true);
+    w.dispatcher_running = false;
+    for (m, n) in [(a, 2), (b, 2)] {
+        for i in 0..n {
+            w.send(
+                m,
+                format!("{{\"execute\": \"query-name\", \"id\": {i}}}").as_bytes(),
+            );
+        }
+    }
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        w.server.handle(w.now, Input::NextInBand).unwrap();
+        while let Some(o) = w.server.poll_output() {
+            if let Output::Call(call) = o {
+                order.push(call.monitor.0);
+                let done = Input::Complete {
+                    call: call.id,
+                    result: CallResult::Return(qmp_core::json::Value::Object(Object::new())),
+                };
+                w.server.handle(w.now, done).unwrap();
+            }
+        }
+    }
+    assert_eq!(order, vec![1, 1, 2, 2]);
+}

@@ -24,7 +24,7 @@ fn missed_marks(probes: &BTreeMap<String, u64>) -> Vec<String> {
         .chain(
             qmp_sim::world::HMP_MARKS
                 .iter()
-                .filter(|m| !probes.get(**m).is_some_and(|&n| n > 0))
+                .filter(|m| probes.get(**m).is_none_or(|&n| n == 0))
                 .map(|m| m.to_string()),
         )
         .collect()
