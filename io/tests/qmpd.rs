@@ -231,7 +231,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn accept_out_of_descriptors_backs_off_and_recovers() {
     let dir = temp_dir();
     let sock = dir.join("qmp.sock");
-    let mut child = Command::new("sh")
+    // In a `Daemon`, so that qmpd is killed even when an assertion below fails.
+    let child = Command::new("sh")
         .arg("-c")
         .arg(format!(
             "ulimit -n 16; exec {} --listen unix:{},clients=32 --log error",
@@ -241,6 +242,7 @@ fn accept_out_of_descriptors_backs_off_and_recovers() {
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn");
+    let d = Daemon { child, dir };
     let deadline = Instant::now() + TIMEOUT;
     while !sock.exists() {
         assert!(Instant::now() < deadline, "no socket");
@@ -265,9 +267,9 @@ fn accept_out_of_descriptors_backs_off_and_recovers() {
         served.len()
     );
     // While accept keeps failing, qmpd must not spin: well under half a CPU over a second.
-    let before = cpu_ticks(child.id());
+    let before = cpu_ticks(d.child.id());
     std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(child.id()) - before;
+    let used = cpu_ticks(d.child.id()) - before;
     assert!(
         used < 50,
         "{used} ticks of CPU in one second while out of descriptors"
@@ -281,9 +283,6 @@ fn accept_out_of_descriptors_backs_off_and_recovers() {
         got,
         "no waiting client was served after a descriptor was freed"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
