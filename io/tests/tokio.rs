@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -248,26 +248,6 @@ fn events_from_another_task_reach_every_negotiated_client() {
             mask_ts("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 1}, \"event\": \"MY_EVENT\", \"data\": {\"x\": 1}}\r\n")
         );
     }
-}
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    rustix::pipe::pipe().expect("pipe")
-}
-
-/// True when every writer of the pipe has been closed (read returns 0) within `limit`.
-fn writer_closed(read_end: &OwnedFd, limit: Duration) -> bool {
-    rustix::io::ioctl_fionbio(read_end, true).expect("nonblock");
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let mut b = [0u8; 16];
-        match rustix::io::read(read_end, &mut b) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(rustix::io::Errno::AGAIN) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    false
 }
 
 #[test]

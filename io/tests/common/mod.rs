@@ -270,3 +270,25 @@ pub fn send_with_fds(sock: &UnixStream, bytes: &[u8], fds: &[std::os::fd::Borrow
     .expect("sendmsg");
     assert_eq!(n, bytes.len());
 }
+
+/// A pipe, whose write end a test passes with SCM_RIGHTS and whose read end tells when every
+/// copy of the write end was closed (see [`writer_closed`]).
+pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    rustix::pipe::pipe().expect("pipe")
+}
+
+/// True when every writer of the pipe has been closed (read returns 0) within `limit`.
+pub fn writer_closed(read_end: &std::os::fd::OwnedFd, limit: Duration) -> bool {
+    rustix::io::ioctl_fionbio(read_end, true).expect("nonblock");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let mut b = [0u8; 16];
+        match rustix::io::read(read_end, &mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    false
+}
