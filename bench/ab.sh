@@ -12,7 +12,9 @@
 #
 # Knobs (environment): ROUNDS (12), DURATION seconds per run (1), MODE (pipelined), RT=0 to run
 # without `chrt -f 50` (default on, as `RT=1 make bench`), BENCH qmp-bench binary
-# (target/release/qmp-bench, built when missing).
+# (target/release/qmp-bench, built when missing), QMPD_ARGS extra arguments for every qmpd (e.g.
+# `--test-commands` for MODE=oob-latency, whose lock method needs x-oob-test; empty by default, so that builds
+# older than the flag start too).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +44,8 @@ SOCKS=()
 SPIDS=()
 i=0
 for bin in "$@"; do
-    "${PREFIX[@]}" "$bin" --listen "unix:$WORK/q$i.sock" --log warn >/dev/null 2>&1 &
+    # shellcheck disable=SC2086 # QMPD_ARGS is a list of words
+    "${PREFIX[@]}" "$bin" --listen "unix:$WORK/q$i.sock" --log warn ${QMPD_ARGS:-} >/dev/null 2>&1 &
     PIDS+=("$!")
     LABELS+=("$(basename "$bin")#$i")
     SOCKS+=("$WORK/q$i.sock")
