@@ -165,3 +165,26 @@ pub fn hmp_queue(m: MonitorId, queued: usize) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// A monitor whose connection is closed holds no output (`given_up`: the core gave up on it
+/// at its output or input limit and it is waiting for its close; nothing may be queued then
+/// either).
+pub fn nothing_pending(m: MonitorId, pending: &[u8], given_up: bool) -> Result<(), Failure> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let (oracle, state) = if given_up {
+        ("output-after-give-up", "after a limit disconnect")
+    } else {
+        ("output-after-close", "after its close")
+    };
+    Err(Failure::correctness(
+        oracle,
+        format!(
+            "monitor {}: {} bytes pending {state}: {}",
+            m.0,
+            pending.len(),
+            crate::model::show(pending)
+        ),
+    ))
+}

@@ -602,31 +602,13 @@ impl<C: Core> World<C> {
             let m = self.hmp.people[i].monitor;
             let pending = self.core.pending_output(m);
             let Some(conn) = self.hmp.people[i].conn.as_mut() else {
-                if !pending.is_empty() {
-                    return Err(Failure::correctness(
-                        "output-after-close",
-                        format!(
-                            "closed human monitor {} has {} bytes pending",
-                            m.0,
-                            pending.len()
-                        ),
-                    )
-                    .at(self.step, self.now));
-                }
+                invariants::nothing_pending(m, pending, false)
+                    .map_err(|f| f.at(self.step, self.now))?;
                 continue;
             };
             if conn.given_up {
-                if !pending.is_empty() {
-                    return Err(Failure::correctness(
-                        "output-after-give-up",
-                        format!(
-                            "human monitor {}: {} bytes pending after the output-limit disconnect",
-                            m.0,
-                            pending.len()
-                        ),
-                    )
-                    .at(self.step, self.now));
-                }
+                invariants::nothing_pending(m, pending, true)
+                    .map_err(|f| f.at(self.step, self.now))?;
                 conn.produced = conn.written;
                 continue;
             }

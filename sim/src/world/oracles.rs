@@ -26,33 +26,14 @@ impl<C: Core> World<C> {
             let m = self.clients[i].monitor;
             let pending = self.core.pending_output(m);
             let Some(conn) = self.clients[i].conn.as_mut() else {
-                if !pending.is_empty() {
-                    return Err(Failure::correctness(
-                        "output-after-close",
-                        format!(
-                            "closed monitor {} has {} bytes pending: {}",
-                            m.0,
-                            pending.len(),
-                            show(pending)
-                        ),
-                    )
-                    .at(self.step, self.now));
-                }
+                invariants::nothing_pending(m, pending, false)
+                    .map_err(|f| f.at(self.step, self.now))?;
                 continue;
             };
             if conn.given_up {
                 // Dropped at the output or input limit: only the core's own invariants apply.
-                if !pending.is_empty() {
-                    return Err(Failure::correctness(
-                        "output-after-give-up",
-                        format!(
-                            "monitor {}: {} bytes pending after a limit disconnect",
-                            m.0,
-                            pending.len()
-                        ),
-                    )
-                    .at(self.step, self.now));
-                }
+                invariants::nothing_pending(m, pending, true)
+                    .map_err(|f| f.at(self.step, self.now))?;
                 conn.produced = conn.written;
                 conn.model.rx.clear();
                 continue;
